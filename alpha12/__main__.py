@@ -1,0 +1,7 @@
+"""Entry point for `python -m alpha12`."""
+
+import sys
+
+from alpha12.cli import main
+
+sys.exit(main())

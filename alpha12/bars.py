@@ -1,0 +1,152 @@
+"""The one gate for outside market data: validation of OHLCV frames, and resampling.
+
+Every frame from a source or a CSV passes `validate`, which returns the clean bars and every
+rejected row with its reason, so nothing bad is stored and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from alpha12.timeframes import interval_delta, pandas_freq
+
+BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+NUMERIC_COLUMNS = (*PRICE_COLUMNS, "volume")
+_TIME_ALIASES = ("ts", "timestamp", "time", "date", "datetime", "open_time")
+
+
+class BarsError(ValueError):
+    """The frame as a whole cannot be read as bars (e.g. a required column is missing)."""
+
+
+@dataclass
+class Validated:
+    """The outcome of the gate: clean bars, rejected rows with reasons, and what was fixed."""
+
+    bars: pd.DataFrame
+    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "reason"]))
+    duplicates: int = 0  # repeated timestamps; the last valid copy is kept
+    reordered: bool = False  # rows arrived out of order and were sorted
+
+    def reason_counts(self) -> dict[str, int]:
+        counts = self.rejected["reason"].value_counts().to_dict() if len(self.rejected) else {}
+        if self.duplicates:
+            counts["duplicate timestamp (last copy kept)"] = self.duplicates
+        return {str(k): int(v) for k, v in counts.items()}
+
+
+def empty_bars() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in NUMERIC_COLUMNS})
+    frame.insert(0, "ts", pd.Series(dtype="datetime64[us, UTC]"))
+    return frame
+
+
+def validate(frame: pd.DataFrame, interval: str, now: pd.Timestamp | None = None) -> Validated:
+    """Clean bars of `interval` from `frame`, plus the rows rejected and why.
+
+    Raises BarsError only for a frame-level problem (missing columns); every row-level
+    problem becomes a rejected row. With `now`, bars in the future and the still-forming
+    last bar (closing after `now`) are rejected too.
+    """
+    table = _standard_columns(frame)
+    ts = _parse_times(table["ts"])
+    numbers = {
+        c: pd.to_numeric(table[c], errors="coerce").astype("float64") for c in NUMERIC_COLUMNS
+    }
+    reasons = pd.Series(pd.NA, index=table.index, dtype="object")
+    checks = _row_checks(table, ts, numbers, interval, now)
+    for reason, bad in checks:  # the first failing check names the row's reason
+        reasons = reasons.mask(reasons.isna() & bad, reason)
+    ok = reasons.isna().to_numpy()
+    clean = pd.DataFrame({"ts": ts[ok], **{c: numbers[c][ok] for c in NUMERIC_COLUMNS}})
+    reordered = bool(len(clean) > 1 and not clean["ts"].is_monotonic_increasing)
+    before = len(clean)
+    clean = clean.drop_duplicates("ts", keep="last").sort_values("ts", kind="stable")
+    rejected = pd.DataFrame({"row": table.index[~ok], "reason": reasons[~ok].astype(str)})
+    return Validated(
+        clean.reset_index(drop=True),
+        rejected.reset_index(drop=True),
+        before - len(clean),
+        reordered,
+    )
+
+
+def _standard_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    lower = {str(c).strip().lower(): c for c in frame.columns}
+    time_column = next((lower[a] for a in _TIME_ALIASES if a in lower), None)
+    missing = [c for c in NUMERIC_COLUMNS if c not in lower]
+    if time_column is None:
+        missing.insert(0, "timestamp")
+    if missing:
+        found = ", ".join(map(str, frame.columns)) or "none"
+        raise BarsError(f"missing column(s): {', '.join(missing)} (found: {found})")
+    table = frame[[time_column, *(lower[c] for c in NUMERIC_COLUMNS)]].copy()
+    table.columns = list(BAR_COLUMNS)
+    return table.reset_index(drop=True)
+
+
+def _parse_times(values: pd.Series) -> pd.Series:
+    """UTC timestamps; numbers are epoch seconds or milliseconds; failures become NaT."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().mean() > 0.5:  # epoch numbers, or the text of them a CSV holds
+            unit = "ms" if numbers.abs().median() > 1e11 else "s"
+            parsed = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
+        else:
+            parsed = pd.to_datetime(
+                values.astype("string"), utc=True, errors="coerce", format="mixed"
+            )
+    if parsed.dt.tz is None:
+        parsed = parsed.dt.tz_localize("UTC")
+    return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def _row_checks(table, ts, numbers, interval, now):
+    """(reason, boolean mask) pairs in the order a row is judged."""
+    delta = interval_delta(interval)
+    o, h, low, c, v = (numbers[k] for k in NUMERIC_COLUMNS)
+    raw_missing = table[list(NUMERIC_COLUMNS)].isna().any(axis=1)
+    not_numeric = pd.concat([numbers[k].isna() for k in NUMERIC_COLUMNS], axis=1).any(axis=1)
+    infinite = pd.concat([np.isinf(numbers[k]) for k in NUMERIC_COLUMNS], axis=1).any(axis=1)
+    checks = [
+        ("unparseable timestamp", ts.isna()),
+        ("missing value", raw_missing),
+        ("non-numeric value", not_numeric & ~raw_missing),
+        ("infinite value", infinite),
+        ("non-positive price", (o <= 0) | (h <= 0) | (low <= 0) | (c <= 0)),
+        ("high below open/close", h < np.maximum(o, c)),
+        ("low above open/close", low > np.minimum(o, c)),
+        ("negative volume", v < 0),
+        (
+            "timestamp off the interval grid",
+            ts.notna() & (ts.dt.floor(pandas_freq(interval)) != ts),
+        ),
+    ]
+    if now is not None:
+        checks.append(("bar in the future", ts > now))
+        checks.append(("bar still forming", ts + delta > now))
+    return checks
+
+
+def resample(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
+    """Coarser bars from finer ones: left-labelled, UTC-aligned, first/max/min/last/sum.
+
+    A bucket is emitted only once it has closed, i.e. when the finer bars reach its end,
+    so a resample never invents a still-forming bar.
+    """
+    if frame.empty:
+        return empty_bars()
+    finer = frame["ts"].diff().min() if len(frame) > 1 else interval_delta(interval)
+    grouped = frame.set_index("ts").resample(pandas_freq(interval), label="left", closed="left")
+    coarse = grouped.agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    ).dropna(subset=["open"])
+    last_close = frame["ts"].iloc[-1] + finer
+    coarse = coarse[coarse.index + interval_delta(interval) <= last_close]
+    return coarse.reset_index()

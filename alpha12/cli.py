@@ -1,0 +1,252 @@
+"""`python -m alpha12`: the command line over the services facade.
+
+Expected failures (bad settings, a database held by another process, a bad file) print one
+plain message and exit non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from alpha12.collector import Backoff
+from alpha12.config import SettingsError
+from alpha12.services import Alpha12
+from alpha12.sources import SourceError
+from alpha12.sources.csv_files import CsvFileError
+from alpha12.store import StoreError
+
+EXPECTED_ERRORS = (SettingsError, StoreError, SourceError, CsvFileError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        app = Alpha12.open(db=args.db, config=args.config)
+    except EXPECTED_ERRORS as error:
+        print(f"alpha12: {error}", file=sys.stderr)
+        return 2
+    try:
+        return args.command(app, args)
+    except EXPECTED_ERRORS as error:
+        print(f"alpha12: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        app.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alpha12", description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, help="DuckDB file (default: settings db_path)")
+    parser.add_argument("--config", type=Path, help="settings TOML (default: ./alpha12.toml)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(command=handler)
+        return sub
+
+    collect = command("collect", _collect, "collect bars for every asset and timeframe")
+    mode = collect.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one pass, then exit (default)")
+    mode.add_argument("--follow", action="store_true", help="keep collecting as bars close")
+    imported = command("import-csv", _import_csv, "import a CSV file or a folder of them")
+    imported.add_argument("path", type=Path)
+    imported.add_argument("--asset")
+    imported.add_argument("--interval")
+    status = command("status", _status, "per-pair bars, freshness, performance and model")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    backfill = command("backfill", _backfill, "snapshots and targets for all stored history")
+    backfill.add_argument("--asset")
+    train = command("train", _train, "train models now (all pairs by default)")
+    train.add_argument("--asset")
+    train.add_argument("--interval")
+    run = command("run", _run, "run the engine headless with a live status table")
+    run.add_argument("--for", dest="seconds", type=float, help="stop after SECONDS")
+    monitor = command("monitor", _monitor, "judge every pair and recalibrate the degraded")
+    monitor.add_argument("--once", action="store_true", required=True)
+    retrain = command("retrain", _retrain, "recalibrate one pair now")
+    retrain.add_argument("--asset", required=True)
+    retrain.add_argument("--interval", required=True)
+    retrain.add_argument("--force", action="store_true", help="ignore the cooldown and health")
+    return parser
+
+
+def _progress(fraction: float, message: str) -> None:
+    """A one-line progress bar on the terminal."""
+    filled = int(30 * fraction)
+    print(
+        f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message:<40}", end="", flush=True
+    )
+
+
+def _backfill(app: Alpha12, args) -> int:
+    added = app.backfill(args.asset, _progress)
+    _progress(1.0, "done")
+    print(f"\n{sum(added.values()):,} snapshots added over {len(added)} pairs")
+    return 0
+
+
+def _train(app: Alpha12, args) -> int:
+    rows = app.train(args.asset, args.interval, _progress)
+    _progress(1.0, "done")
+    print()
+    table = pd.DataFrame(rows)[["asset", "interval", "action", "message"]]
+    print(table.to_string(index=False))
+    return 0
+
+
+def _run(app: Alpha12, args) -> int:
+    print(app.market_label)
+    engine = app.engine
+    engine.start()
+    started = time.monotonic()
+    try:
+        while args.seconds is None or time.monotonic() - started < args.seconds:
+            time.sleep(min(5.0, args.seconds or 5.0))
+            print(f"\n{_live_table(app)}", flush=True)
+    finally:
+        engine.stop()
+    print(_live_table(app))
+    return 0
+
+
+def _live_table(app: Alpha12) -> str:
+    warm = app.store.get_state("warm_start") or {}
+    table = app.pair_status()
+    columns = [
+        "asset",
+        "interval",
+        "bars",
+        "trades",
+        "pending",
+        "win_rate",
+        "profit_factor",
+        "status",
+        "cooldown_remaining_s",
+        "model_version",
+        "model_scope",
+    ]
+    header = f"{app.clock.now():%Y-%m-%d %H:%M} UTC  engine {app.engine.state}" + (
+        f"  warm start {warm.get('progress', 0):.0%} {warm.get('message', '')}"
+        if warm and warm.get("progress", 1) < 1
+        else ""
+    )
+    return header + "\n" + table[columns].to_string(index=False, float_format="{:.2f}".format)
+
+
+def _monitor(app: Alpha12, args) -> int:
+    report = app.monitor_once()
+    table = pd.DataFrame(report.values())[
+        ["asset", "interval", "trades", "win_rate", "profit_factor", "status", "action", "message"]
+    ]
+    print(table.to_string(index=False, float_format="{:.2f}".format))
+    return 0
+
+
+def _retrain(app: Alpha12, args) -> int:
+    row = app.retrain(args.asset, args.interval, force=args.force)
+    print(f"{row['asset']} {row['interval']}: {row['action']} {row['message']}")
+    return 0 if row["action"] != "failed" else 1
+
+
+def _collect(app: Alpha12, args) -> int:
+    print(app.market_label)
+    backoff = Backoff()
+    while True:
+        results = app.collect_once(backoff)
+        new = sum(r.new_bars for r in results)
+        errors = [r for r in results if r.error]
+        line = (
+            f"{app.clock.now():%Y-%m-%d %H:%M} UTC  +{new} bars  "
+            f"{app.store.scalar('SELECT count(*) FROM bars'):,} stored  "
+            f"{len(errors)} pair errors"
+        )
+        if not args.follow:
+            print(line)
+            for result in errors:
+                print(f"  {result.asset} {result.interval}: {result.error}")
+            return 1 if errors and len(errors) == len(results) else 0
+        print(f"\r{line}   ", end="", flush=True)
+        time.sleep(1.0)
+
+
+def _import_csv(app: Alpha12, args) -> int:
+    reports = app.import_csv(args.path, args.asset, args.interval)
+    failed = 0
+    for report in reports:
+        if report.error:
+            failed += 1
+            print(f"FAILED {report.path}: {report.error}")
+            continue
+        print(
+            f"{Path(report.path).name}: {report.imported:,} imported, "
+            f"{report.already_stored:,} already stored, {report.duplicates:,} duplicates, "
+            f"{report.rejected_total:,} rejected"
+        )
+        for reason, count in report.rejected.items():
+            print(f"    {count:,} rejected: {reason}")
+    return 1 if failed else 0
+
+
+def _status(app: Alpha12, args) -> int:
+    table = app.pair_status()
+    rows = [_status_row(row) for row in table.to_dict("records")]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "market": app.market_label,
+                    "live": app.live,
+                    "clock": app.clock.now().isoformat(),
+                    "pairs": rows,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(app.market_label)
+    print(f"clock: {app.clock.now():%Y-%m-%d %H:%M:%S} UTC")
+    frame = pd.DataFrame(rows)
+    print(frame.to_string(index=False) if len(frame) else "no pairs")
+    return 0
+
+
+def _status_row(row: dict) -> dict:
+    def stamp(value):
+        return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
+
+    freshness = row["freshness_s"]
+    return {
+        "asset": row["asset"],
+        "interval": row["interval"],
+        "bars": int(row["bars"]),
+        "first_bar": stamp(row["first_bar"]),
+        "last_bar": stamp(row["last_bar"]),
+        "freshness_s": None if freshness is None or math.isnan(freshness) else round(freshness),
+        "rejected": int(row["rejected"]),
+        "win_rate": _number(row["win_rate"]),
+        "profit_factor": _number(row["profit_factor"]),
+        "trades": int(row["trades"]),
+        "pending": int(row["pending"]),
+        "status": row["status"],
+        "cooldown_remaining_s": round(row["cooldown_remaining_s"]),
+        "model_version": None if pd.isna(row["model_version"]) else int(row["model_version"]),
+        "model_scope": row["model_scope"] if isinstance(row["model_scope"], str) else None,
+    }
+
+
+def _number(value) -> float | str | None:
+    """JSON has no NaN or infinity: NaN is null, an infinite profit factor is "inf"."""
+    if value is None or math.isnan(value):
+        return None
+    return "inf" if math.isinf(value) else float(value)

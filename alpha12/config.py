@@ -1,0 +1,292 @@
+"""Typed settings: SEED.md's defaults, overridden by alpha12.toml, then by ALPHA12_* variables.
+
+Every problem in the overrides is collected with its key path and reported in one
+`SettingsError`, so a user fixes a config file in one pass instead of one traceback at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alpha12.timeframes import INTERVALS
+
+SOURCES = ("synthetic", "csv", "yfinance")
+ENV_PREFIX = "ALPHA12_"
+
+
+class SettingsError(ValueError):
+    """Invalid settings; `problems` lists each one as 'key.path: what is wrong'."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class TimeframeSettings:
+    """What counts as healthy, how often to retrain and how trades are shaped on one timeframe."""
+
+    win_rate: float  # minimum recent win rate before the pair counts as degraded
+    profit_factor: float  # minimum recent profit factor
+    min_trades: int  # resolved trades needed before the monitor judges at all
+    cooldown_hours: float  # clock time between two recalibration attempts of a pair
+    min_rows: int  # labelled snapshot rows needed to train a model
+    horizon_bars: int  # a setup expires (and a target resolves) after this many bars
+    tp_mult: float  # take-profit distance in ATRs
+    sl_mult: float  # stop distance in ATRs
+    entry_threshold: float  # calibrated probability needed for a long (1 - it for a short)
+
+    def problems(self, path: str) -> list[str]:
+        checks = [
+            (0 <= self.win_rate <= 1, "win_rate", "must be within [0, 1]"),
+            (self.profit_factor >= 0, "profit_factor", "must be >= 0"),
+            (self.min_trades >= 1, "min_trades", "must be >= 1"),
+            (self.cooldown_hours >= 0, "cooldown_hours", "must be >= 0"),
+            (self.min_rows >= 20, "min_rows", "must be >= 20"),
+            (self.horizon_bars >= 1, "horizon_bars", "must be >= 1"),
+            (self.tp_mult > 0, "tp_mult", "must be > 0"),
+            (self.sl_mult > 0, "sl_mult", "must be > 0"),
+            (0.5 < self.entry_threshold < 1, "entry_threshold", "must be within (0.5, 1)"),
+        ]
+        return [f"{path}.{key}: {message}" for ok, key, message in checks if not ok]
+
+
+def _tf(win_rate, profit_factor, min_trades, cooldown_hours, min_rows, horizon_bars):
+    return TimeframeSettings(
+        win_rate=win_rate,
+        profit_factor=profit_factor,
+        min_trades=min_trades,
+        cooldown_hours=cooldown_hours,
+        min_rows=min_rows,
+        horizon_bars=horizon_bars,
+        tp_mult=1.5,
+        sl_mult=1.5,
+        entry_threshold=0.55,
+    )
+
+
+# SEED.md: thresholds, min trades, cooldown hours and min rows per timeframe.
+SEED_TIMEFRAMES: dict[str, TimeframeSettings] = {
+    "5m": _tf(0.45, 1.0, 50, 2, 300, 12),
+    "15m": _tf(0.48, 1.1, 40, 4, 200, 12),
+    "1h": _tf(0.52, 1.2, 30, 8, 150, 12),
+    "4h": _tf(0.55, 1.3, 20, 24, 100, 12),
+    "1d": _tf(0.58, 1.4, 15, 72, 80, 10),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    assets: tuple[str, ...] = ("BTC", "ETH", "SOL")
+    intervals: tuple[str, ...] = INTERVALS
+    source: str = "synthetic"
+    csv_dir: Path | None = None  # folder of ASSET_INTERVAL.csv files for source = "csv"
+    seed: int = 12  # synthetic market seed
+    replay_speed: float = 600.0  # market seconds per real second for replayed sources
+    replay_start: str | None = None  # ISO time the replay starts at; None picks a default
+    history_days: int = 365  # market days served before the replay start
+    db_path: Path = Path("storage.duckdb")
+    models_dir: Path = Path("runs/timeframe_models")
+    fee_bps: float = 2.0  # per side
+    slippage_bps: float = 1.0  # per side
+    monitor_period_minutes: float = 60.0
+    trade_window: int = 100  # most recent resolved trades the monitor judges
+    n_jobs: int = 2  # joblib workers for training bursts
+    source_timeout_s: float = 30.0
+    yfinance_tickers: dict[str, str] = field(
+        default_factory=lambda: {"BTC": "BTC-USD", "ETH": "ETH-USD", "SOL": "SOL-USD"}
+    )
+    timeframes: dict[str, TimeframeSettings] = field(default_factory=lambda: dict(SEED_TIMEFRAMES))
+
+    @property
+    def round_trip_cost_bps(self) -> float:
+        return 2 * (self.fee_bps + self.slippage_bps)
+
+    def timeframe(self, interval: str) -> TimeframeSettings:
+        return self.timeframes[interval]
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.source not in SOURCES:
+            found.append(f"source: {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.source == "csv" and self.csv_dir is None:
+            found.append("csv_dir: required when source = 'csv'")
+        if not self.assets:
+            found.append("assets: at least one asset is needed")
+        found += [
+            f"intervals: unknown timeframe {i!r} (known: {', '.join(INTERVALS)})"
+            for i in self.intervals
+            if i not in INTERVALS
+        ]
+        for name in ("replay_speed", "monitor_period_minutes", "source_timeout_s"):
+            if getattr(self, name) <= 0:
+                found.append(f"{name}: must be > 0")
+        for name in ("fee_bps", "slippage_bps"):
+            if getattr(self, name) < 0:
+                found.append(f"{name}: must be >= 0")
+        if self.trade_window < 1 or self.n_jobs < 1 or self.history_days < 1:
+            found.append("trade_window, n_jobs and history_days: must be >= 1")
+        for interval, tf in self.timeframes.items():
+            found += tf.problems(f"timeframes.{interval}")
+        return found
+
+    def with_timeframe(self, interval: str, **changes: Any) -> Settings:
+        """A copy with some of one timeframe's settings changed, validated."""
+        updated = dict(self.timeframes)
+        updated[interval] = dataclasses.replace(self.timeframes[interval], **changes)
+        return _validated(dataclasses.replace(self, timeframes=updated))
+
+
+def load_settings(config_path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Defaults, then the TOML file (./alpha12.toml when it exists), then ALPHA12_* variables."""
+    env = os.environ if env is None else env
+    path = config_path or Path(env.get("ALPHA12_CONFIG", "alpha12.toml"))
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    if config_path is not None or path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise SettingsError([f"{path}: file not found"]) from None
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError([f"{path}: not valid TOML ({error})"]) from None
+    _merge(raw, _from_env(env))
+    settings = _build(Settings, raw, "", problems)
+    reported = {problem.split(":")[0] for problem in problems}  # no second word on a bad type
+    problems += [p for p in settings.problems() if p.split(":")[0] not in reported]
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def settings_as_dict(settings: Settings) -> dict[str, Any]:
+    """Plain JSON-friendly values (paths as strings)."""
+    return _plain(dataclasses.asdict(settings))
+
+
+def _validated(settings: Settings) -> Settings:
+    problems = settings.problems()
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def _from_env(env: typing.Mapping[str, str]) -> dict[str, Any]:
+    """ALPHA12_REPLAY_SPEED=60 -> {replay_speed: "60"}; ALPHA12_TIMEFRAMES__5M__WIN_RATE=0.5
+    -> {timeframes: {5m: {win_rate: "0.5"}}}. Values stay strings; _build coerces them."""
+    nested: dict[str, Any] = {}
+    skipped = {"ALPHA12_CONFIG", "ALPHA12_ADMIN_PASSWORD", "ALPHA12_REQUIRE_BROWSER"}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in skipped:
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        target = nested
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> None:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
+    """Instantiate dataclass `cls` from `raw`, coercing types and recording problems."""
+    if not isinstance(raw, dict):
+        problems.append(f"{path or 'settings'}: expected a table, got {raw!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in raw.keys() - fields:
+        problems.append(f"{path}{key}: unknown setting")
+    values = {}
+    for name in fields & raw.keys():
+        values[name] = _coerce(hints[name], raw[name], f"{path}{name}", problems)
+    if cls is Settings and "timeframes" in values:
+        values["timeframes"] = {**SEED_TIMEFRAMES, **values["timeframes"]}
+    try:
+        return cls(**values)
+    except TypeError as error:  # a required TimeframeSettings field is missing
+        problems.append(f"{path.rstrip('.') or 'settings'}: {error}")
+        return None
+
+
+def _coerce(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, path, problems)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            problems.append(f"{path}: expected a list, got {value!r}")
+            return ()
+        return tuple(
+            _coerce(args[0], item.strip() if isinstance(item, str) else item, path, problems)
+            for item in items
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a table, got {value!r}")
+            return {}
+        if args[1] is TimeframeSettings:
+            unknown = [k for k in value if k not in INTERVALS]
+            problems += [
+                f"{path}.{k}: unknown timeframe (known: {', '.join(INTERVALS)})" for k in unknown
+            ]
+            return {
+                k: _build_timeframe(k, v, f"{path}.{k}.", problems)
+                for k, v in value.items()
+                if k in INTERVALS
+            }
+        return {str(k): _coerce(args[1], v, f"{path}.{k}", problems) for k, v in value.items()}
+    return _scalar(hint, value, path, problems)
+
+
+def _build_timeframe(interval: str, raw: Any, path: str, problems: list[str]) -> TimeframeSettings:
+    if not isinstance(raw, dict):
+        problems.append(f"{path.rstrip('.')}: expected a table, got {raw!r}")
+        return SEED_TIMEFRAMES[interval]
+    base = dataclasses.asdict(SEED_TIMEFRAMES[interval]) | raw
+    return _build(TimeframeSettings, base, path, problems) or SEED_TIMEFRAMES[interval]
+
+
+def _scalar(hint: type, value: Any, path: str, problems: list[str]) -> Any:
+    try:
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+                return value.lower() in ("1", "true", "yes")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if hint in (int, float) and isinstance(value, bool):
+            raise ValueError
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        if hint in (int, float, Path, str) and isinstance(value, list | dict):
+            raise ValueError
+        return hint(value)
+    except (TypeError, ValueError):
+        problems.append(f"{path}: expected {hint.__name__}, got {value!r}")
+        return hint() if hint is not Path else Path()

@@ -1,0 +1,311 @@
+"""The background engine: one thread per process that collects and analyses each pair as its
+bars close, runs the monitor every monitor period of clock time, and works the job queue of
+forced retrains — with a heartbeat, and a supervisor that restarts the thread if it dies.
+
+Training never runs on the engine thread: monitor runs and jobs go to one trainer thread (which
+fans out through joblib), so a burst of retrains never stalls the other pairs' cycle.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from alpha12 import pipeline
+from alpha12.clock import WallClock
+from alpha12.collector import Backoff, collect_pair
+from alpha12.monitor import FAILED, Outcome
+from alpha12.timeframes import interval_delta
+from alpha12.warmstart import warm_start
+
+if TYPE_CHECKING:
+    from alpha12.services import Alpha12
+
+TICK_SECONDS = 1.0
+QUEUED, RUNNING, DONE = "queued", "running", "done"
+ENGINE_STATE_KEY = "engine"
+
+
+class Engine:
+    def __init__(self, context: Alpha12, tick_seconds: float = TICK_SECONDS):
+        self.context = context
+        self.store = context.store
+        self.clock = context.clock
+        self.registry = context.registry
+        self.monitor = context.monitor
+        self.tick_seconds = tick_seconds
+        self.backoff = Backoff()
+        self.state = "stopped"
+        self.last_heartbeat: pd.Timestamp | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._supervisor: threading.Thread | None = None
+        self._trainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alpha12-trainer")
+        self._training: Future | None = None
+        self._next_due: dict[tuple[str, str], pd.Timestamp] = {}
+        self._next_monitor: pd.Timestamp | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the engine thread and its supervisor; a second call does nothing."""
+        with self._lock:
+            if self._thread and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._requeue_interrupted_jobs()
+            self._spawn()
+            self._supervisor = threading.Thread(
+                target=self._supervise, daemon=True, name="alpha12-supervisor"
+            )
+            self._supervisor.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop and wait for the thread; a second call does nothing."""
+        self._stop.set()
+        for thread in (self._thread, self._supervisor):
+            if thread and thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout)
+        if self._training and not self._training.done():
+            self._training.exception(timeout)  # let a running retrain finish its writes
+        self.state = "stopped"
+        self._heartbeat()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def _spawn(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="alpha12-engine")
+        self.state = "running"
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+                self.restarts += 1
+                self.state = "restarting"
+                self._event("error", "the engine thread died; restarting it")
+                self._spawn()
+
+    def _run(self) -> None:
+        self._warm_start_if_new()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.tick()
+            self._stop.wait(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+
+    # -- one tick ------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Collect and analyse the pairs whose bar closed, then monitor and jobs if due."""
+        now = self.clock.now()
+        for asset in self.context.universe():
+            for interval in self.context.settings.intervals:
+                if self._due(asset, interval, now):
+                    self._guarded(asset, interval, self._cycle_pair, asset, interval, now)
+        if self._trainer_idle():
+            if self._next_monitor is None:
+                self._next_monitor = now + self._monitor_period()
+            elif now >= self._next_monitor:
+                self._next_monitor = now + self._monitor_period()
+                self._training = self._trainer.submit(self._monitor_run)
+            elif (job := self._claim_job()) is not None:
+                self._training = self._trainer.submit(self._run_job, job)
+        self.context.remember_clock()
+        self._heartbeat()
+
+    def _cycle_pair(self, asset: str, interval: str, now: pd.Timestamp) -> None:
+        if asset in self.context.settings.assets:
+            collect_pair(self.store, self.context.source, asset, interval, now, self.backoff)
+        pipeline.analyze_pair(self.store, self.registry, self.context.settings, asset, interval)
+        last = self.store.last_bar_ts(asset, interval)
+        delta = interval_delta(interval)
+        self._next_due[(asset, interval)] = (last + 2 * delta) if last is not None else now + delta
+
+    def _due(self, asset: str, interval: str, now: pd.Timestamp) -> bool:
+        due = self._next_due.get((asset, interval))
+        return due is None or now >= due
+
+    def _guarded(self, asset, interval, work, *args) -> None:
+        """Run one pair's work; its failure is an event and the loop goes on."""
+        try:
+            work(*args)
+        except Exception as error:
+            self._event(
+                "error",
+                f"{type(error).__name__}: {error}",
+                asset,
+                interval,
+                detail=traceback.format_exc(limit=3),
+            )
+            self._next_due[(asset, interval)] = self.clock.now() + interval_delta(interval)
+
+    def _monitor_period(self) -> pd.Timedelta:
+        return pd.Timedelta(minutes=self.context.settings.monitor_period_minutes)
+
+    def _trainer_idle(self) -> bool:
+        return self._training is None or self._training.done()
+
+    # -- monitor and jobs (trainer thread) -------------------------------------------------
+
+    def _monitor_run(self) -> None:
+        try:
+            report = self.monitor.monitor_all_timeframes(
+                self.context.universe(), self.context.settings.intervals
+            )
+        except Exception as error:
+            self._event("error", f"monitor run failed: {type(error).__name__}: {error}")
+            return
+        for key, row in report.items():
+            if row["action"] in ("recalibrated", "rejected_challenger", "failed"):
+                asset, interval = key.rsplit("_", 1)
+                self._event(
+                    "info" if row["action"] != "failed" else "error",
+                    f"{row['action']}: {row['message']}",
+                    asset,
+                    interval,
+                )
+
+    def request_retrain(self, asset: str, interval: str, requested_by: str = "ui") -> int:
+        """Queue a forced retrain; a pair already queued or running gets that job's id."""
+        with self.store.transaction() as cursor:
+            existing = cursor.execute(
+                "SELECT id FROM jobs WHERE asset = ? AND interval = ? AND kind = 'retrain' "
+                "AND status IN (?, ?) ORDER BY id LIMIT 1",
+                [asset, interval, QUEUED, RUNNING],
+            ).fetchone()
+            if existing:
+                return existing[0]
+            return cursor.execute(
+                "INSERT INTO jobs (kind, asset, interval, requested_at, status, requested_by, "
+                "message) VALUES ('retrain', ?, ?, ?, ?, ?, 'waiting for the trainer') "
+                "RETURNING id",
+                [asset, interval, self.clock.now(), QUEUED, requested_by],
+            ).fetchone()[0]
+
+    def _claim_job(self) -> dict | None:
+        with self.store.transaction() as cursor:
+            row = cursor.execute(
+                "SELECT id, asset, interval FROM jobs WHERE status = ? ORDER BY id LIMIT 1",
+                [QUEUED],
+            ).fetchone()
+            if row is None:
+                return None
+            cursor.execute(
+                "UPDATE jobs SET status = ?, started_at = ?, progress = 0.05, "
+                "message = 'preparing' WHERE id = ?",
+                [RUNNING, self.clock.now(), row[0]],
+            )
+        return {"id": row[0], "asset": row[1], "interval": row[2]}
+
+    def _run_job(self, job: dict) -> None:
+        def progress(fraction: float, message: str) -> None:
+            self._update_job(job["id"], RUNNING, fraction, message)
+
+        asset, interval = job["asset"], job["interval"]
+        now = self.clock.now()
+        try:
+            assessment = self.monitor.assess(asset, interval, now)
+            skip = assessment.decision(forced=True)
+            outcome = (
+                Outcome(skip)
+                if skip
+                else self.monitor.recalibrate_many([assessment], now, "forced", progress)[0]
+            )
+        except Exception as error:
+            outcome, assessment = Outcome(FAILED, f"{type(error).__name__}: {error}"), None
+        if assessment is not None:
+            self.monitor.record(assessment, outcome, now, "forced")
+        status = "failed" if outcome.action == FAILED else DONE
+        self._update_job(job["id"], status, 1.0, f"{outcome.action}: {outcome.message}".strip())
+        self._event(
+            "error" if status == "failed" else "info",
+            f"forced retrain {outcome.action}: {outcome.message}",
+            asset,
+            interval,
+        )
+
+    def _update_job(self, job_id: int, status: str, progress: float, message: str) -> None:
+        finished = self.clock.now() if status in (DONE, "failed") else None
+        with self.store.transaction() as cursor:
+            cursor.execute(
+                "UPDATE jobs SET status = ?, progress = ?, message = ?, "
+                "finished_at = coalesce(?, finished_at) WHERE id = ?",
+                [status, progress, message, finished, job_id],
+            )
+
+    def _requeue_interrupted_jobs(self) -> None:
+        """Jobs left running by a crash go back to the queue instead of hanging forever."""
+        with self.store.transaction() as cursor:
+            cursor.execute(
+                "UPDATE jobs SET status = ?, message = 're-queued after a restart' "
+                "WHERE status = ?",
+                [QUEUED, RUNNING],
+            )
+
+    # -- warm start, heartbeat, events ---------------------------------------------------
+
+    def _warm_start_if_new(self) -> None:
+        if self.store.scalar("SELECT count(*) FROM setups") or self._stop.is_set():
+            return
+        pause, resume = getattr(self.clock, "pause", None), getattr(self.clock, "resume", None)
+        if pause:
+            pause()  # no market time passes unseen while history is being walked
+        try:
+            self.state = "warming up"
+            self.context.collect_once(self.backoff)
+            summary = warm_start(
+                self.monitor,
+                self.context.universe(),
+                list(self.context.settings.intervals),
+                self._warm_progress,
+            )
+            self._event("info", "warm start: " + "; ".join(f"{k} {v}" for k, v in summary.items()))
+        except Exception as error:
+            self._event(
+                "error",
+                f"warm start failed: {type(error).__name__}: {error}",
+                detail=traceback.format_exc(limit=5),
+            )
+        finally:
+            if resume:
+                resume()
+            self.state = "running"
+
+    def _warm_progress(self, fraction: float, message: str) -> None:
+        self.store.set_state("warm_start", {"progress": fraction, "message": message})
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        self.last_heartbeat = WallClock().now()  # real time: a paused replay is still alive
+        self.store.set_state(
+            ENGINE_STATE_KEY,
+            {
+                "state": self.state,
+                "heartbeat_clock": self.clock.now().isoformat(),
+                "heartbeat_wall": self.last_heartbeat.isoformat(),
+                "next_monitor": self._next_monitor.isoformat() if self._next_monitor else None,
+                "restarts": self.restarts,
+            },
+        )
+
+    def _event(
+        self,
+        level: str,
+        message: str,
+        asset: str | None = None,
+        interval: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        try:
+            self.store.log_event(self.clock.now(), level, "engine", message, asset, interval)
+        except Exception:  # the store itself failing must not kill the loop; print instead
+            print(f"alpha12 engine: {message}\n{detail or ''}", flush=True)

@@ -1,0 +1,140 @@
+"""Performance metrics of a list of closed trades: pure functions of their pnl and R multiples.
+
+Inputs are array-likes of per-trade values; NaN entries (trades not resolved yet) are ignored,
+so a label frame's pnl column can be passed as it is.
+"""
+
+import math
+
+import numpy as np
+
+WILSON_Z_95 = 1.959963984540054
+# Bounds how many resampled pnl values the bootstrap holds in memory at once.
+_BOOTSTRAP_CHUNK_VALUES = 2_000_000
+
+
+def win_rate(pnl_pct: np.ndarray) -> float:
+    """Fraction of trades with a positive pnl; NaN with no trades."""
+    pnl = _closed(pnl_pct)
+    return float(np.mean(pnl > 0)) if pnl.size else math.nan
+
+
+def profit_factor(pnl_pct: np.ndarray) -> float:
+    """Gross profit over gross loss; inf with profit and no loss, NaN if both are zero."""
+    pnl = _closed(pnl_pct)
+    return _profit_factor(pnl[pnl > 0].sum(), -pnl[pnl < 0].sum())
+
+
+def expectancy(pnl_pct: np.ndarray) -> float:
+    """Mean pnl per trade, in percent; NaN with no trades."""
+    return _mean(_closed(pnl_pct))
+
+
+def average_r(r_multiples: np.ndarray) -> float:
+    """Mean R multiple per trade; NaN with no trades."""
+    return _mean(_closed(r_multiples))
+
+
+def max_drawdown_r(r_multiples: np.ndarray) -> float:
+    """Largest peak-to-trough fall of the cumulative R curve starting at 0, as a positive number."""
+    equity = np.concatenate([[0.0], np.cumsum(_closed(r_multiples))])
+    return float(np.max(np.maximum.accumulate(equity) - equity))
+
+
+def wilson_interval(wins: int, n: int, z: float = WILSON_Z_95) -> tuple[float, float]:
+    """Wilson score interval for a win rate of wins/n; (NaN, NaN) for n == 0."""
+    if n == 0:
+        return math.nan, math.nan
+    p = wins / n
+    denominator = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denominator
+    half_width = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
+    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+
+
+def bootstrap_profit_factor_interval(
+    pnl_pct: np.ndarray, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the profit factor; (NaN, NaN) with fewer than 2 trades.
+
+    A resample that draws no losing trade has an infinite profit factor: it ranks above every
+    finite value, and quantiles are read without interpolation (inverted CDF), so each bound is
+    an actual resampled value and an upper bound of inf says the sample cannot rule out a
+    lossless record. Resamples drawing only zero-pnl trades have no profit factor and are
+    dropped.
+    """
+    pnl = _closed(pnl_pct)
+    if pnl.size < 2:
+        return math.nan, math.nan
+    gross_profit, gross_loss = _resampled_gross(pnl, n_boot, np.random.default_rng(seed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factors = gross_profit / gross_loss
+    factors = factors[~np.isnan(factors)]
+    if factors.size == 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(factors, [tail, 1 - tail], method="inverted_cdf")
+    return float(low), float(high)
+
+
+def summarize(pnl_pct: np.ndarray, r_multiples: np.ndarray, pending: int = 0) -> dict:
+    """Every headline metric of a trade list, with 95% intervals for win rate and profit factor."""
+    pnl = _closed(pnl_pct)
+    wins = int(np.sum(pnl > 0))
+    win_rate_low, win_rate_high = wilson_interval(wins, pnl.size)
+    profit_factor_low, profit_factor_high = bootstrap_profit_factor_interval(pnl)
+    return {
+        "trades": int(pnl.size),
+        "pending": int(pending),
+        "wins": wins,
+        "losses": int(pnl.size - wins),
+        "win_rate": win_rate(pnl),
+        "win_rate_low": win_rate_low,
+        "win_rate_high": win_rate_high,
+        "profit_factor": profit_factor(pnl),
+        "profit_factor_low": profit_factor_low,
+        "profit_factor_high": profit_factor_high,
+        "expectancy_pct": expectancy(pnl),
+        "average_r": average_r(r_multiples),
+        "max_drawdown_r": max_drawdown_r(r_multiples),
+        "gross_profit_pct": float(pnl[pnl > 0].sum()),
+        "gross_loss_pct": float(-pnl[pnl < 0].sum()),
+    }
+
+
+def format_profit_factor(value: float) -> str:
+    """A profit factor for display: "∞" for inf, "—" for NaN, else two decimals."""
+    if math.isnan(value):
+        return "—"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.2f}"
+
+
+def _closed(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float).ravel()
+    return values[~np.isnan(values)]
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else math.nan
+
+
+def _profit_factor(gross_profit: float, gross_loss: float) -> float:
+    if gross_loss == 0:
+        return math.inf if gross_profit > 0 else math.nan
+    return float(gross_profit / gross_loss)
+
+
+def _resampled_gross(
+    pnl: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gross profit and gross loss of n_boot resamples with replacement, drawn in chunks."""
+    profits, losses = np.maximum(pnl, 0.0), np.maximum(-pnl, 0.0)
+    rows_per_chunk = max(1, _BOOTSTRAP_CHUNK_VALUES // pnl.size)
+    gross_profit, gross_loss = [], []
+    for start in range(0, n_boot, rows_per_chunk):
+        draws = rng.integers(0, pnl.size, size=(min(rows_per_chunk, n_boot - start), pnl.size))
+        gross_profit.append(profits[draws].sum(axis=1))
+        gross_loss.append(losses[draws].sum(axis=1))
+    return np.concatenate(gross_profit), np.concatenate(gross_loss)

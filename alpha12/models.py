@@ -1,0 +1,248 @@
+"""Training, calibration and out-of-sample evaluation of one pair's model.
+
+Pure with respect to storage: `fit` takes a training frame (features, labels and the outcomes
+of both trade directions, with the times they became known) and returns a fitted model with
+its metrics, so the same code trains locally, in a joblib worker, or on a Dask cluster.
+
+No look-ahead: the caller passes only rows whose label was known at `as_of`; the evaluation
+slice is the most recent part, and the rows trained for it are purged of every label that
+was not yet known when the slice began.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import threadpoolctl
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+from sklearn.model_selection import TimeSeriesSplit
+
+from alpha12 import metrics as trade_metrics
+from alpha12.config import TimeframeSettings
+from alpha12.features import FEATURE_NAMES
+
+# These models are small and predict a few rows at a time next to the app's own threads, where
+# OpenMP's per-call thread wake-ups cost far more than they save (measured: a warm-start walk
+# took 122 s with OpenMP threads and 18 s without). Parallelism comes from training several
+# models at once through joblib instead.
+threadpoolctl.threadpool_limits(1, user_api="openmp")
+
+ISOTONIC_FROM_ROWS = 1000  # isotonic calibration overfits below this; sigmoid is safer
+EVAL_FRACTION = 0.2
+MIN_EVAL_ROWS = 30
+CV_SPLITS = 3
+RELIABILITY_BINS = 10
+MODEL_PARAMS = {
+    "learning_rate": 0.08,
+    "max_iter": 80,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+    "early_stopping": False,  # its random validation split would leak the future
+}
+
+
+@dataclass(frozen=True)
+class Insufficient:
+    """Not enough labelled rows (or outcomes of only one kind) to train."""
+
+    have: int
+    need: int
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        return self.detail or f"insufficient data: have {self.have}, need {self.need}"
+
+
+@dataclass
+class TrainedModel:
+    estimator: CalibratedClassifierCV
+    features: tuple[str, ...]
+    rows: int
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    metrics: dict
+    importances: dict[str, float]
+    params: dict = field(default_factory=dict)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability that a long setup at each row wins."""
+        return predict_win_probability(self.estimator, features[list(self.features)])
+
+
+def predict_win_probability(estimator, features: pd.DataFrame) -> np.ndarray:
+    return estimator.predict_proba(features.to_numpy(dtype="float64"))[:, 1]
+
+
+def fit(
+    frame: pd.DataFrame, timeframe: TimeframeSettings, seed: int = 0
+) -> TrainedModel | Insufficient:
+    """Train and evaluate on `frame` (one row per bar, oldest first).
+
+    `frame` columns: ts, target_ts, label (1 long wins / 0), pnl_long, pnl_short (percent,
+    NaN if unknown) and the features. Rows with any missing feature (warm-up) are dropped.
+    """
+    rows = frame.dropna(subset=[*FEATURE_NAMES, "label"]).reset_index(drop=True)
+    if len(rows) < timeframe.min_rows:
+        return Insufficient(len(rows), timeframe.min_rows)
+    if rows["label"].nunique() < 2:
+        return Insufficient(
+            len(rows), timeframe.min_rows, "insufficient data: every labelled outcome is the same"
+        )
+    train_part, eval_part = split_for_evaluation(rows)
+    if len(train_part) < timeframe.min_rows // 2 or train_part["label"].nunique() < 2:
+        return Insufficient(
+            len(rows),
+            timeframe.min_rows,
+            "insufficient data: too few rows before the evaluation slice",
+        )
+    try:
+        holdout_model = _calibrated(train_part, timeframe, seed)
+        final = _calibrated(rows, timeframe, seed)
+    except (ValueError, IndexError):  # a time-series fold saw outcomes of one kind only
+        return Insufficient(
+            len(rows),
+            timeframe.min_rows,
+            "insufficient data: a training "
+            "fold holds only wins or only losses; more history is needed",
+        )
+    metrics = evaluate(holdout_model, eval_part, timeframe)
+    metrics.update(
+        train_rows=len(train_part),
+        eval_rows=len(eval_part),
+        eval_start=eval_part["ts"].iloc[0].isoformat(),
+    )
+    importances = _importances(holdout_model, eval_part, seed)
+    return TrainedModel(
+        estimator=final,
+        features=FEATURE_NAMES,
+        rows=len(rows),
+        window_start=rows["ts"].iloc[0],
+        window_end=rows["ts"].iloc[-1],
+        metrics=metrics,
+        importances=importances,
+        params={
+            **MODEL_PARAMS,
+            "calibration": _method(len(rows)),
+            "cv_splits": CV_SPLITS,
+            "cv_gap": timeframe.horizon_bars,
+            "seed": seed,
+        },
+    )
+
+
+def split_for_evaluation(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The most recent slice for evaluation, and the older rows whose labels were known
+    before that slice began (the purge that keeps the evaluation out of sample)."""
+    eval_rows = max(MIN_EVAL_ROWS, int(len(rows) * EVAL_FRACTION))
+    eval_part = rows.iloc[-eval_rows:].reset_index(drop=True)
+    eval_start = eval_part["ts"].iloc[0]
+    older = rows.iloc[:-eval_rows]
+    return older[older["target_ts"] <= eval_start].reset_index(drop=True), eval_part
+
+
+def evaluate(estimator, rows: pd.DataFrame, timeframe: TimeframeSettings) -> dict:
+    """Probability quality and the signal rule's trading result on `rows`."""
+    probability = predict_win_probability(estimator, rows[list(FEATURE_NAMES)])
+    labels = rows["label"].to_numpy()
+    scores = probability_scores(labels, probability)
+    scores.update(signal_results(probability, rows, timeframe))
+    return scores
+
+
+def probability_scores(labels: np.ndarray, probability: np.ndarray) -> dict:
+    both_classes = len(np.unique(labels)) == 2
+    clipped = np.clip(probability, 1e-6, 1 - 1e-6)
+    bins = reliability_bins(labels, probability)
+    return {
+        "roc_auc": float(roc_auc_score(labels, probability)) if both_classes else None,
+        "brier": float(brier_score_loss(labels, probability)),
+        "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
+        "ece": expected_calibration_error(bins, len(labels)),
+        "reliability": bins,
+        "base_rate": float(labels.mean()),
+    }
+
+
+def reliability_bins(labels: np.ndarray, probability: np.ndarray) -> list[dict]:
+    """Equal-width probability bins: mean prediction, observed frequency, count."""
+    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
+    which = np.clip(np.digitize(probability, edges[1:-1]), 0, RELIABILITY_BINS - 1)
+    bins = []
+    for index in range(RELIABILITY_BINS):
+        inside = which == index
+        if inside.any():
+            bins.append(
+                {
+                    "low": float(edges[index]),
+                    "high": float(edges[index + 1]),
+                    "mean_predicted": float(probability[inside].mean()),
+                    "observed": float(labels[inside].mean()),
+                    "count": int(inside.sum()),
+                }
+            )
+    return bins
+
+
+def expected_calibration_error(bins: list[dict], total: int) -> float:
+    return float(
+        sum(b["count"] * abs(b["mean_predicted"] - b["observed"]) for b in bins) / max(total, 1)
+    )
+
+
+def signal_results(
+    probability: np.ndarray, rows: pd.DataFrame, timeframe: TimeframeSettings
+) -> dict:
+    """What the entry rule would have earned on these rows (every qualifying bar a trade)."""
+    long = probability >= timeframe.entry_threshold
+    short = probability <= 1 - timeframe.entry_threshold
+    pnl = np.concatenate([rows["pnl_long"].to_numpy()[long], rows["pnl_short"].to_numpy()[short]])
+    pnl = pnl[~np.isnan(pnl)]
+    return {
+        "signal_trades": len(pnl),
+        "signal_win_rate": trade_metrics.win_rate(pnl),
+        "signal_profit_factor": trade_metrics.profit_factor(pnl),
+    }
+
+
+def _method(rows: int) -> str:
+    return "isotonic" if rows >= ISOTONIC_FROM_ROWS else "sigmoid"
+
+
+def _calibrated(rows: pd.DataFrame, timeframe: TimeframeSettings, seed: int):
+    base = HistGradientBoostingClassifier(**MODEL_PARAMS, random_state=seed)
+    splits = TimeSeriesSplit(n_splits=CV_SPLITS, gap=timeframe.horizon_bars)
+    model = CalibratedClassifierCV(base, method=_method(len(rows)), cv=splits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(
+            rows[list(FEATURE_NAMES)].to_numpy(dtype="float64"),
+            rows["label"].to_numpy(dtype="int64"),
+        )
+    return model
+
+
+def _importances(estimator, rows: pd.DataFrame, seed: int, repeats: int = 3) -> dict[str, float]:
+    """Permutation importance on the evaluation slice: how much the Brier score worsens when
+    one feature's values are shuffled. All shuffled copies go through one predict call, which
+    is many times faster than sklearn's per-feature loop for these small slices."""
+    values, labels = rows[list(FEATURE_NAMES)].to_numpy(dtype="float64"), rows["label"].to_numpy()
+    if len(np.unique(labels)) < 2:
+        return {}
+    rng = np.random.default_rng(seed)
+    n, width = values.shape
+    shuffled = np.repeat(values[None], width * repeats, axis=0)
+    for copy in range(width * repeats):
+        column = copy // repeats
+        shuffled[copy, :, column] = values[rng.permutation(n), column]
+    predicted = estimator.predict_proba(shuffled.reshape(-1, width))[:, 1].reshape(-1, n)
+    worse = ((predicted - labels) ** 2).mean(axis=1).reshape(width, repeats).mean(axis=1)
+    baseline = np.mean((estimator.predict_proba(values)[:, 1] - labels) ** 2)
+    ranked = sorted(zip(FEATURE_NAMES, worse - baseline, strict=True), key=lambda item: -item[1])
+    return {name: float(value) for name, value in ranked}

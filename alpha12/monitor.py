@@ -1,0 +1,357 @@
+"""The performance monitor: judges each pair's recent trades against its timeframe's thresholds
+and decides, and records, whether to recalibrate.
+
+`assess` is the pure rule; `PerformanceMonitor` gathers its inputs from the store, runs the
+recalibrations (a challenger is promoted only if it scores at least as well as the incumbent
+on the same most recent out-of-sample window) and writes every decision to `recalibrations`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from alpha12 import analysis, metrics, models
+from alpha12.clock import Clock
+from alpha12.config import Settings, TimeframeSettings
+from alpha12.registry import ACTIVE, FALLBACK_INTERVAL, REJECTED, Registry, RegistryError
+from alpha12.store import Store, to_json
+
+HEALTHY, DEGRADED, COOLDOWN = "healthy", "degraded", "cooldown"
+INSUFFICIENT_TRADES, NO_MODEL = "insufficient_trades", "no_model"
+RECALIBRATED, REJECTED_CHALLENGER, FAILED = "recalibrated", "rejected_challenger", "failed"
+SKIPPED_COOLDOWN, SKIPPED_TRADES = "skipped_cooldown", "skipped_insufficient_trades"
+SKIPPED_DATA = "skipped_insufficient_data"
+ATTEMPTS = (RECALIBRATED, REJECTED_CHALLENGER, FAILED)  # what starts a cooldown
+
+
+@dataclass
+class Assessment:
+    """One pair's standing at one moment, and what the rule says to do about it."""
+
+    asset: str
+    interval: str
+    summary: dict  # metrics.summarize over the window of recent trades
+    thresholds: TimeframeSettings
+    cooldown_remaining: pd.Timedelta
+    labelled_rows: int
+    model_version: int | None = None
+    model_scope: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.enough_trades:
+            win_rate, pf = self.summary["win_rate"], self.summary["profit_factor"]
+            if win_rate < self.thresholds.win_rate:
+                self.reasons.append(f"win rate {win_rate:.1%} below {self.thresholds.win_rate:.0%}")
+            if pf < self.thresholds.profit_factor:
+                self.reasons.append(
+                    f"profit factor {pf:.2f} below {self.thresholds.profit_factor:.2f}"
+                )
+
+    @property
+    def has_model(self) -> bool:
+        return self.model_version is not None
+
+    @property
+    def enough_trades(self) -> bool:
+        return self.summary["trades"] >= self.thresholds.min_trades
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def in_cooldown(self) -> bool:
+        return self.cooldown_remaining > pd.Timedelta(0)
+
+    @property
+    def enough_data(self) -> bool:
+        return self.labelled_rows >= self.thresholds.min_rows
+
+    @property
+    def status(self) -> str:
+        if not self.has_model:
+            return NO_MODEL
+        if not self.enough_trades:
+            return INSUFFICIENT_TRADES
+        if self.degraded:
+            return COOLDOWN if self.in_cooldown else DEGRADED
+        return HEALTHY
+
+    def decision(self, forced: bool = False) -> str | None:
+        """The skip action, or None when the pair should be (re)trained now."""
+        if forced:
+            return None if self.enough_data else SKIPPED_DATA
+        if self.has_model and not self.enough_trades:
+            return SKIPPED_TRADES
+        if self.has_model and not self.degraded:
+            return HEALTHY
+        if self.in_cooldown:
+            return SKIPPED_COOLDOWN
+        return None if self.enough_data else SKIPPED_DATA
+
+    def as_dict(self) -> dict:
+        return {
+            "asset": self.asset,
+            "interval": self.interval,
+            **{
+                k: self.summary[k]
+                for k in (
+                    "trades",
+                    "pending",
+                    "win_rate",
+                    "profit_factor",
+                    "win_rate_low",
+                    "win_rate_high",
+                    "expectancy_pct",
+                )
+            },
+            "win_rate_threshold": self.thresholds.win_rate,
+            "profit_factor_threshold": self.thresholds.profit_factor,
+            "min_trades": self.thresholds.min_trades,
+            "degraded": self.degraded,
+            "reasons": list(self.reasons),
+            "in_cooldown": self.in_cooldown,
+            "cooldown_remaining_s": self.cooldown_remaining.total_seconds(),
+            "labelled_rows": self.labelled_rows,
+            "min_rows": self.thresholds.min_rows,
+            "status": self.status,
+            "model_version": self.model_version,
+            "model_scope": self.model_scope,
+        }
+
+
+@dataclass
+class Outcome:
+    """What one recalibration attempt (or skip) did."""
+
+    action: str
+    message: str = ""
+    challenger_score: float | None = None
+    incumbent_score: float | None = None
+    new_version: int | None = None
+    metrics_after: dict | None = None
+
+
+def fit_many(frames: list[tuple[pd.DataFrame, TimeframeSettings]], n_jobs: int, seed: int):
+    """Train several models at once through joblib, so the backend (local cores or a cluster)
+    is a setting, not code."""
+    if len(frames) == 1:
+        return [models.fit(frames[0][0], frames[0][1], seed)]
+    return joblib.Parallel(n_jobs=min(n_jobs, len(frames)))(
+        joblib.delayed(models.fit)(frame, timeframe, seed) for frame, timeframe in frames
+    )
+
+
+class PerformanceMonitor:
+    def __init__(
+        self, store: Store, registry: Registry, settings: Callable[[], Settings], clock: Clock
+    ):
+        self.store = store
+        self.registry = registry
+        self.settings = settings  # read at every run, so edited thresholds apply next run
+        self.clock = clock
+
+    # -- judging -------------------------------------------------------------------------
+
+    def assess(self, asset: str, interval: str, now: pd.Timestamp | None = None) -> Assessment:
+        now = now or self.clock.now()
+        settings = self.settings()
+        thresholds = settings.timeframe(interval)
+        served = self.registry.load_timeframe_model(asset, interval)
+        version = served.version if served else None
+        scope = served.scope if served else None
+        trades = self.store.query(
+            """SELECT pnl_pct, r_multiple FROM setups WHERE asset = ? AND interval = ?
+               AND status = 'closed' AND model_version IS NOT DISTINCT FROM ?
+               AND model_scope IS NOT DISTINCT FROM ? AND exit_ts <= ?
+               ORDER BY exit_ts DESC LIMIT ?""",
+            [asset, interval, version, scope, now, settings.trade_window],
+        )
+        pending = self.store.scalar(
+            "SELECT count(*) FROM setups WHERE asset = ? AND interval = ? AND status = 'open'",
+            [asset, interval],
+        )
+        summary = metrics.summarize(
+            trades["pnl_pct"].to_numpy(), trades["r_multiple"].to_numpy(), pending=int(pending)
+        )
+        return Assessment(
+            asset,
+            interval,
+            summary,
+            thresholds,
+            cooldown_remaining=self.cooldown_remaining(asset, interval, thresholds, now),
+            labelled_rows=analysis.labelled_rows(self.store, asset, interval, now),
+            model_version=version,
+            model_scope=scope,
+        )
+
+    def cooldown_remaining(
+        self, asset: str, interval: str, thresholds: TimeframeSettings, now: pd.Timestamp
+    ) -> pd.Timedelta:
+        """Clock time left before the pair may be recalibrated again (zero when it may)."""
+        last = self.store.scalar(
+            "SELECT max(ts) FROM recalibrations WHERE asset = ? AND interval = ? "
+            "AND action IN (SELECT unnest(?))",
+            [asset, interval, list(ATTEMPTS)],
+        )
+        if last is None:
+            return pd.Timedelta(0)
+        ends = pd.Timestamp(last).tz_convert("UTC") + pd.Timedelta(hours=thresholds.cooldown_hours)
+        return max(ends - now, pd.Timedelta(0))
+
+    # -- acting --------------------------------------------------------------------------
+
+    def monitor_all_timeframes(self, assets, intervals, progress=None) -> dict[str, dict]:
+        """Judge every pair, recalibrate the degraded ones the rules allow; per ASSET_INTERVAL,
+        the assessment and the action taken."""
+        now = self.clock.now()
+        assessments = [self.assess(a, i, now) for a in assets for i in intervals]
+        due = [x for x in assessments if x.decision() is None]
+        outcomes = dict(
+            zip(
+                [id(x) for x in due],
+                self.recalibrate_many(due, now, "monitor", progress),
+                strict=True,
+            )
+        )
+        report = {}
+        for assessment in assessments:
+            outcome = outcomes.get(id(assessment)) or Outcome(assessment.decision())
+            self.record(assessment, outcome, now, "monitor")
+            report[f"{assessment.asset}_{assessment.interval}"] = {
+                **assessment.as_dict(),
+                "action": outcome.action,
+                "message": outcome.message,
+                "recalibrated": outcome.action == RECALIBRATED,
+            }
+        return report
+
+    def recalibrate_many(
+        self, due: list[Assessment], as_of: pd.Timestamp, trigger: str, progress=None
+    ) -> list[Outcome]:
+        """Train challengers for `due` (in parallel) and promote or reject each."""
+        if not due:
+            return []
+        settings = self.settings()
+        frames = [
+            analysis.training_frame(self.store, settings, x.asset, x.interval, as_of) for x in due
+        ]
+        if progress:
+            progress(0.2, f"training {len(due)} challenger(s)")
+        try:
+            results = fit_many(
+                [(f, x.thresholds) for f, x in zip(frames, due, strict=True)],
+                settings.n_jobs,
+                settings.seed,
+            )
+        except Exception as error:  # a broken worker pool must not lose the decisions
+            return [
+                Outcome(FAILED, f"training failed: {type(error).__name__}: {error}") for _ in due
+            ]
+        if progress:
+            progress(0.8, "comparing challengers with incumbents")
+        return [
+            self.promote_or_reject(x, frame, result, as_of, trigger)
+            for x, frame, result in zip(due, frames, results, strict=True)
+        ]
+
+    def promote_or_reject(
+        self, assessment: Assessment, frame: pd.DataFrame, result, as_of: pd.Timestamp, trigger: str
+    ) -> Outcome:
+        asset, interval = assessment.asset, assessment.interval
+        if isinstance(result, models.Insufficient):
+            return Outcome(SKIPPED_DATA, result.message)
+        challenger = result.metrics["brier"]
+        incumbent = self.registry.load_active(asset, interval)
+        incumbent_score = None
+        if incumbent is not None:
+            eval_rows = models.split_for_evaluation(
+                frame.dropna(subset=[*analysis.FEATURE_NAMES, "label"]).reset_index(drop=True)
+            )[1]
+            incumbent_score = float(
+                np.mean((incumbent.model.predict_proba(eval_rows) - eval_rows["label"]) ** 2)
+            )
+        promote = incumbent_score is None or challenger <= incumbent_score
+        try:
+            version = self.registry.register(
+                asset, interval, result, as_of, trigger, status=ACTIVE if promote else REJECTED
+            )
+        except RegistryError as error:
+            return Outcome(FAILED, str(error), challenger, incumbent_score)
+        versus = (
+            "no incumbent"
+            if incumbent_score is None
+            else (f"Brier {challenger:.4f} vs incumbent v{incumbent.version} {incumbent_score:.4f}")
+        )
+        if promote:
+            return Outcome(
+                RECALIBRATED,
+                f"v{version} promoted ({versus})",
+                challenger,
+                incumbent_score,
+                version,
+                result.metrics,
+            )
+        return Outcome(
+            REJECTED_CHALLENGER,
+            f"v{version} rejected ({versus}); v{incumbent.version} keeps serving",
+            challenger,
+            incumbent_score,
+            version,
+            result.metrics,
+        )
+
+    def record(
+        self, assessment: Assessment, outcome: Outcome, now: pd.Timestamp, trigger: str
+    ) -> None:
+        summary = assessment.summary
+        message = outcome.message or "; ".join(assessment.reasons)
+        with self.store.transaction() as cursor:
+            cursor.execute(
+                """INSERT INTO recalibrations (asset, interval, ts, trigger, action, win_rate,
+                   profit_factor, trades, reasons, challenger_score, incumbent_score,
+                   new_version, metrics_before, metrics_after, message)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [
+                    assessment.asset,
+                    assessment.interval,
+                    now,
+                    trigger,
+                    outcome.action,
+                    _finite(summary["win_rate"]),
+                    _finite(summary["profit_factor"]),
+                    summary["trades"],
+                    "; ".join(assessment.reasons),
+                    outcome.challenger_score,
+                    outcome.incumbent_score,
+                    outcome.new_version,
+                    to_json(summary),
+                    to_json(outcome.metrics_after) if outcome.metrics_after else None,
+                    message,
+                ],
+            )
+
+    def train_fallbacks(self, assets, as_of: pd.Timestamp, trigger: str) -> dict[str, str]:
+        """Each asset's pooled model, for timeframes that have none of their own yet."""
+        settings = self.settings()
+        outcome = {}
+        for asset in assets:
+            frame = analysis.pooled_training_frame(self.store, settings, asset, as_of)
+            result = models.fit(frame, settings.timeframe("1h"), settings.seed)
+            if isinstance(result, models.Insufficient):
+                outcome[asset] = result.message
+                continue
+            version = self.registry.register(asset, FALLBACK_INTERVAL, result, as_of, trigger)
+            outcome[asset] = f"fallback v{version}"
+        return outcome
+
+
+def _finite(value: float) -> float | None:
+    """DuckDB DOUBLE takes inf, but JSON and the UI read NaN as 'no value'."""
+    return None if value is None or np.isnan(value) else float(value)

@@ -1,0 +1,271 @@
+"""Per-asset/timeframe model storage on disk, laid out as SEED.md says, mirrored in `models`.
+
+    runs/timeframe_models/{asset}_{interval}/model.joblib   the active model
+    runs/timeframe_models/{asset}_{interval}/meta.json      its metadata, incl. sha256
+    runs/timeframe_models/{asset}_{interval}/versions/vN/   every version ever trained
+
+An asset's fallback model (its timeframes pooled) lives under {asset}_all. Files are written
+atomically (temp file + os.replace) and a model is loaded only when its sha256 matches the
+record; a mismatch or unreadable file is an event, and the newest earlier valid version serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import sklearn
+
+from alpha12.clock import Clock
+from alpha12.models import TrainedModel
+from alpha12.store import Store, to_json
+
+FALLBACK_INTERVAL = "all"  # the asset-wide model, trained on its timeframes pooled
+ACTIVE, RETIRED, REJECTED, CORRUPT = "active", "retired", "rejected", "corrupt"
+
+
+class RegistryError(RuntimeError):
+    """A model could not be written (disk full, read-only folder, ...)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model ready to predict, and which one it is."""
+
+    model: TrainedModel
+    asset: str
+    interval: str  # the pair's timeframe, or "all" for the asset's fallback
+    version: int
+
+    @property
+    def scope(self) -> str:
+        return "fallback" if self.interval == FALLBACK_INTERVAL else "timeframe"
+
+
+class Registry:
+    def __init__(self, root: str | Path, store: Store, clock: Clock):
+        self.root = Path(root)
+        self.store = store
+        self.clock = clock
+        self._cache: dict[tuple[str, str, int], tuple[tuple, TrainedModel]] = {}
+        self._lock = threading.RLock()
+
+    def pair_dir(self, asset: str, interval: str) -> Path:
+        return self.root / f"{asset}_{interval}"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def register(
+        self,
+        asset: str,
+        interval: str,
+        trained: TrainedModel,
+        as_of: pd.Timestamp,
+        trigger: str,
+        status: str = ACTIVE,
+    ) -> int:
+        """Store a new version (active, or rejected for a losing challenger); its number."""
+        with self._lock:
+            version = self._next_version(asset, interval)
+            folder = self.pair_dir(asset, interval) / "versions" / f"v{version}"
+            model_path = folder / "model.joblib"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                digest = _dump_atomic(trained, model_path)
+                meta = _meta(
+                    asset, interval, version, trained, as_of, trigger, digest, self.clock.now()
+                )
+                _write_atomic(folder / "meta.json", to_json(meta, indent=2).encode())
+            except OSError as error:
+                raise RegistryError(
+                    f"cannot write model {asset} {interval} v{version} to "
+                    f"{folder}: {error.strerror or error}"
+                ) from None
+            with self.store.transaction() as cursor:
+                cursor.execute(
+                    "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        asset,
+                        interval,
+                        version,
+                        _scope(interval),
+                        meta["trained_at"],
+                        as_of,
+                        trained.rows,
+                        trained.window_start,
+                        trained.window_end,
+                        to_json(meta["metrics"]),
+                        str(model_path),
+                        digest,
+                        REJECTED,
+                        trigger,
+                    ],
+                )
+            if status == ACTIVE:
+                self.activate(asset, interval, version)
+            return version
+
+    def activate(self, asset: str, interval: str, version: int) -> None:
+        """Make `version` the one that serves (also a roll-back to an earlier version)."""
+        with self._lock:
+            folder = self.pair_dir(asset, interval)
+            source = folder / "versions" / f"v{version}"
+            try:
+                _write_atomic(folder / "model.joblib", (source / "model.joblib").read_bytes())
+                _write_atomic(folder / "meta.json", (source / "meta.json").read_bytes())
+            except OSError as error:
+                raise RegistryError(
+                    f"cannot activate {asset} {interval} v{version}: {error.strerror or error}"
+                ) from None
+            with self.store.transaction() as cursor:
+                cursor.execute(
+                    "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND status = ?",
+                    [RETIRED, asset, interval, ACTIVE],
+                )
+                cursor.execute(
+                    "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND version = ?",
+                    [ACTIVE, asset, interval, version],
+                )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def versions(self, asset: str, interval: str) -> pd.DataFrame:
+        return self.store.query(
+            "SELECT * FROM models WHERE asset = ? AND interval = ? ORDER BY version DESC",
+            [asset, interval],
+        )
+
+    def active_version(self, asset: str, interval: str) -> int | None:
+        return self.store.scalar(
+            "SELECT version FROM models WHERE asset = ? AND interval = ? AND status = ?",
+            [asset, interval, ACTIVE],
+        )
+
+    def load_timeframe_model(self, asset: str, interval: str) -> ServedModel | None:
+        """The pair's own model; only when it has none, the asset's fallback; else None."""
+        return self.load_active(asset, interval) or self.load_active(asset, FALLBACK_INTERVAL)
+
+    def load_active(self, asset: str, interval: str) -> ServedModel | None:
+        """The active version if it verifies, else the newest earlier version that does."""
+        candidates = self.store.query(
+            "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
+            "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
+            [asset, interval, ACTIVE, RETIRED, ACTIVE],
+        )
+        for index, row in enumerate(candidates.itertuples()):
+            folder = self.pair_dir(asset, interval)
+            path = (
+                folder / "model.joblib"
+                if index == 0 and row.status == ACTIVE
+                else (folder / "versions" / f"v{row.version}" / "model.joblib")
+            )
+            model = self._verified(asset, interval, int(row.version), path, row.sha256)
+            if model is not None:
+                return ServedModel(model, asset, interval, int(row.version))
+        return None
+
+    def _verified(self, asset, interval, version, path: Path, sha256: str):
+        """The model at `path` if its bytes hash to `sha256`; otherwise an event and None."""
+        key = (asset, interval, version)
+        try:
+            stat = path.stat()
+            signature = (str(path), stat.st_mtime_ns, stat.st_size)
+            cached = self._cache.get(key)
+            if cached and cached[0] == signature:
+                return cached[1]
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise ValueError("its sha256 does not match the registry (file changed)")
+            model = joblib.load(path)
+            if not isinstance(model, TrainedModel):
+                raise ValueError("it is not an alpha12 model")
+        except Exception as error:  # corrupt, missing, swapped or unpicklable: never crash
+            self.store.log_event(
+                self.clock.now(),
+                "error",
+                "registry",
+                f"model v{version} at {path} refused: {error}; trying an earlier version",
+                asset,
+                interval,
+            )
+            return None
+        self._cache[key] = (signature, model)
+        return model
+
+    def _next_version(self, asset: str, interval: str) -> int:
+        latest = self.store.scalar(
+            "SELECT max(version) FROM models WHERE asset = ? AND interval = ?", [asset, interval]
+        )
+        return (latest or 0) + 1
+
+
+def _scope(interval: str) -> str:
+    return "fallback" if interval == FALLBACK_INTERVAL else "timeframe"
+
+
+def _meta(asset, interval, version, trained: TrainedModel, as_of, trigger, digest, now) -> dict:
+    return {
+        "asset": asset,
+        "interval": interval,
+        "scope": _scope(interval),
+        "version": version,
+        "trained_at": now.isoformat(),
+        "as_of": pd.Timestamp(as_of).isoformat(),
+        "rows": trained.rows,
+        "window": [trained.window_start.isoformat(), trained.window_end.isoformat()],
+        "features": list(trained.features),
+        "hyper_parameters": trained.params,
+        "metrics": trained.metrics,
+        "feature_importances": trained.importances,
+        "library_versions": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "pandas": pd.__version__,
+            "joblib": joblib.__version__,
+        },
+        "trigger": trigger,
+        "sha256": digest,
+    }
+
+
+def _dump_atomic(model: TrainedModel, path: Path) -> str:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            joblib.dump(model, file)
+            file.flush()
+            os.fsync(file.fileno())
+        digest = _sha256(Path(temp))
+        os.replace(temp, path)
+        return digest
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

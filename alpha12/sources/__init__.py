@@ -1,0 +1,52 @@
+"""Market-data sources behind one small interface, and the factory that picks one from settings.
+
+A source answers `fetch(asset, interval, start, end)` with the bars it has whose close time is
+at or before `end` (never a still-forming bar). Temporary failures (rate limits, empty answers,
+network trouble) raise `TemporarySourceError`, which the collector backs off from; anything
+else raises `SourceError`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pandas as pd
+
+
+class SourceError(RuntimeError):
+    """The source cannot serve this request."""
+
+
+class TemporarySourceError(SourceError):
+    """The source may serve this request later (rate limit, empty answer, network)."""
+
+
+class Source(Protocol):
+    name: str  # shown to the user, e.g. "synthetic replay (not live)"
+    live: bool  # False for replayed data: the UI and CLI must say so
+
+    def fetch(
+        self, asset: str, interval: str, start: pd.Timestamp | None, end: pd.Timestamp
+    ) -> pd.DataFrame: ...
+
+
+def closed_between(
+    bars: pd.DataFrame, interval_delta: pd.Timedelta, start: pd.Timestamp | None, end: pd.Timestamp
+) -> pd.DataFrame:
+    """The bars opening at or after `start` that have closed by `end`."""
+    keep = bars["ts"] + interval_delta <= end
+    if start is not None:
+        keep &= bars["ts"] >= start
+    return bars[keep].reset_index(drop=True)
+
+
+def build_source(settings) -> Source:
+    """The source the settings name: synthetic replay (default), CSV replay, or yfinance."""
+    from alpha12.sources.replay import CsvReplay, SyntheticReplay
+    from alpha12.sources.yahoo import YFinanceSource
+
+    if settings.source == "yfinance":
+        return YFinanceSource(settings.yfinance_tickers)
+    if settings.source == "csv":
+        return CsvReplay(settings.csv_dir, settings.history_days)
+    return SyntheticReplay(settings.seed, settings.history_days)

@@ -1,0 +1,147 @@
+"""Bar files on disk: reading one ASSET_INTERVAL.csv through the gate, and importing files.
+
+A file-level problem (empty, unreadable, wrong delimiter, a missing column) rejects the whole
+file and stores nothing; row-level problems reject only those rows, each with a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from alpha12.bars import BarsError, Validated, validate
+from alpha12.store import Store
+from alpha12.timeframes import INTERVALS
+
+_FILE_NAME = re.compile(r"^(?P<asset>[A-Za-z0-9.\-]+)_(?P<interval>\w+)\.csv$")
+MAX_FILE_BYTES = 200 * 1024 * 1024  # a larger file is refused rather than read into memory
+
+
+class CsvFileError(ValueError):
+    """The file as a whole cannot be imported."""
+
+
+@dataclass
+class ImportReport:
+    """What one file's import did."""
+
+    path: str
+    asset: str | None
+    interval: str | None
+    rows: int = 0
+    imported: int = 0
+    already_stored: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+def parse_file_name(path: Path) -> tuple[str, str] | None:
+    """('BTCUSDT', '1h') for BTCUSDT_1h.csv; None when the name does not follow the pattern."""
+    match = _FILE_NAME.match(path.name)
+    if not match or match["interval"] not in INTERVALS:
+        return None
+    return match["asset"], match["interval"]
+
+
+def scan_folder(folder: Path) -> dict[tuple[str, str], Path]:
+    """(asset, interval) -> file for every ASSET_INTERVAL.csv in `folder`."""
+    if not folder.is_dir():
+        raise CsvFileError(f"{folder}: not a folder")
+    found = {}
+    for path in sorted(folder.glob("*.csv")):
+        key = parse_file_name(path)
+        if key:
+            found[key] = path
+    return found
+
+
+def read_bar_file(path: Path, interval: str, now: pd.Timestamp | None = None) -> Validated:
+    """One CSV file through the gate; raises CsvFileError for a file-level problem."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CsvFileError(f"{path.name}: the file is empty")
+    if size > MAX_FILE_BYTES:
+        raise CsvFileError(f"{path.name}: {size:,} bytes is over the {MAX_FILE_BYTES:,} limit")
+    try:
+        frame = pd.read_csv(  # a literal NaN is a missing value, not a non-numeric one
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=["", "NaN", "nan"],
+            skipinitialspace=True,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise CsvFileError(f"{path.name}: cannot be read as CSV ({error})") from None
+    if frame.empty:
+        raise CsvFileError(f"{path.name}: the file has a header but no rows")
+    try:
+        return validate(frame, interval, now)
+    except BarsError as error:
+        raise CsvFileError(f"{path.name}: {error}{_delimiter_hint(path)}") from None
+
+
+def _delimiter_hint(path: Path) -> str:
+    with path.open(newline="", errors="replace") as handle:
+        sample = handle.read(4096)
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ""
+    return (
+        ""
+        if delimiter == ","
+        else f"; the file seems to use {delimiter!r} as delimiter, alpha12 expects commas"
+    )
+
+
+def import_csv(
+    store: Store,
+    path: Path,
+    now: pd.Timestamp,
+    asset: str | None = None,
+    interval: str | None = None,
+) -> list[ImportReport]:
+    """Import a file or every ASSET_INTERVAL.csv of a folder; one report per file."""
+    if path.is_dir():
+        return [import_file(store, p, now, a, i) for (a, i), p in scan_folder(path).items()]
+    return [import_file(store, path, now, asset, interval)]
+
+
+def import_file(
+    store: Store,
+    path: Path,
+    now: pd.Timestamp,
+    asset: str | None = None,
+    interval: str | None = None,
+) -> ImportReport:
+    named = parse_file_name(path) or (None, None)
+    asset, interval = asset or named[0], interval or named[1]
+    report = ImportReport(str(path), asset, interval)
+    if asset is None or interval not in INTERVALS:
+        report.error = (
+            f"{path.name}: cannot tell asset and timeframe; name it ASSET_INTERVAL"
+            f".csv (interval one of {', '.join(INTERVALS)}) or pass --asset and "
+            "--interval"
+        )
+        return report
+    try:
+        checked = read_bar_file(path, interval, now)
+    except (CsvFileError, OSError) as error:
+        report.error = str(error)
+        return report
+    report.rows = len(checked.bars) + len(checked.rejected) + checked.duplicates
+    report.duplicates = checked.duplicates
+    report.rejected = {k: v for k, v in checked.reason_counts().items() if "duplicate" not in k}
+    report.imported = store.upsert_bars(asset, interval, checked.bars)
+    report.already_stored = len(checked.bars) - report.imported
+    store.record_rejections(asset, interval, f"csv:{path.name}", checked.reason_counts(), now)
+    return report

@@ -1,0 +1,76 @@
+"""Setups -> resolved trades, with the very rule that labels the targets (targets.resolve_paths),
+net of fees and slippage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from alpha12.targets import resolve_paths
+from alpha12.timeframes import interval_delta
+
+
+def resolve(
+    setups: pd.DataFrame,
+    bars: pd.DataFrame,
+    interval: str,
+    horizon: int,
+    round_trip_cost_bps: float,
+) -> pd.DataFrame:
+    """Outcomes of the `setups` (rows with id, ts, direction, entry, stop, take_profit) that
+    `bars` resolve; unresolved setups are left out.
+
+    Columns: id, exit_ts (close of the resolving bar), exit_price, exit_reason, pnl_pct,
+    r_multiple, outcome ("win"/"loss").
+    """
+    if setups.empty or bars.empty:
+        return pd.DataFrame(
+            columns=[
+                "id",
+                "exit_ts",
+                "exit_price",
+                "exit_reason",
+                "pnl_pct",
+                "r_multiple",
+                "outcome",
+            ]
+        )
+    paths = _paths(setups["ts"], bars, horizon)
+    entry = setups["entry"].to_numpy(dtype="float64")
+    stop = setups["stop"].to_numpy(dtype="float64")
+    result = resolve_paths(
+        entry,
+        setups["take_profit"].to_numpy(dtype="float64"),
+        stop,
+        setups["direction"].to_numpy(dtype="float64"),
+        *paths,
+        round_trip_cost_bps=round_trip_cost_bps,
+    )
+    done = result["resolved"]
+    offsets = result["exit_offset"][done]
+    first = np.searchsorted(bars["ts"].to_numpy(), setups["ts"].to_numpy()[done], side="right")
+    exit_ts = bars["ts"].to_numpy()[first + offsets] + interval_delta(interval).to_timedelta64()
+    risk_pct = 100 * np.abs(entry - stop)[done] / entry[done]
+    return pd.DataFrame(
+        {
+            "id": setups["id"].to_numpy()[done],
+            "exit_ts": pd.to_datetime(exit_ts, utc=True),
+            "exit_price": result["exit_price"][done],
+            "exit_reason": result["exit_reason"][done],
+            "pnl_pct": result["pnl_pct"][done],
+            "r_multiple": result["pnl_pct"][done] / risk_pct,
+            "outcome": np.where(result["label"][done] == 1, "win", "loss"),
+        }
+    )
+
+
+def _paths(entry_ts: pd.Series, bars: pd.DataFrame, horizon: int) -> list[np.ndarray]:
+    """(n, horizon) open/high/low/close of the bars after each entry bar; NaN where unknown."""
+    first = np.searchsorted(bars["ts"].to_numpy(), entry_ts.to_numpy(), side="right")
+    index = first[:, None] + np.arange(horizon)[None, :]
+    known = index < len(bars)
+    safe = np.where(known, index, 0)
+    return [
+        np.where(known, bars[c].to_numpy(dtype="float64")[safe], np.nan)
+        for c in ("open", "high", "low", "close")
+    ]

@@ -1,0 +1,282 @@
+"""Warm start: on a store with no trades, backfill snapshots, train initial models as of an early
+point, and walk forward through the rest of the history trading out of sample, under the
+monitor's own rules, so the first minute already shows meaningful win rates.
+
+No model ever predicts inside its own training window: a model trained as of time T only
+predicts bars that close after T, and its training rows' labels were all known by T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from alpha12 import analysis, features, metrics, models, signals
+from alpha12.features import FEATURE_NAMES, WARMUP_BARS
+from alpha12.monitor import ATTEMPTS, Assessment, Outcome, PerformanceMonitor
+from alpha12.pipeline import predict
+from alpha12.timeframes import interval_delta
+
+WARM_START = "warm_start"
+# Bars walked per timeframe: about two weeks of 5m trading up to four months of daily bars.
+WARM_START_BARS = {"5m": 1152, "15m": 960, "1h": 720, "4h": 360, "1d": 120}
+MONITOR_STEP = pd.Timedelta(hours=1)
+
+Progress = Callable[[float, str], None]
+
+
+def _quiet(_fraction: float, _message: str) -> None:
+    pass
+
+
+def warm_start(
+    monitor: PerformanceMonitor,
+    assets: list[str],
+    intervals: list[str],
+    progress: Progress = _quiet,
+) -> dict[str, str]:
+    """Backfill, then walk every pair; per ASSET_INTERVAL a one-line summary."""
+    store, settings = monitor.store, monitor.settings()
+    pairs = [(a, i) for a in assets for i in intervals]
+    for n, (asset, interval) in enumerate(pairs):
+        progress(0.3 * n / len(pairs), f"backfilling snapshots: {asset} {interval}")
+        analysis.backfill_pair(store, settings, asset, interval)
+    walks = {pair: PairWalk(monitor, *pair) for pair in pairs}
+    for asset in assets:
+        starts = [walks[(asset, i)].start_time for i in intervals if walks[(asset, i)].start_time]
+        if starts:
+            progress(0.3, f"training the {asset} fallback model")
+            monitor.train_fallbacks([asset], min(starts), WARM_START)
+    done: list[str] = []
+
+    def walk_pair(pair: tuple[str, str]) -> str:
+        result = walks[pair].run()
+        done.append(pair)  # list.append is atomic: a safe progress counter across threads
+        progress(0.35 + 0.65 * len(done) / len(pairs), f"walked {pair[0]} {pair[1]}")
+        return result
+
+    # Pairs are independent and training releases the GIL, so walk them side by side.
+    with ThreadPoolExecutor(max_workers=settings.n_jobs) as pool:
+        results = list(pool.map(walk_pair, pairs))
+    return {f"{a}_{i}": result for (a, i), result in zip(pairs, results, strict=True)}
+
+
+@dataclass
+class PairWalk:
+    """One pair's walk forward through its stored history."""
+
+    monitor: PerformanceMonitor
+    asset: str
+    interval: str
+    trades: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        store, settings = self.monitor.store, self.monitor.settings()
+        self.timeframe = settings.timeframe(self.interval)
+        self.bars = store.read_bars(self.asset, self.interval)
+        self.closes = (self.bars["ts"] + interval_delta(self.interval)).reset_index(drop=True)
+        self.atr = features.atr(self.bars["high"], self.bars["low"], self.bars["close"])
+        self.history = analysis.labelled_history(store, settings, self.asset, self.interval)
+        self.outcome = {
+            direction: analysis.outcomes(
+                self.bars, self.interval, self.timeframe, settings.round_trip_cost_bps, direction
+            )
+            for direction in (signals.LONG, signals.SHORT)
+        }
+        self.start = self._start_index()
+
+    @property
+    def start_time(self) -> pd.Timestamp | None:
+        return None if self.start is None else self.closes[self.start - 1]
+
+    def _start_index(self) -> int | None:
+        """The first walked bar: WARM_START_BARS before the end, but late enough that the
+        rows labelled by then meet the timeframe's minimum."""
+        n = len(self.bars)
+        if n < 2:
+            return None
+        known = np.sort(self.history["target_ts"].to_numpy())
+        labelled_by = np.searchsorted(known, self.closes.to_numpy(), side="right")
+        enough = np.flatnonzero(labelled_by >= self.timeframe.min_rows)
+        earliest = enough[0] + 1 if len(enough) else n
+        start = max(n - WARM_START_BARS[self.interval], earliest, 1)
+        return start if start < n else self._fallback_start(n)
+
+    def _fallback_start(self, n: int) -> int | None:
+        """Too little history for an own model: walk with the asset's fallback instead."""
+        return max(n - WARM_START_BARS[self.interval], min(n - 1, WARMUP_BARS))
+
+    def run(self) -> str:
+        if self.start is None:
+            return "no bars"
+        as_of = self.start_time
+        self._attempt(as_of, self._assessment(as_of, None), forced=True)
+        served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+        walked = self.bars["ts"].iloc[self.start :]
+        frame = (
+            self.monitor.store.query(
+                f"SELECT ts, {', '.join(FEATURE_NAMES)} FROM snapshots WHERE asset = ? AND "
+                "interval = ? AND source = ? AND ts >= ? ORDER BY ts",
+                [self.asset, self.interval, analysis.SNAPSHOT_SOURCE, walked.iloc[0]],
+            )
+            .set_index("ts")
+            .reindex(walked)
+            .reset_index()
+        )  # one row per walked bar
+        marks = self._walk(frame, served)
+        self._save(frame, marks)
+        closed = [t for t in self.trades if t["status"] == "closed"]
+        return (
+            f"{len(self.trades)} setups ({len(closed)} resolved) over "
+            f"{len(self.bars) - self.start} bars"
+        )
+
+    def _walk(self, frame: pd.DataFrame, served) -> pd.DataFrame:
+        """Predict, trade and monitor bar by bar; per walked bar the probability, the model
+        that gave it and whether a setup opened."""
+        n = len(frame)
+        probability, version = np.full(n, np.nan), np.full(n, np.nan)
+        scope, generated = np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
+        busy_until = None
+        tick = self.closes[self.start].ceil("1h")
+        k = self.start
+        state = {"evaluated_trades": -1, "cooldown_end": None}
+        stale = True  # the remaining bars need predictions from `served`
+        while k < len(self.bars):
+            if stale:  # one batch per model, not one call per bar
+                stale = False
+                rest = slice(k - self.start, n)
+                probability[rest] = predict(served, frame.iloc[rest])
+                version[rest] = served.version if served else np.nan
+                scope[rest] = served.scope if served else None
+            j = max(int(self.closes.searchsorted(tick, side="right")), k)
+            for m in range(k, j):
+                if busy_until is not None and busy_until <= self.closes[m]:
+                    busy_until = None
+                p = probability[m - self.start]
+                if busy_until is None and served is not None and not np.isnan(p):
+                    busy_until = self._trade(m, p, served)
+                    generated[m - self.start] = busy_until is not None
+            k = j
+            changed = self._monitor(tick, served, state)
+            if changed is not None and (
+                served is None or changed.version != served.version or changed.scope != served.scope
+            ):
+                served, stale = changed, True
+            tick += MONITOR_STEP
+        return pd.DataFrame(
+            {
+                "probability": probability,
+                "model_version": version,
+                "model_scope": scope,
+                "setup_generated": generated,
+            }
+        )
+
+    def _trade(self, m: int, probability: float, served) -> pd.Timestamp | None:
+        """Open a setup at bar m when the rule says so; returns when its slot frees."""
+        bar = self.bars.iloc[m]
+        setup = signals.make_setup(
+            self.asset,
+            self.interval,
+            bar["ts"],
+            float(bar["close"]),
+            float(self.atr[m]),
+            probability,
+            self.timeframe,
+            served.version,
+            served.scope,
+            origin=WARM_START,
+        )
+        if setup is None:
+            return None
+        result = self.outcome[setup.direction].iloc[m]
+        trade = setup.as_row()
+        if pd.isna(result["target_ts"]):
+            trade["status"] = "open"
+            self.trades.append(trade)
+            return pd.Timestamp.max.tz_localize("UTC")
+        trade.update(
+            status="closed",
+            exit_ts=result["target_ts"],
+            exit_price=result["exit_price"],
+            exit_reason=result["exit_reason"],
+            pnl_pct=result["pnl_pct"],
+            r_multiple=result["r_multiple"],
+        )
+        self.trades.append(trade)
+        return result["target_ts"]
+
+    def _monitor(self, tick: pd.Timestamp, served, state: dict):
+        """The monitor's rule at `tick`, evaluated whenever its inputs changed."""
+        resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
+        cooldown_over = state["cooldown_end"] is not None and state["cooldown_end"] <= tick
+        if len(resolved) == state["evaluated_trades"] and not cooldown_over:
+            return None
+        state["evaluated_trades"] = len(resolved)
+        if cooldown_over:
+            state["cooldown_end"] = None
+        assessment = self._assessment(tick, served)
+        outcome = self._attempt(tick, assessment)
+        if outcome.action in ATTEMPTS:
+            state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
+        return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+
+    def _assessment(self, tick: pd.Timestamp, served) -> Assessment:
+        version = served.version if served else None
+        scope = served.scope if served else None
+        mine = [
+            t
+            for t in self.trades
+            if t["status"] == "closed"
+            and t["exit_ts"] <= tick
+            and t["model_version"] == version
+            and t["model_scope"] == scope
+        ]
+        mine = mine[-self.monitor.settings().trade_window :]
+        pending = sum(1 for t in self.trades if t["status"] == "open" or t["exit_ts"] > tick)
+        summary = metrics.summarize(
+            np.array([t["pnl_pct"] for t in mine], dtype=float),
+            np.array([t["r_multiple"] for t in mine], dtype=float),
+            pending=pending,
+        )
+        remaining = self.monitor.cooldown_remaining(self.asset, self.interval, self.timeframe, tick)
+        labelled = int((self.history["target_ts"] <= tick).sum())
+        return Assessment(
+            self.asset, self.interval, summary, self.timeframe, remaining, labelled, version, scope
+        )
+
+    def _attempt(self, tick: pd.Timestamp, assessment: Assessment, forced: bool = False) -> Outcome:
+        decision = assessment.decision(forced=forced)
+        if decision is None:
+            frame = analysis.as_of_view(self.history, tick)
+            result = models.fit(frame, self.timeframe, self.monitor.settings().seed)
+            outcome = self.monitor.promote_or_reject(assessment, frame, result, tick, WARM_START)
+        else:
+            outcome = Outcome(decision)
+        self.monitor.record(assessment, outcome, tick, WARM_START)
+        return outcome
+
+    def _save(self, frame: pd.DataFrame, marks: pd.DataFrame) -> None:
+        store = self.monitor.store
+        if self.trades:
+            store.insert_setups(pd.DataFrame(self.trades))
+        rows = pd.concat([frame[["ts"]], marks], axis=1)
+        rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
+        with store.transaction() as cursor:
+            cursor.register("marks", rows)
+            try:
+                cursor.execute(
+                    """UPDATE snapshots s SET probability = m.probability,
+                              model_version = m.model_version, model_scope = m.model_scope,
+                              setup_generated = m.setup_generated
+                       FROM marks m WHERE s.asset = ? AND s.interval = ? AND s.source = ?
+                         AND s.ts = m.ts""",
+                    [self.asset, self.interval, analysis.SNAPSHOT_SOURCE],
+                )
+            finally:
+                cursor.unregister("marks")

@@ -1,0 +1,118 @@
+"""Shared fixtures: settings and a store under tmp_path, a manual clock, a bars-frame factory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alpha12.clock import ManualClock
+from alpha12.config import Settings
+from alpha12.timeframes import interval_delta
+
+REPO = Path(__file__).resolve().parents[1]
+BTC_DIR = REPO.parent / "shared" / "data" / "btcusdt"
+CLOCK_START = pd.Timestamp("2025-01-11", tz="UTC")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Default settings with every file under tmp_path and a short synthetic history."""
+    return dataclasses.replace(
+        Settings(),
+        db_path=tmp_path / "storage.duckdb",
+        models_dir=tmp_path / "models",
+        history_days=10,
+    )
+
+
+@pytest.fixture
+def store(settings: Settings):
+    from alpha12.store import Store  # imported here so a broken store fails only its users
+
+    opened = Store(settings.db_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(CLOCK_START)
+
+
+@pytest.fixture
+def make_bars() -> Callable[..., pd.DataFrame]:
+    """make_bars(n, interval="5m", start=..., seed=0): n valid, contiguous bars."""
+
+    def build(
+        n: int,
+        interval: str = "5m",
+        start: str | pd.Timestamp = "2025-01-01",
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+        open_ = np.r_[100.0, close[:-1]]
+        return pd.DataFrame(
+            {
+                "ts": pd.date_range(
+                    pd.Timestamp(start, tz="UTC"), periods=n, freq=interval_delta(interval)
+                ),
+                "open": open_,
+                "high": np.maximum(open_, close) * 1.001,
+                "low": np.minimum(open_, close) * 0.999,
+                "close": close,
+                "volume": rng.uniform(1, 10, n),
+            }
+        )
+
+    return build
+
+
+@pytest.fixture
+def btc_dir() -> Path:
+    if not (BTC_DIR / "BTCUSDT_5m.csv").exists():
+        pytest.skip(f"real data not found at {BTC_DIR}")
+    return BTC_DIR
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for `python -m alpha12` subprocesses: no ALPHA12_* leaking in from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHA12_")}
+    env["ALPHA12_CONFIG"] = str(tmp_path / "absent.toml")  # never pick up a stray alpha12.toml
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@pytest.fixture
+def isolated_env(monkeypatch, tmp_path: Path) -> None:
+    """For in-process cli.main: no outside ALPHA12_* settings, and tmp_path as the working dir."""
+    for name in [n for n in os.environ if n.startswith("ALPHA12_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ALPHA12_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, cli_env: dict[str, str]):
+    """run_cli(*args, env=...): `python -m alpha12 ARGS` run in tmp_path, as a CompletedProcess."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+        return subprocess.run(
+            [sys.executable, "-m", "alpha12", *map(str, args)],
+            cwd=tmp_path,
+            env={**cli_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -1,0 +1,116 @@
+"""`python -m alpha12`: status as JSON, collect filling every pair, and plain errors."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from alpha12 import cli
+from alpha12.config import Settings
+from alpha12.sources.replay import SYNTHETIC_ORIGIN
+
+HISTORY_DAYS = 20
+# A crawling replay clock, so the bar counts do not depend on how long the commands take.
+SMALL_REPLAY = {"ALPHA12_HISTORY_DAYS": str(HISTORY_DAYS), "ALPHA12_REPLAY_SPEED": "0.001"}
+BARS_PER_DAY = {"5m": 288, "15m": 96, "1h": 24, "4h": 6, "1d": 1}
+PAIR_KEYS = {"asset", "interval", "bars", "first_bar", "last_bar", "freshness_s", "rejected"}
+
+
+@pytest.fixture
+def small_replay(isolated_env, monkeypatch) -> None:
+    for name, value in SMALL_REPLAY.items():
+        monkeypatch.setenv(name, value)
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """cli.main in this process (faster than a subprocess): exit code, stdout, stderr."""
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def status_json(capsys, db) -> dict:
+    code, out, err = run_main(capsys, "--db", db, "status", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_status_json_on_a_fresh_db(small_replay, tmp_path, capsys):
+    status = status_json(capsys, tmp_path / "fresh.duckdb")
+    assert status["live"] is False
+    assert "not live" in status["market"]
+    assert pd.Timestamp(status["clock"]) >= SYNTHETIC_ORIGIN + pd.Timedelta(days=HISTORY_DAYS)
+    settings = Settings()
+    pairs = status["pairs"]
+    assert [(p["asset"], p["interval"]) for p in pairs] == [
+        (a, i) for a in settings.assets for i in settings.intervals
+    ]
+    for pair in pairs:
+        assert set(pair) >= PAIR_KEYS
+        assert (pair["bars"], pair["first_bar"], pair["last_bar"]) == (0, None, None)
+        assert (pair["freshness_s"], pair["rejected"]) == (None, 0)
+
+
+def test_collect_once_fills_every_default_pair(run_cli, small_replay, tmp_path, capsys):
+    db = tmp_path / "collected.duckdb"
+    collected = run_cli("--db", db, "collect", "--once", env=SMALL_REPLAY)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    assert "REPLAYED market, not live" in collected.stdout
+    assert "0 pair errors" in collected.stdout
+    status = status_json(capsys, db)
+    clock = pd.Timestamp(status["clock"])
+    assert len(status["pairs"]) == len(Settings().assets) * 5
+    for pair in status["pairs"]:
+        interval = pair["interval"]
+        assert pair["bars"] == HISTORY_DAYS * BARS_PER_DAY[interval], pair
+        assert pd.Timestamp(pair["first_bar"]) == SYNTHETIC_ORIGIN
+        last_close = pd.Timestamp(pair["last_bar"]) + pd.Timedelta(days=1) / BARS_PER_DAY[interval]
+        assert last_close == SYNTHETIC_ORIGIN + pd.Timedelta(days=HISTORY_DAYS)
+        assert 0 <= pair["freshness_s"] == round((clock - last_close).total_seconds())
+        assert pair["rejected"] == 0
+    # the replay resumes where it stopped: a second pass finds nothing new
+    code, out, _ = run_main(capsys, "--db", db, "collect", "--once")
+    assert code == 0 and "+0 bars" in out
+
+
+def test_status_as_a_table(isolated_env, tmp_path, capsys):
+    assert cli.main(["--db", str(tmp_path / "t.duckdb"), "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("REPLAYED market, not live")
+    assert "freshness_s" in out and "SOL" in out
+
+
+def test_invalid_settings_exit_with_a_plain_message(isolated_env, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ALPHA12_TIMEFRAMES__5M__WIN_RATE", "1.5")
+    monkeypatch.setenv("ALPHA12_SEED", "many")
+    code, _, err = run_main(capsys, "--db", tmp_path / "x.duckdb", "status")
+    assert code == 2
+    assert "Traceback" not in err
+    assert "timeframes.5m.win_rate" in err and "seed" in err
+    assert not (tmp_path / "x.duckdb").exists()  # nothing is created for a bad configuration
+
+
+def test_a_missing_import_path_is_a_plain_error(isolated_env, tmp_path, capsys):
+    code = cli.main(["--db", str(tmp_path / "x.duckdb"), "import-csv", str(tmp_path / "nope")])
+    captured = capsys.readouterr()
+    assert code != 0
+    assert "nope" in captured.out + captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_follow_stops_cleanly_on_interrupt(isolated_env, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ALPHA12_HISTORY_DAYS", "2")
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.time, "sleep", interrupt)
+    assert cli.main(["--db", str(tmp_path / "f.duckdb"), "collect", "--follow"]) == 130
+    assert "+" in capsys.readouterr().out  # one pass ran before the interrupt
+
+
+@pytest.mark.parametrize("args", [[], ["collect", "--once", "--follow"], ["bogus"]])
+def test_bad_arguments_exit_2(args, isolated_env, capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(args)
+    assert raised.value.code == 2

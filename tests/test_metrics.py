@@ -1,0 +1,159 @@
+"""Tests for alpha12.metrics against numbers worked out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from alpha12.metrics import (
+    average_r,
+    bootstrap_profit_factor_interval,
+    expectancy,
+    format_profit_factor,
+    max_drawdown_r,
+    profit_factor,
+    summarize,
+    wilson_interval,
+    win_rate,
+)
+
+PNL = [2.0, -1.0, 1.5, -0.5, 3.0]
+R = [1.0, -1.0, 0.75, -0.25, 1.5]
+
+
+def test_fixed_trade_list():
+    # wins 2 + 1.5 + 3 = 6.5, losses 1 + 0.5 = 1.5, total 5.0 over 5 trades
+    assert win_rate(PNL) == pytest.approx(0.6)
+    assert profit_factor(PNL) == pytest.approx(6.5 / 1.5)
+    assert expectancy(PNL) == pytest.approx(1.0)
+    assert average_r(R) == pytest.approx(0.4)
+    # cumulative R: 0, 1, 0, 0.75, 0.5, 2.0 -> worst fall is 1 -> 0
+    assert max_drawdown_r(R) == pytest.approx(1.0)
+    assert format_profit_factor(profit_factor(PNL)) == "4.33"
+
+
+def test_summarize_fixed_trade_list():
+    summary = summarize(PNL, R, pending=2)
+    expected = {
+        "trades": 5,
+        "pending": 2,
+        "wins": 3,
+        "losses": 2,
+        "win_rate": 0.6,
+        "profit_factor": 6.5 / 1.5,
+        "expectancy_pct": 1.0,
+        "average_r": 0.4,
+        "max_drawdown_r": 1.0,
+        "gross_profit_pct": 6.5,
+        "gross_loss_pct": 1.5,
+    }
+    for key, value in expected.items():
+        assert summary[key] == pytest.approx(value), key
+    # Wilson 3/5: centre 0.5566, half-width 0.3258 (z = 1.96)
+    assert summary["win_rate_low"] == pytest.approx(0.2307, abs=1e-4)
+    assert summary["win_rate_high"] == pytest.approx(0.8824, abs=1e-4)
+    assert summary["profit_factor_low"] < 6.5 / 1.5 < summary["profit_factor_high"]
+    assert set(summary) == {
+        *expected,
+        "win_rate_low",
+        "win_rate_high",
+        "profit_factor_low",
+        "profit_factor_high",
+    }
+
+
+def test_unresolved_nan_trades_are_ignored():
+    assert summarize([*PNL, math.nan], [*R, math.nan]) == summarize(PNL, R)
+
+
+def test_no_losses():
+    pnl = [1.0, 2.0, 0.5]
+    assert profit_factor(pnl) == math.inf
+    assert format_profit_factor(profit_factor(pnl)) == "∞"
+    assert win_rate(pnl) == 1.0
+    assert max_drawdown_r([1.0, 2.0, 0.5]) == 0.0
+    # every resample is lossless
+    assert bootstrap_profit_factor_interval(pnl) == (math.inf, math.inf)
+
+
+def test_no_trades():
+    summary = summarize([], [])
+    assert (summary["trades"], summary["wins"], summary["losses"]) == (0, 0, 0)
+    for key in (
+        "win_rate",
+        "win_rate_low",
+        "win_rate_high",
+        "profit_factor",
+        "profit_factor_low",
+        "profit_factor_high",
+        "expectancy_pct",
+        "average_r",
+    ):
+        assert math.isnan(summary[key]), key
+    assert summary["max_drawdown_r"] == 0.0
+    assert summary["gross_profit_pct"] == summary["gross_loss_pct"] == 0.0
+    assert format_profit_factor(summary["profit_factor"]) == "—"
+
+
+def test_only_flat_trades_have_no_profit_factor():
+    assert math.isnan(profit_factor([0.0, 0.0]))
+    assert win_rate([0.0, 0.0]) == 0.0
+
+
+def test_max_drawdown_on_a_hand_made_sequence():
+    # cumulative: 0, 1, -1, -0.5, -1.5, 1.5, 1.0 -> peak 1 falls to -1.5
+    assert max_drawdown_r([1, -2, 0.5, -1, 3, -0.5]) == pytest.approx(2.5)
+    # the curve starts at 0, so opening losses are a drawdown
+    assert max_drawdown_r([-1, -1, 0.5]) == pytest.approx(2.0)
+    assert max_drawdown_r([]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("wins", "n", "low", "high"),
+    [
+        (8, 10, 0.4902, 0.9433),
+        (0, 10, 0.0, 0.2775),
+        (10, 10, 0.7225, 1.0),
+        (50, 100, 0.4038, 0.5962),
+    ],
+)
+def test_wilson_interval_published_values(wins, n, low, high):
+    assert wilson_interval(wins, n) == (pytest.approx(low, abs=1e-4), pytest.approx(high, abs=1e-4))
+
+
+def test_wilson_interval_without_trades():
+    low, high = wilson_interval(0, 0)
+    assert math.isnan(low) and math.isnan(high)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_is_reproducible():
+    pnl = np.random.default_rng(7).normal(0.3, 1.0, 300)
+    estimate = profit_factor(pnl)
+    low, high = bootstrap_profit_factor_interval(pnl, seed=1)
+    assert low < estimate < high
+    assert low > 1.0 and high < 3.0  # a mean-0.3 sd-1 edge gives PF near 1.8
+    assert bootstrap_profit_factor_interval(pnl, seed=1) == (low, high)
+    assert bootstrap_profit_factor_interval(pnl, seed=2) != (low, high)
+    narrow = bootstrap_profit_factor_interval(pnl, seed=1, confidence=0.5)
+    assert low < narrow[0] < narrow[1] < high
+
+
+def test_bootstrap_interval_upper_bound_can_be_infinite():
+    # with one small loss in ten trades, about 35% of resamples draw no loss at all
+    pnl = [1.0] * 9 + [-0.5]
+    low, high = bootstrap_profit_factor_interval(pnl)
+    assert high == math.inf
+    assert math.isfinite(low) and low > 1.0
+
+
+def test_bootstrap_interval_needs_two_trades():
+    for pnl in ([], [1.0], [1.0, math.nan]):
+        low, high = bootstrap_profit_factor_interval(pnl)
+        assert math.isnan(low) and math.isnan(high)
+
+
+def test_format_profit_factor():
+    assert format_profit_factor(1.23456) == "1.23"
+    assert format_profit_factor(0.0) == "0.00"
+    assert format_profit_factor(math.inf) == "∞"
+    assert format_profit_factor(math.nan) == "—"

@@ -1,0 +1,134 @@
+"""The DuckDB store: versioned schema, idempotent bar upserts, ranged reads, and one owner."""
+
+import pandas as pd
+import pytest
+
+from alpha12.features import FEATURE_NAMES
+from alpha12.store import SCHEMA_VERSION, Store, StoreError
+
+TABLES = {
+    "bars",
+    "rejections",
+    "snapshots",
+    "setups",
+    "models",
+    "recalibrations",
+    "jobs",
+    "events",
+    "state",
+    "settings_audit",
+    "schema_version",
+}
+
+
+def table_names(store: Store) -> set[str]:
+    return set(store.query("SELECT table_name FROM information_schema.tables")["table_name"])
+
+
+def test_schema_is_created_and_versioned(store):
+    assert table_names(store) >= TABLES
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [SCHEMA_VERSION]
+    snapshot_columns = set(store.query("DESCRIBE snapshots")["column_name"])
+    assert set(FEATURE_NAMES) <= snapshot_columns
+
+
+def test_reopening_keeps_data_and_does_not_migrate_again(settings, make_bars):
+    first = Store(settings.db_path)
+    first.upsert_bars("BTC", "5m", make_bars(10))
+    first.close()
+    again = Store(settings.db_path)
+    try:
+        assert again.scalar("SELECT count(*) FROM schema_version") == 1
+        assert again.scalar("SELECT count(*) FROM bars") == 10
+    finally:
+        again.close()
+
+
+def test_a_newer_schema_is_refused(settings):
+    store = Store(settings.db_path)
+    store.cursor().execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION + 1])
+    store.close()
+    with pytest.raises(StoreError, match="newer alpha12"):
+        Store(settings.db_path)
+
+
+def test_upsert_is_idempotent(store, make_bars):
+    bars = make_bars(50)
+    assert store.upsert_bars("BTC", "5m", bars) == 50
+    assert store.upsert_bars("BTC", "5m", bars) == 0
+    assert store.scalar("SELECT count(*) FROM bars") == 50
+    # an overlapping batch adds only the new bars, and other pairs are separate
+    longer = make_bars(60)
+    assert store.upsert_bars("BTC", "5m", longer) == 10
+    assert store.upsert_bars("BTC", "1h", longer) == 60
+    assert store.upsert_bars("ETH", "5m", longer) == 60
+    assert store.scalar("SELECT count(*) FROM bars") == 180
+    assert store.upsert_bars("BTC", "5m", longer.iloc[:0]) == 0
+
+
+def test_read_bars_round_trips_in_the_bars_convention(store, make_bars):
+    bars = make_bars(30)
+    store.upsert_bars("BTC", "5m", bars)
+    read = store.read_bars("BTC", "5m")
+    assert str(read["ts"].dtype).endswith(", UTC]")
+    pd.testing.assert_frame_equal(
+        read, bars.assign(ts=bars["ts"].astype(read["ts"].dtype)), check_exact=True
+    )
+
+
+def test_read_bars_with_start_end_and_tail(store, make_bars):
+    bars = make_bars(30)  # 00:00 .. 02:25
+    store.upsert_bars("BTC", "5m", bars)
+    start = pd.Timestamp("2025-01-01 00:50", tz="UTC")
+    end = pd.Timestamp("2025-01-01 01:10", tz="UTC")
+    window = store.read_bars("BTC", "5m", start=start, end=end)
+    assert window["ts"].tolist() == bars["ts"].iloc[10:15].tolist()  # both ends inclusive
+    assert store.read_bars("BTC", "5m", tail=4)["ts"].tolist() == bars["ts"].iloc[-4:].tolist()
+    tail_before = store.read_bars("BTC", "5m", end=end, tail=3)
+    assert tail_before["ts"].tolist() == bars["ts"].iloc[12:15].tolist()
+    assert store.read_bars("BTC", "1h").empty
+    assert list(store.read_bars("BTC", "1h").columns) == list(bars.columns)
+    assert store.last_bar_ts("BTC", "5m") == bars["ts"].iloc[-1]
+    assert store.last_bar_ts("BTC", "1h") is None
+
+
+def test_summary_counts_bars_and_rejections(store, make_bars, clock):
+    store.upsert_bars("BTC", "5m", make_bars(12))
+    store.upsert_bars("ETH", "1h", make_bars(3, "1h"))
+    counts = {"missing value": 2, "negative volume": 1}
+    store.record_rejections("BTC", "5m", "test", counts, clock.now())
+    summary = store.bar_summary().set_index(["asset", "interval"])
+    assert summary.loc[("BTC", "5m"), "bars"] == 12
+    assert summary.loc[("BTC", "5m"), "rejected"] == 3
+    assert summary.loc[("ETH", "1h"), "rejected"] == 0
+    assert summary.loc[("ETH", "1h"), "last_bar"] == pd.Timestamp("2025-01-01 02:00", tz="UTC")
+    assert store.bar_assets() == ["BTC", "ETH"]
+
+
+def test_events_and_state(store, clock):
+    store.log_event(clock.now(), "info", "test", "hello")
+    store.log_event(clock.now(), "error", "test", "broken", "BTC", "5m")
+    assert store.events()["message"].tolist() == ["broken", "hello"]
+    assert store.events(min_level="error")["asset"].tolist() == ["BTC"]
+    store.set_state("k", {"a": 1})
+    store.set_state("k", {"a": 2})
+    assert store.get_state("k") == {"a": 2}
+    assert store.get_state("missing", "default") == "default"
+
+
+def test_a_failed_transaction_leaves_nothing(store, make_bars):
+    with pytest.raises(RuntimeError), store.transaction() as cursor:
+        cursor.execute("INSERT INTO state VALUES ('half', '1')")
+        raise RuntimeError("boom")
+    assert store.get_state("half") is None
+
+
+def test_second_process_gets_a_plain_message_naming_the_file(store, run_cli):
+    held = store.path  # the fixture holds the file open read-write
+    completed = run_cli("--db", held, "status", timeout=60)
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert str(held) in lines[0]
+    assert "in use" in lines[0]
