@@ -115,7 +115,7 @@ def _run(app: Alpha12, args) -> int:
             time.sleep(min(5.0, args.seconds or 5.0))
             print(f"\n{_live_table(app)}", flush=True)
     finally:
-        engine.stop()
+        engine.stop(timeout=300)  # let a warm-start walk in progress finish its pair
     print(_live_table(app))
     return 0
 

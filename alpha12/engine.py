@@ -21,7 +21,7 @@ from alpha12.clock import WallClock
 from alpha12.collector import Backoff, collect_pair
 from alpha12.monitor import FAILED, Outcome
 from alpha12.timeframes import interval_delta
-from alpha12.warmstart import warm_start
+from alpha12.warmstart import pending_pairs, warm_start
 
 if TYPE_CHECKING:
     from alpha12.services import Alpha12
@@ -254,20 +254,17 @@ class Engine:
     # -- warm start, heartbeat, events ---------------------------------------------------
 
     def _warm_start_if_new(self) -> None:
-        if self.store.scalar("SELECT count(*) FROM setups") or self._stop.is_set():
+        """Walk history for the pairs never warm-started (all of them on a new store)."""
+        self.context.collect_once(self.backoff)
+        pairs = pending_pairs(self.store, self.context.pairs())
+        if not pairs or self._stop.is_set():
             return
         pause, resume = getattr(self.clock, "pause", None), getattr(self.clock, "resume", None)
         if pause:
             pause()  # no market time passes unseen while history is being walked
         try:
             self.state = "warming up"
-            self.context.collect_once(self.backoff)
-            summary = warm_start(
-                self.monitor,
-                self.context.universe(),
-                list(self.context.settings.intervals),
-                self._warm_progress,
-            )
+            summary = warm_start(self.monitor, pairs, self._warm_progress, self._stop.is_set)
             self._event("info", "warm start: " + "; ".join(f"{k} {v}" for k, v in summary.items()))
         except Exception as error:
             self._event(

@@ -3,6 +3,9 @@ serving model, resolve open setups, maybe open a new one, and fill matured targe
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +29,19 @@ class PairAnalysis:
     model: str | None = None  # e.g. "timeframe v3", "fallback v1", or None
 
 
+@contextmanager
+def stage(timings: Counter | None, name: str):
+    """Add the block's duration to timings[name] (seconds); free when timings is None."""
+    if timings is None:
+        yield
+        return
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] += time.perf_counter() - started
+
+
 def stored_precision(rows: pd.DataFrame) -> pd.DataFrame:
     """Features as the snapshots table stores them (FLOAT), so live predictions see exactly
     what training saw."""
@@ -45,29 +61,41 @@ def predict(served: ServedModel | None, rows: pd.DataFrame) -> np.ndarray:
 
 
 def analyze_pair(
-    store: Store, registry: Registry, settings: Settings, asset: str, interval: str
+    store: Store,
+    registry: Registry,
+    settings: Settings,
+    asset: str,
+    interval: str,
+    timings: Counter | None = None,
 ) -> PairAnalysis:
+    """The new bars' snapshots, predictions, trade exits and entry; `timings` (optional)
+    collects seconds per stage."""
     result = PairAnalysis(asset, interval)
-    bars, rows = analysis.new_bar_features(store, asset, interval)
+    with stage(timings, "features"):
+        bars, rows = analysis.new_bar_features(store, asset, interval)
     if rows.empty:
         return result
-    served = registry.load_timeframe_model(asset, interval)
-    if served:
-        result.model = f"{served.scope} v{served.version}"
-    rows["probability"] = predict(served, rows)
+    with stage(timings, "predict"):
+        served = registry.load_timeframe_model(asset, interval)
+        rows["probability"] = predict(served, rows)
+    result.model = f"{served.scope} v{served.version}" if served else None
     rows["model_version"] = served.version if served else None
     rows["model_scope"] = served.scope if served else None
-    result.closed = close_resolved(store, settings, asset, interval)
-    setup = _next_setup(store, settings, asset, interval, bars, rows, served)
-    rows["setup_generated"] = False
-    if setup is not None:
-        rows.loc[rows.index[-1], "setup_generated"] = True
-        result.setup_id = store.insert_setups(pd.DataFrame([setup.as_row()]))[0]
-    for column in analysis.TARGET_COLUMNS:
-        rows[column] = np.nan
-    rows["target_ts"] = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us, UTC]")
-    result.snapshots = analysis.insert_snapshots(store, asset, interval, rows)
-    result.targets = analysis.refresh_targets(store, settings, asset, interval, bars)
+    with stage(timings, "tracker"):
+        result.closed = close_resolved(store, settings, asset, interval)
+    with stage(timings, "signals"):
+        setup = _next_setup(store, settings, asset, interval, bars, rows, served)
+        rows["setup_generated"] = False
+        if setup is not None:
+            rows.loc[rows.index[-1], "setup_generated"] = True
+            result.setup_id = store.insert_setups(pd.DataFrame([setup.as_row()]))[0]
+    with stage(timings, "snapshots"):
+        for column in analysis.TARGET_COLUMNS:
+            rows[column] = np.nan
+        rows["target_ts"] = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us, UTC]")
+        result.snapshots = analysis.insert_snapshots(store, asset, interval, rows)
+    with stage(timings, "targets"):
+        result.targets = analysis.refresh_targets(store, settings, asset, interval, bars)
     return result
 
 

@@ -8,6 +8,7 @@ predicts bars that close after T, and its training rows' labels were all known b
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from alpha12.pipeline import predict
 from alpha12.timeframes import interval_delta
 
 WARM_START = "warm_start"
+WARM_STARTED_KEY = "warm_started_pairs"  # state: the pairs whose walk has finished
 # Bars walked per timeframe: about two weeks of 5m trading up to four months of daily bars.
 WARM_START_BARS = {"5m": 1152, "15m": 960, "1h": 720, "4h": 360, "1d": 120}
 MONITOR_STEP = pd.Timedelta(hours=1)
@@ -33,29 +35,39 @@ def _quiet(_fraction: float, _message: str) -> None:
     pass
 
 
+def pending_pairs(store, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs not warm-started yet (a warm start cut short resumes with the rest)."""
+    done = {tuple(pair) for pair in store.get_state(WARM_STARTED_KEY, [])}
+    return [pair for pair in pairs if pair not in done]
+
+
 def warm_start(
     monitor: PerformanceMonitor,
-    assets: list[str],
-    intervals: list[str],
+    pairs: list[tuple[str, str]],
     progress: Progress = _quiet,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, str]:
-    """Backfill, then walk every pair; per ASSET_INTERVAL a one-line summary."""
+    """Backfill, then walk each pair; per ASSET_INTERVAL a one-line summary. Each finished
+    pair is remembered, so a stop (or a crash) leaves the others for the next start."""
     store, settings = monitor.store, monitor.settings()
-    pairs = [(a, i) for a in assets for i in intervals]
     for n, (asset, interval) in enumerate(pairs):
         progress(0.3 * n / len(pairs), f"backfilling snapshots: {asset} {interval}")
         analysis.backfill_pair(store, settings, asset, interval)
     walks = {pair: PairWalk(monitor, *pair) for pair in pairs}
-    for asset in assets:
-        starts = [walks[(asset, i)].start_time for i in intervals if walks[(asset, i)].start_time]
+    for asset in sorted({asset for asset, _ in pairs}):
+        starts = [w.start_time for (a, _), w in walks.items() if a == asset and w.start_time]
         if starts:
             progress(0.3, f"training the {asset} fallback model")
             monitor.train_fallbacks([asset], min(starts), WARM_START)
-    done: list[str] = []
+    lock, done = threading.Lock(), []
 
     def walk_pair(pair: tuple[str, str]) -> str:
+        if should_stop():
+            return "not walked: stopped"
         result = walks[pair].run()
-        done.append(pair)  # list.append is atomic: a safe progress counter across threads
+        with lock:
+            done.append(pair)
+            store.set_state(WARM_STARTED_KEY, [*store.get_state(WARM_STARTED_KEY, []), pair])
         progress(0.35 + 0.65 * len(done) / len(pairs), f"walked {pair[0]} {pair[1]}")
         return result
 

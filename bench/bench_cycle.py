@@ -1,0 +1,99 @@
+"""Benchmark: one full engine cycle (training excluded) over N assets x 5 timeframes on the replay
+source, stage by stage, at 100 and 500 series.
+
+The cycle is the worst case of a live day: the clock crosses midnight UTC, so a new bar closes
+on every timeframe of every asset at once; each pair is collected, snapshotted, predicted,
+tracked and its targets refreshed, exactly as the engine does it.
+"""
+
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from alpha12 import models, pipeline
+from alpha12.clock import ManualClock
+from alpha12.collector import collect_pair
+from alpha12.config import Settings
+from alpha12.registry import FALLBACK_INTERVAL
+from alpha12.services import Alpha12
+from alpha12.sources.replay import SyntheticReplay
+from bench.bench_training import training_frame
+from bench.timing import row
+
+HISTORY_DAYS = 20
+
+
+def build(folder: Path, assets: list[str], model) -> Alpha12:
+    """A store whose pairs are collected and snapshotted up to 5 minutes before midnight,
+    every asset served by the same (fallback) model."""
+    settings = Settings(
+        assets=tuple(assets),
+        history_days=HISTORY_DAYS,
+        db_path=folder / "bench.duckdb",
+        models_dir=folder / "models",
+    )
+    source = SyntheticReplay(settings.seed, HISTORY_DAYS, future_days=2)
+    clock = ManualClock(source.default_start - pd.Timedelta(minutes=5))
+    app = Alpha12.open(settings=settings, clock=clock, source=source)
+    app.collect_once()
+    app.backfill()
+    for asset in assets:
+        app.registry.register(asset, FALLBACK_INTERVAL, model, clock.now(), "bench")
+    clock.advance(minutes=5)
+    return app
+
+
+def cycle(app: Alpha12) -> Counter:
+    timings: Counter = Counter()
+    now = app.clock.now()
+    for asset, interval in app.pairs():
+        with pipeline.stage(timings, "collect"):
+            collect_pair(app.store, app.source, asset, interval, now)
+        pipeline.analyze_pair(app.store, app.registry, app.settings, asset, interval, timings)
+    return timings
+
+
+def run(quick: bool = False) -> list[dict]:
+    trained = models.fit(training_frame(1_500), Settings().timeframe("5m"))
+    sizes = (4, 20) if quick else (20, 100)
+    rows, totals = [], {}
+    for n_assets in sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            app = build(Path(folder), [f"A{i:03d}" for i in range(n_assets)], trained)
+            started = time.perf_counter()
+            timings = cycle(app)
+            totals[n_assets] = time.perf_counter() - started
+            assert (
+                app.store.scalar(
+                    "SELECT count(*) FROM snapshots WHERE ts = ?",
+                    [app.clock.now() - pd.Timedelta(minutes=5)],
+                )
+                == n_assets
+            )
+            app.close()
+        series = 5 * n_assets
+        rows.append(
+            row(
+                f"cycle: {series} series, whole cycle",
+                totals[n_assets],
+                "s",
+                "<= 2 s at 100 series",
+            )
+        )
+        rows += [
+            row(f"cycle: {series} series, stage {name}", seconds, "s", "")
+            for name, seconds in sorted(timings.items(), key=lambda kv: -kv[1])
+        ]
+    small, large = sizes
+    rows.append(
+        row(
+            f"cycle: growth {5 * small} -> {5 * large} series (time ratio / size ratio)",
+            (totals[large] / totals[small]) / (large / small),
+            "x",
+            "close to 1 (linear)",
+        )
+    )
+    return rows
