@@ -69,19 +69,15 @@ def insert_snapshots(store: Store, asset: str, interval: str, rows: pd.DataFrame
     if rows.empty:
         return 0
     columns = ["ts", *FEATURE_NAMES, *TARGET_COLUMNS, *_optional_columns(rows)]
-    with store.transaction() as cursor:
-        cursor.register("incoming_snapshots", rows[columns])
-        try:
-            names = ", ".join(columns)
-            return cursor.execute(
-                f"""INSERT INTO snapshots (asset, interval, source, {names})
-                    SELECT ?, ?, ?, {names} FROM incoming_snapshots i
-                    WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.asset = ?
-                          AND s.interval = ? AND s.source = ? AND s.ts = i.ts)""",
-                [asset, interval, SNAPSHOT_SOURCE, asset, interval, SNAPSHOT_SOURCE],
-            ).fetchone()[0]
-        finally:
-            cursor.unregister("incoming_snapshots")
+    names = ", ".join(columns)
+    return store.write_frame(
+        rows[columns],
+        f"""INSERT INTO snapshots (asset, interval, source, {names})
+            SELECT ?, ?, ?, {names} FROM incoming i
+            WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.asset = ?
+                  AND s.interval = ? AND s.source = ? AND s.ts = i.ts)""",
+        [asset, interval, SNAPSHOT_SOURCE, asset, interval, SNAPSHOT_SOURCE],
+    )[0][0]
 
 
 def _optional_columns(rows: pd.DataFrame) -> list[str]:
@@ -94,18 +90,13 @@ def update_targets(store: Store, asset: str, interval: str, rows: pd.DataFrame) 
     matured = rows.loc[rows["target"].notna(), ["ts", *TARGET_COLUMNS]]
     if matured.empty:
         return 0
-    with store.transaction() as cursor:
-        cursor.register("matured", matured)
-        try:
-            return cursor.execute(
-                """UPDATE snapshots s SET target = m.target, target_ts = m.target_ts,
-                          pnl_pct = m.pnl_pct
-                   FROM matured m WHERE s.asset = ? AND s.interval = ? AND s.source = ?
-                     AND s.ts = m.ts AND s.target IS NULL""",
-                [asset, interval, SNAPSHOT_SOURCE],
-            ).fetchone()[0]
-        finally:
-            cursor.unregister("matured")
+    return store.write_frame(
+        matured,
+        """UPDATE snapshots s SET target = m.target, target_ts = m.target_ts, pnl_pct = m.pnl_pct
+           FROM incoming m WHERE s.asset = ? AND s.interval = ? AND s.source = ?
+             AND s.ts = m.ts AND s.target IS NULL""",
+        [asset, interval, SNAPSHOT_SOURCE],
+    )[0][0]
 
 
 def last_snapshot_ts(store: Store, asset: str, interval: str) -> pd.Timestamp | None:

@@ -290,6 +290,9 @@ class Engine:
                 "heartbeat_clock": self.clock.now().isoformat(),
                 "heartbeat_wall": self.last_heartbeat.isoformat(),
                 "next_monitor": self._next_monitor.isoformat() if self._next_monitor else None,
+                "next_collection": min(self._next_due.values()).isoformat()
+                if self._next_due
+                else None,
                 "restarts": self.restarts,
             },
         )

@@ -147,6 +147,16 @@ class Store:
                 raise
             cursor.execute("COMMIT")
 
+    def write_frame(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> list:
+        """Run one write statement that reads `frame` as the table `incoming`, in its own
+        transaction; returns the statement's rows (DuckDB returns the count for DML)."""
+        with self.transaction() as cursor:
+            cursor.register("incoming", frame)
+            try:
+                return cursor.execute(sql, params or []).fetchall()
+            finally:
+                cursor.unregister("incoming")
+
     def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
         return self.cursor().execute(sql, params or []).df()
 
@@ -177,20 +187,14 @@ class Store:
         """Insert the bars not stored yet; returns how many were new. Idempotent."""
         if bars.empty:
             return 0
-        incoming = bars[["ts", *NUMERIC_COLUMNS]]
-        with self.transaction() as cursor:
-            cursor.register("incoming_bars", incoming)
-            try:
-                return cursor.execute(
-                    """INSERT INTO bars
-                       SELECT ?, ?, i.ts, i.open, i.high, i.low, i.close, i.volume
-                       FROM incoming_bars i
-                       WHERE NOT EXISTS (SELECT 1 FROM bars b WHERE b.asset = ?
-                             AND b.interval = ? AND b.ts = i.ts)""",
-                    [asset, interval, asset, interval],
-                ).fetchone()[0]
-            finally:
-                cursor.unregister("incoming_bars")
+        return self.write_frame(
+            bars[["ts", *NUMERIC_COLUMNS]],
+            """INSERT INTO bars
+               SELECT ?, ?, i.ts, i.open, i.high, i.low, i.close, i.volume FROM incoming i
+               WHERE NOT EXISTS (SELECT 1 FROM bars b WHERE b.asset = ? AND b.interval = ?
+                     AND b.ts = i.ts)""",
+            [asset, interval, asset, interval],
+        )[0][0]
 
     def read_bars(
         self,
@@ -257,15 +261,10 @@ class Store:
         if setups.empty:
             return []
         names = ", ".join(setups.columns)
-        with self.transaction() as cursor:
-            cursor.register("incoming_setups", setups)
-            try:
-                ids = cursor.execute(
-                    f"INSERT INTO setups ({names}) SELECT {names} FROM incoming_setups RETURNING id"
-                ).fetchall()
-            finally:
-                cursor.unregister("incoming_setups")
-        return [row[0] for row in ids]
+        inserted = self.write_frame(
+            setups, f"INSERT INTO setups ({names}) SELECT {names} FROM incoming RETURNING id"
+        )
+        return [row[0] for row in inserted]
 
     def open_setups(self, asset: str, interval: str) -> pd.DataFrame:
         return self.query(
@@ -277,17 +276,13 @@ class Store:
         """Record exits (tracker.resolve's columns); an already closed setup is left alone."""
         if resolved.empty:
             return 0
-        with self.transaction() as cursor:
-            cursor.register("resolved_setups", resolved)
-            try:
-                return cursor.execute(
-                    """UPDATE setups s SET status = 'closed', exit_ts = r.exit_ts,
-                              exit_price = r.exit_price, exit_reason = r.exit_reason,
-                              pnl_pct = r.pnl_pct, r_multiple = r.r_multiple
-                       FROM resolved_setups r WHERE s.id = r.id AND s.status = 'open'"""
-                ).fetchone()[0]
-            finally:
-                cursor.unregister("resolved_setups")
+        return self.write_frame(
+            resolved,
+            """UPDATE setups s SET status = 'closed', exit_ts = r.exit_ts,
+                      exit_price = r.exit_price, exit_reason = r.exit_reason,
+                      pnl_pct = r.pnl_pct, r_multiple = r.r_multiple
+               FROM incoming r WHERE s.id = r.id AND s.status = 'open'""",
+        )[0][0]
 
     # -- events and state ----------------------------------------------------------------
 

@@ -279,16 +279,12 @@ class PairWalk:
             store.insert_setups(pd.DataFrame(self.trades))
         rows = pd.concat([frame[["ts"]], marks], axis=1)
         rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
-        with store.transaction() as cursor:
-            cursor.register("marks", rows)
-            try:
-                cursor.execute(
-                    """UPDATE snapshots s SET probability = m.probability,
-                              model_version = m.model_version, model_scope = m.model_scope,
-                              setup_generated = m.setup_generated
-                       FROM marks m WHERE s.asset = ? AND s.interval = ? AND s.source = ?
-                         AND s.ts = m.ts""",
-                    [self.asset, self.interval, analysis.SNAPSHOT_SOURCE],
-                )
-            finally:
-                cursor.unregister("marks")
+        store.write_frame(
+            rows,
+            """UPDATE snapshots s SET probability = m.probability,
+                      model_version = m.model_version, model_scope = m.model_scope,
+                      setup_generated = m.setup_generated
+               FROM incoming m WHERE s.asset = ? AND s.interval = ? AND s.source = ?
+                 AND s.ts = m.ts""",
+            [self.asset, self.interval, analysis.SNAPSHOT_SOURCE],
+        )

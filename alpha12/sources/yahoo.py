@@ -101,7 +101,8 @@ def to_bars(frame: pd.DataFrame, daily: bool) -> pd.DataFrame:
     bars = pd.DataFrame({"ts": ts.astype("datetime64[us, UTC]")})
     for name in ("open", "high", "low", "close", "volume"):
         bars[name] = pd.to_numeric(frame[columns[name]].to_numpy(), errors="coerce")
-    return bars.dropna(subset=["open", "high", "low", "close"], how="all").reset_index(drop=True)
+    bars = bars.dropna(subset=["open", "high", "low", "close"], how="all")
+    return bars.sort_values("ts", kind="stable").reset_index(drop=True)  # closed_between bisects
 
 
 def _price_level(frame: pd.DataFrame) -> int:
