@@ -36,8 +36,9 @@ def closed_between(
     """The bars opening at or after `start` that have closed by `end` (`bars` sorted by ts).
 
     Binary search, not a mask: replay sources call this every cycle on a year of bars."""
-    first = 0 if start is None else int(bars["ts"].searchsorted(start, side="left"))
-    stop = int(bars["ts"].searchsorted(end - interval_delta, side="right"))
+    # Bounds rounded to whole microseconds (the bars' unit), inward: same answer, no unit error.
+    first = 0 if start is None else int(bars["ts"].searchsorted(start.ceil("us"), side="left"))
+    stop = int(bars["ts"].searchsorted((end - interval_delta).floor("us"), side="right"))
     return bars.iloc[first : max(first, stop)].reset_index(drop=True)
 
 
