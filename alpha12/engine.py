@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 TICK_SECONDS = 1.0
 QUEUED, RUNNING, DONE = "queued", "running", "done"
 ENGINE_STATE_KEY = "engine"
+REPEAT_LOG_EVERY = 100
 
 
 class Engine:
@@ -50,6 +51,7 @@ class Engine:
         self._training: Future | None = None
         self._next_due: dict[tuple[str, str], pd.Timestamp] = {}
         self._next_monitor: pd.Timestamp | None = None
+        self._failures: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -139,13 +141,17 @@ class Engine:
         try:
             work(*args)
         except Exception as error:
-            self._event(
-                "error",
-                f"{type(error).__name__}: {error}",
-                asset,
-                interval,
-                detail=traceback.format_exc(limit=3),
+            message = f"{type(error).__name__}: {error}"
+            # A failure that repeats every tick is logged once, then every REPEAT_LOG_EVERY-th
+            # time with its count, so it cannot flood the events table.
+            seen = self._failures[(asset, interval, message)] = (
+                self._failures.get((asset, interval, message), 0) + 1
             )
+            if seen == 1 or seen % REPEAT_LOG_EVERY == 0:
+                suffix = f" (seen {seen} times)" if seen > 1 else ""
+                self._event(
+                    "error", message + suffix, asset, interval, detail=traceback.format_exc(limit=3)
+                )
             self._next_due[(asset, interval)] = self.clock.now() + interval_delta(interval)
 
     def _monitor_period(self) -> pd.Timedelta:

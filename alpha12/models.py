@@ -201,7 +201,7 @@ def signal_results(
 ) -> dict:
     """What the entry rule would have earned on these rows (every qualifying bar a trade)."""
     long = probability >= timeframe.entry_threshold
-    short = probability <= 1 - timeframe.entry_threshold
+    short = 1 - probability >= timeframe.entry_threshold  # as signals.direction_for
     pnl = np.concatenate([rows["pnl_long"].to_numpy()[long], rows["pnl_short"].to_numpy()[short]])
     pnl = pnl[~np.isnan(pnl)]
     return {

@@ -118,8 +118,10 @@ class Registry:
             folder = self.pair_dir(asset, interval)
             source = folder / "versions" / f"v{version}"
             try:
-                _write_atomic(folder / "model.joblib", (source / "model.joblib").read_bytes())
+                # model.joblib last: it is what serves, so when either write fails the previous
+                # model keeps serving, as the models table (updated only after both) says.
                 _write_atomic(folder / "meta.json", (source / "meta.json").read_bytes())
+                _write_atomic(folder / "model.joblib", (source / "model.joblib").read_bytes())
             except OSError as error:
                 raise RegistryError(
                     f"cannot activate {asset} {interval} v{version}: {error.strerror or error}"

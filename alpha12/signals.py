@@ -37,7 +37,9 @@ def direction_for(probability: float, entry_threshold: float) -> int:
     """LONG at or above the threshold, SHORT at or below its mirror, else FLAT."""
     if probability >= entry_threshold:
         return LONG
-    if probability <= 1 - entry_threshold:
+    # The long test applied to 1 - p: in floats 1 - 0.55 is 0.4499..., so `p <= 1 - threshold`
+    # would leave a probability of exactly 0.45 flat.
+    if 1 - probability >= entry_threshold:
         return SHORT
     return FLAT
 

@@ -35,7 +35,11 @@ def resolve(
                 "outcome",
             ]
         )
-    paths = _paths(setups["ts"], bars, horizon)
+    # A DatetimeIndex, not .to_numpy(): tz-aware times come out of numpy as objects, which
+    # cannot be added to a timedelta.
+    bar_open = pd.DatetimeIndex(bars["ts"])
+    first = bar_open.searchsorted(pd.DatetimeIndex(setups["ts"]), side="right")
+    paths = _paths(first, bars, horizon)
     entry = setups["entry"].to_numpy(dtype="float64")
     stop = setups["stop"].to_numpy(dtype="float64")
     result = resolve_paths(
@@ -47,14 +51,12 @@ def resolve(
         round_trip_cost_bps=round_trip_cost_bps,
     )
     done = result["resolved"]
-    offsets = result["exit_offset"][done]
-    first = np.searchsorted(bars["ts"].to_numpy(), setups["ts"].to_numpy()[done], side="right")
-    exit_ts = bars["ts"].to_numpy()[first + offsets] + interval_delta(interval).to_timedelta64()
+    exit_ts = bar_open[first[done] + result["exit_offset"][done]] + interval_delta(interval)
     risk_pct = 100 * np.abs(entry - stop)[done] / entry[done]
     return pd.DataFrame(
         {
             "id": setups["id"].to_numpy()[done],
-            "exit_ts": pd.to_datetime(exit_ts, utc=True),
+            "exit_ts": exit_ts,
             "exit_price": result["exit_price"][done],
             "exit_reason": result["exit_reason"][done],
             "pnl_pct": result["pnl_pct"][done],
@@ -64,9 +66,9 @@ def resolve(
     )
 
 
-def _paths(entry_ts: pd.Series, bars: pd.DataFrame, horizon: int) -> list[np.ndarray]:
-    """(n, horizon) open/high/low/close of the bars after each entry bar; NaN where unknown."""
-    first = np.searchsorted(bars["ts"].to_numpy(), entry_ts.to_numpy(), side="right")
+def _paths(first: np.ndarray, bars: pd.DataFrame, horizon: int) -> list[np.ndarray]:
+    """(n, horizon) open/high/low/close of the `horizon` bars from each index in `first`
+    (the bar after each entry bar); NaN where unknown."""
     index = first[:, None] + np.arange(horizon)[None, :]
     known = index < len(bars)
     safe = np.where(known, index, 0)

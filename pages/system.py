@@ -1,0 +1,169 @@
+"""System: the engine and the clock, data freshness, recent errors, and the per-timeframe
+settings (validated, saved, audited, applied at the monitor's next run)."""
+
+import streamlit as st
+
+from alpha12 import ui
+from alpha12.services import EDITABLE
+
+app = ui.context()
+st.title("System")
+FIELD_HELP = {
+    "win_rate": "minimum recent win rate (0 to 1) before the pair counts as degraded",
+    "profit_factor": "minimum recent profit factor",
+    "min_trades": "resolved trades needed before the monitor judges the pair",
+    "cooldown_hours": "clock hours between two recalibration attempts of a pair",
+    "min_rows": "labelled snapshot rows needed to train a model (at least 20)",
+}
+
+
+@st.fragment(run_every=ui.REFRESH_SECONDS)
+def engine_and_clock() -> None:
+    status = app.system_status()
+    engine, heartbeat, clock, schedule = st.columns(4)
+    colour = ui.ENGINE_COLOURS.get(status["state"], "gray")
+    engine.markdown(
+        ui.fact(
+            "Engine",
+            f":{colour}-background[:{colour}[**{status['state']}**]]",
+            f"{status['restarts']} restart(s)",
+        )
+    )
+    beat = f"{ui.duration(status['heartbeat_age_s'])} ago" if status["heartbeat"] else "never"
+    heartbeat.markdown(ui.fact("Heartbeat", beat, ui.timestamp(status["heartbeat"])))
+    clock.markdown(
+        ui.fact(
+            f"{status['clock'].title()} clock",
+            ui.timestamp(status["clock_now"]),
+            f"{status['speed']:g}× speed" + (", paused" if status["paused"] else ""),
+        )
+    )
+    schedule.markdown(
+        ui.fact(
+            "Next monitor run",
+            ui.timestamp(status["next_monitor"]),
+            f"every {status['monitor_period_minutes']:g} min of clock time; next collection "
+            + ui.timestamp(status["next_collection"]),
+        )
+    )
+    collection = app.collection_status()
+    st.dataframe(
+        collection[
+            [
+                "asset",
+                "interval",
+                "bars",
+                "first_bar",
+                "last_bar",
+                "freshness_s",
+                "next_close",
+                "rejected",
+            ]
+        ],
+        hide_index=True,
+        column_config={
+            "first_bar": st.column_config.DatetimeColumn("first bar", format="YYYY-MM-DD HH:mm"),
+            "last_bar": st.column_config.DatetimeColumn("last bar", format="YYYY-MM-DD HH:mm"),
+            "freshness_s": st.column_config.NumberColumn(
+                "since last close (s)",
+                format="%.0f",
+                help="clock seconds since the newest stored bar closed",
+            ),
+            "next_close": st.column_config.DatetimeColumn(
+                "next bar closes", format="YYYY-MM-DD HH:mm", help="when it is collected next"
+            ),
+            "rejected": st.column_config.NumberColumn("rejected rows"),
+        },
+    )
+
+
+def recent_errors() -> None:
+    errors = app.recent_errors()
+    if errors.empty:
+        st.success("No warnings or errors recorded.")
+        return
+    st.dataframe(
+        errors[["ts", "level", "component", "asset", "interval", "message"]],
+        hide_index=True,
+        column_config={
+            "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss")
+        },
+    )
+
+
+def settings_form() -> None:
+    table = app.timeframe_settings().set_index("interval")
+    st.dataframe(
+        table, column_config={k: st.column_config.Column(help=FIELD_HELP[k]) for k in EDITABLE}
+    )
+    interval = st.selectbox("Timeframe to edit", list(table.index), key="settings_interval")
+    current = table.loc[interval]
+    with st.form(f"settings-{interval}"):
+        columns = st.columns(len(EDITABLE))
+        changes = {
+            "win_rate": columns[0].number_input(
+                "win_rate",
+                value=float(current["win_rate"]),
+                step=0.01,
+                format="%.3f",
+                help=FIELD_HELP["win_rate"],
+            ),
+            "profit_factor": columns[1].number_input(
+                "profit_factor",
+                value=float(current["profit_factor"]),
+                step=0.05,
+                format="%.2f",
+                help=FIELD_HELP["profit_factor"],
+            ),
+            "min_trades": columns[2].number_input(
+                "min_trades",
+                value=int(current["min_trades"]),
+                step=1,
+                help=FIELD_HELP["min_trades"],
+            ),
+            "cooldown_hours": columns[3].number_input(
+                "cooldown_hours",
+                value=float(current["cooldown_hours"]),
+                step=1.0,
+                format="%.1f",
+                help=FIELD_HELP["cooldown_hours"],
+            ),
+            "min_rows": columns[4].number_input(
+                "min_rows", value=int(current["min_rows"]), step=10, help=FIELD_HELP["min_rows"]
+            ),
+        }
+        password = (
+            st.text_input("Admin password", type="password", key="settings_password")
+            if ui.admin_required()
+            else None
+        )
+        if st.form_submit_button("Save", type="primary"):
+            save(interval, changes, password)
+
+
+def save(interval: str, changes: dict, password: str | None) -> None:
+    if not ui.authorized(password):
+        st.error(ui.WRONG_PASSWORD)
+        return
+    problems = app.update_timeframe_settings(interval, changes)
+    if problems:
+        st.error("Not saved: " + "; ".join(problems))
+        return
+    ui.flash(f"Settings of {interval} saved; the monitor applies them at its next run.")
+    st.rerun()
+
+
+st.subheader("Engine and clock")
+engine_and_clock()
+st.subheader("Recent warnings and errors")
+recent_errors()
+st.subheader("Settings per timeframe")
+settings_form()
+st.subheader("Settings changes")
+st.dataframe(
+    app.settings_audit(),
+    hide_index=True,
+    column_config={
+        "wall_ts": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm:ss")
+    },
+)

@@ -1,0 +1,233 @@
+"""The model registry: SEED.md's layout mirrored in the models table, sha256-verified loads
+that fall back instead of crashing, atomic writes, and timeframe-then-asset model lookup."""
+
+import hashlib
+import json
+import os
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from alpha12 import analysis, models
+from alpha12.bars import resample
+from alpha12.clock import ManualClock
+from alpha12.config import Settings
+from alpha12.features import FEATURE_NAMES
+from alpha12.registry import (
+    ACTIVE,
+    FALLBACK_INTERVAL,
+    REJECTED,
+    RETIRED,
+    Registry,
+    RegistryError,
+)
+from alpha12.sources.replay import SYNTHETIC_ORIGIN
+from alpha12.sources.synthetic import SyntheticMarket
+from alpha12.store import Store
+
+SETTINGS = Settings()
+NOW = pd.Timestamp("2025-02-01", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two different 1h models (trained as of two times) and rows to predict."""
+    store = Store(tmp_path_factory.mktemp("training") / "s.duckdb")
+    base = SyntheticMarket(seed=12, origin=SYNTHETIC_ORIGIN).base_bars("BTC", 30)
+    store.upsert_bars("BTC", "1h", resample(base, "1h"))
+    analysis.backfill_pair(store, SETTINGS, "BTC", "1h")
+    fitted = [
+        models.fit(
+            analysis.training_frame(store, SETTINGS, "BTC", "1h", NOW - days),
+            SETTINGS.timeframe("1h"),
+        )
+        for days in (pd.Timedelta(days=3), pd.Timedelta(0))
+    ]
+    inputs = store.query(f"SELECT {', '.join(FEATURE_NAMES)} FROM snapshots").dropna()
+    store.close()
+    assert all(isinstance(model, models.TrainedModel) for model in fitted)
+    return fitted, inputs
+
+
+@pytest.fixture
+def registry(store, tmp_path) -> Registry:
+    return Registry(tmp_path / "timeframe_models", store, ManualClock(NOW))
+
+
+@pytest.fixture
+def two_versions(registry, trained):
+    """BTC 1h with v1 (retired) and v2 (active)."""
+    (first, second), _ = trained
+    registry.register("BTC", "1h", first, NOW - pd.Timedelta(days=3), "test")
+    registry.register("BTC", "1h", second, NOW, "test")
+    return registry
+
+
+def served_predictions(served, inputs) -> np.ndarray:
+    return served.model.predict_proba(inputs)
+
+
+def expected_predictions(trained, version: int) -> np.ndarray:
+    models_, inputs = trained
+    return models_[version - 1].predict_proba(inputs)
+
+
+def registry_events(store) -> pd.DataFrame:
+    return store.query("SELECT * FROM events WHERE component = 'registry' ORDER BY id")
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- layout ------------------------------------------------------------------------------
+
+
+def test_layout_and_the_models_table_mirror_each_other(two_versions, store, tmp_path):
+    pair = tmp_path / "timeframe_models" / "BTC_1h"
+    assert pair == two_versions.pair_dir("BTC", "1h")
+    for version in (1, 2):
+        assert (pair / "versions" / f"v{version}" / "model.joblib").is_file()
+        assert (pair / "versions" / f"v{version}" / "meta.json").is_file()
+    v2 = pair / "versions" / "v2"
+    assert (pair / "model.joblib").read_bytes() == (v2 / "model.joblib").read_bytes()
+    assert (pair / "meta.json").read_bytes() == (v2 / "meta.json").read_bytes()
+    assert not [p for p in pair.rglob(".*")]  # no temp files left behind
+
+    table = store.query("SELECT * FROM models ORDER BY version")
+    assert table["version"].tolist() == [1, 2]
+    assert table["status"].tolist() == [RETIRED, ACTIVE]
+    assert (table["scope"] == "timeframe").all() and (table["trigger"] == "test").all()
+    for row in table.itertuples():
+        folder = pair / "versions" / f"v{row.version}"
+        meta = json.loads((folder / "meta.json").read_text())
+        assert row.path == str(folder / "model.joblib")
+        assert row.sha256 == meta["sha256"] == sha256(folder / "model.joblib")
+        assert (row.rows, row.version) == (meta["rows"], meta["version"])
+        assert pd.Timestamp(row.as_of) == pd.Timestamp(meta["as_of"])
+        assert pd.Timestamp(row.trained_at) == pd.Timestamp(meta["trained_at"]) == NOW
+        assert json.loads(row.metrics)["brier"] == pytest.approx(meta["metrics"]["brier"])
+
+
+def test_the_active_version_serves_and_a_rollback_serves_the_earlier_one(two_versions, trained):
+    _, inputs = trained
+    served = two_versions.load_active("BTC", "1h")
+    assert (served.version, served.scope) == (2, "timeframe")
+    np.testing.assert_array_equal(
+        served_predictions(served, inputs), expected_predictions(trained, 2)
+    )
+    two_versions.activate("BTC", "1h", 1)
+    served = two_versions.load_active("BTC", "1h")
+    assert served.version == 1 == two_versions.active_version("BTC", "1h")
+    np.testing.assert_array_equal(
+        served_predictions(served, inputs), expected_predictions(trained, 1)
+    )
+
+
+def test_a_rejected_challenger_is_kept_but_never_serves(two_versions, trained, store):
+    first, _ = trained[0]
+    version = two_versions.register("BTC", "1h", first, NOW, "test", status=REJECTED)
+    assert version == 3
+    assert (two_versions.pair_dir("BTC", "1h") / "versions" / "v3" / "model.joblib").is_file()
+    assert two_versions.load_active("BTC", "1h").version == 2
+    statuses = store.query("SELECT version, status FROM models ORDER BY version")
+    assert statuses["status"].tolist() == [RETIRED, ACTIVE, REJECTED]
+
+
+# --- damaged files ------------------------------------------------------------------------
+
+
+def test_a_corrupted_model_file_falls_back_to_the_previous_version(two_versions, trained, store):
+    active = two_versions.pair_dir("BTC", "1h") / "model.joblib"
+    active.write_bytes(b"\x00not a model" * 100)
+    served = two_versions.load_active("BTC", "1h")
+    assert served.version == 1
+    np.testing.assert_array_equal(
+        served_predictions(served, trained[1]), expected_predictions(trained, 1)
+    )
+    events = registry_events(store)
+    assert len(events) == 1
+    assert events["level"].iloc[0] == "error"
+    assert "v2" in events["message"].iloc[0] and "refused" in events["message"].iloc[0]
+    assert (events["asset"].iloc[0], events["interval"].iloc[0]) == ("BTC", "1h")
+
+
+def test_every_version_corrupted_serves_nothing_and_never_raises(two_versions, store):
+    for path in two_versions.pair_dir("BTC", "1h").rglob("model.joblib"):
+        path.write_bytes(b"garbage")
+    assert two_versions.load_active("BTC", "1h") is None
+    assert two_versions.load_timeframe_model("BTC", "1h") is None
+    assert len(registry_events(store)) >= 2
+
+
+def test_a_swapped_model_file_is_refused_by_its_sha256(two_versions, trained, store):
+    """A valid joblib of another model in the active slot must not serve."""
+    first = trained[0][0]
+    imposter = models.TrainedModel(**{**vars(first), "rows": first.rows + 1})
+    joblib.dump(imposter, two_versions.pair_dir("BTC", "1h") / "model.joblib")
+    served = two_versions.load_active("BTC", "1h")
+    assert served.version == 1 and served.model.rows == first.rows
+    assert "sha256" in registry_events(store)["message"].iloc[0]
+
+
+# --- interrupted writes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failing_replace", [1, 2, 3, 4])
+def test_a_write_killed_midway_leaves_the_previous_model_serving(
+    registry, trained, store, monkeypatch, failing_replace
+):
+    """register makes four os.replace calls (version's model and meta, then the active
+    model and meta, in some order); the process dies at each one in turn."""
+    (first, second), inputs = trained
+    registry.register("BTC", "1h", first, NOW, "test")
+    real_replace, calls = os.replace, []
+
+    def dying_replace(source, target):
+        calls.append(target)
+        if len(calls) == failing_replace:
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+    with pytest.raises(RegistryError, match="No space left on device"):
+        registry.register("BTC", "1h", second, NOW, "test")
+    monkeypatch.setattr(os, "replace", real_replace)
+
+    served = registry.load_timeframe_model("BTC", "1h")
+    assert served is not None and served.version == 1
+    np.testing.assert_array_equal(
+        served_predictions(served, inputs), expected_predictions(trained, 1)
+    )
+    assert registry.active_version("BTC", "1h") == 1
+    assert registry_events(store).empty  # the previous model serves from its own slot
+    assert not list(registry.pair_dir("BTC", "1h").rglob(".*"))  # temp files cleaned up
+    # ...and the next registration succeeds.
+    version = registry.register("BTC", "1h", second, NOW, "test")
+    assert registry.load_active("BTC", "1h").version == version
+
+
+# --- which model serves a pair ---------------------------------------------------------------
+
+
+def test_the_pair_model_first_then_the_asset_fallback(registry, trained, store):
+    (first, second), inputs = trained
+    assert registry.load_timeframe_model("BTC", "1h") is None
+    registry.register("BTC", FALLBACK_INTERVAL, first, NOW, "test")
+    registry.register("BTC", "1h", second, NOW, "test")
+    own = registry.load_timeframe_model("BTC", "1h")
+    assert (own.interval, own.scope, own.version) == ("1h", "timeframe", 1)
+    np.testing.assert_array_equal(served_predictions(own, inputs), expected_predictions(trained, 2))
+    fallback = registry.load_timeframe_model("BTC", "4h")
+    assert (fallback.interval, fallback.scope) == (FALLBACK_INTERVAL, "fallback")
+    np.testing.assert_array_equal(
+        served_predictions(fallback, inputs), expected_predictions(trained, 1)
+    )
+    assert registry.load_timeframe_model("ETH", "1h") is None
+    assert store.scalar("SELECT scope FROM models WHERE interval = 'all'") == "fallback"
+    # A pair whose own model cannot be loaded is served by the asset's fallback.
+    for path in registry.pair_dir("BTC", "1h").rglob("model.joblib"):
+        path.write_bytes(b"garbage")
+    assert registry.load_timeframe_model("BTC", "1h").scope == "fallback"
