@@ -52,6 +52,7 @@ class Engine:
         self._next_due: dict[tuple[str, str], pd.Timestamp] = {}
         self._next_monitor: pd.Timestamp | None = None
         self._failures: dict[tuple[str, str, str], int] = {}
+        self._death = "no exception"
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -94,15 +95,19 @@ class Engine:
             if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
                 self.restarts += 1
                 self.state = "restarting"
-                self._event("error", "the engine thread died; restarting it")
+                self._event("error", f"the engine thread died ({self._death}); restarting it")
                 self._spawn()
 
     def _run(self) -> None:
-        self._warm_start_if_new()
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.tick()
-            self._stop.wait(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+        try:
+            self._warm_start_if_new()
+            while not self._stop.is_set():
+                started = time.monotonic()
+                self.tick()
+                self._stop.wait(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+        except BaseException as error:  # remembered for the supervisor's event, then let die
+            self._death = f"{type(error).__name__}: {error}"
+            raise
 
     # -- one tick ------------------------------------------------------------------------
 

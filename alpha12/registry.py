@@ -12,6 +12,7 @@ record; a mismatch or unreadable file is an event, and the newest earlier valid 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 import tempfile
@@ -56,6 +57,7 @@ class Registry:
         self.clock = clock
         self._cache: dict[tuple[str, str, int], tuple[tuple, TrainedModel]] = {}
         self._lock = threading.RLock()
+        self._refused: set[tuple] = set()  # bad files already reported
 
     def pair_dir(self, asset: str, interval: str) -> Path:
         return self.root / f"{asset}_{interval}"
@@ -115,17 +117,7 @@ class Registry:
     def activate(self, asset: str, interval: str, version: int) -> None:
         """Make `version` the one that serves (also a roll-back to an earlier version)."""
         with self._lock:
-            folder = self.pair_dir(asset, interval)
-            source = folder / "versions" / f"v{version}"
-            try:
-                # model.joblib last: it is what serves, so when either write fails the previous
-                # model keeps serving, as the models table (updated only after both) says.
-                _write_atomic(folder / "meta.json", (source / "meta.json").read_bytes())
-                _write_atomic(folder / "model.joblib", (source / "model.joblib").read_bytes())
-            except OSError as error:
-                raise RegistryError(
-                    f"cannot activate {asset} {interval} v{version}: {error.strerror or error}"
-                ) from None
+            self._publish(asset, interval, version)
             with self.store.transaction() as cursor:
                 cursor.execute(
                     "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND status = ?",
@@ -135,6 +127,20 @@ class Registry:
                     "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND version = ?",
                     [ACTIVE, asset, interval, version],
                 )
+
+    def _publish(self, asset: str, interval: str, version: int) -> None:
+        """Copy version's files to the pair's top level (the SEED layout's active model)."""
+        folder = self.pair_dir(asset, interval)
+        source = folder / "versions" / f"v{version}"
+        try:
+            # model.joblib last: it is what serves, so when either write fails the previous
+            # model keeps serving, as the models table (updated only after both) says.
+            _write_atomic(folder / "meta.json", (source / "meta.json").read_bytes())
+            _write_atomic(folder / "model.joblib", (source / "model.joblib").read_bytes())
+        except OSError as error:
+            raise RegistryError(
+                f"cannot activate {asset} {interval} v{version}: {error.strerror or error}"
+            ) from None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -155,27 +161,32 @@ class Registry:
         return self.load_active(asset, interval) or self.load_active(asset, FALLBACK_INTERVAL)
 
     def load_active(self, asset: str, interval: str) -> ServedModel | None:
-        """The active version if it verifies, else the newest earlier version that does."""
+        """The active version if it verifies (its top-level copy, else its kept copy under
+        versions/, which then repairs the top level), else the newest earlier valid version."""
         candidates = self.store.query(
             "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
             "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
             [asset, interval, ACTIVE, RETIRED, ACTIVE],
         )
-        for index, row in enumerate(candidates.itertuples()):
-            folder = self.pair_dir(asset, interval)
-            path = (
-                folder / "model.joblib"
-                if index == 0 and row.status == ACTIVE
-                else (folder / "versions" / f"v{row.version}" / "model.joblib")
-            )
-            model = self._verified(asset, interval, int(row.version), path, row.sha256)
-            if model is not None:
-                return ServedModel(model, asset, interval, int(row.version))
+        folder = self.pair_dir(asset, interval)
+        for row in candidates.itertuples():
+            version = int(row.version)
+            kept = folder / "versions" / f"v{version}" / "model.joblib"
+            paths = [folder / "model.joblib", kept] if row.status == ACTIVE else [kept]
+            for path in paths:
+                model = self._verified(asset, interval, version, path, row.sha256)
+                if model is None:
+                    continue
+                if path == kept and row.status == ACTIVE:
+                    self._repair(asset, interval, version)
+                return ServedModel(model, asset, interval, version)
         return None
 
     def _verified(self, asset, interval, version, path: Path, sha256: str):
-        """The model at `path` if its bytes hash to `sha256`; otherwise an event and None."""
+        """The model at `path` if its bytes hash to `sha256`, else None (and one event per bad
+        file, however often it is asked for)."""
         key = (asset, interval, version)
+        signature = None
         try:
             stat = path.stat()
             signature = (str(path), stat.st_mtime_ns, stat.st_size)
@@ -185,21 +196,39 @@ class Registry:
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise ValueError("its sha256 does not match the registry (file changed)")
-            model = joblib.load(path)
+            model = joblib.load(io.BytesIO(data))  # the verified bytes, not the file again
             if not isinstance(model, TrainedModel):
                 raise ValueError("it is not an alpha12 model")
         except Exception as error:  # corrupt, missing, swapped or unpicklable: never crash
-            self.store.log_event(
-                self.clock.now(),
-                "error",
-                "registry",
-                f"model v{version} at {path} refused: {error}; trying an earlier version",
-                asset,
-                interval,
-            )
+            if signature not in self._refused:
+                self._refused.add(signature)
+                self.store.log_event(
+                    self.clock.now(),
+                    "error",
+                    "registry",
+                    f"model v{version} at {path} refused: {error}; trying another copy",
+                    asset,
+                    interval,
+                )
             return None
         self._cache[key] = (signature, model)
         return model
+
+    def _repair(self, asset: str, interval: str, version: int) -> None:
+        """Restore the top-level copy of the active model from its verified kept copy."""
+        try:
+            self._publish(asset, interval, version)
+        except RegistryError as error:
+            self.store.log_event(self.clock.now(), "error", "registry", str(error), asset, interval)
+            return
+        self.store.log_event(
+            self.clock.now(),
+            "warning",
+            "registry",
+            f"restored the top-level model file from versions/v{version}",
+            asset,
+            interval,
+        )
 
     def _next_version(self, asset: str, interval: str) -> int:
         latest = self.store.scalar(

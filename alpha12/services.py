@@ -263,8 +263,8 @@ class Alpha12:
         after_id: int = 0,
         limit: int = 200,
     ) -> pd.DataFrame:
-        """Recalibration decisions, newest first; `routine=False` leaves out the pairs merely
-        found healthy or waiting for trades (most rows)."""
+        """Recalibration decisions, newest (clock time) first; `routine=False` leaves out the
+        pairs merely found healthy or waiting for trades (most rows)."""
         clauses, params = _equal_to({"asset": asset, "interval": interval})
         if actions is not None:
             clauses.append("list_contains(?, action)")
@@ -274,7 +274,7 @@ class Alpha12:
             params.append(list(ROUTINE_ACTIONS))
         return self.store.query(
             f"SELECT * FROM recalibrations WHERE {' AND '.join([*clauses, 'id > ?'])} "
-            "ORDER BY id DESC LIMIT ?",
+            "ORDER BY ts DESC, id DESC LIMIT ?",
             [*params, after_id, limit],
         )
 

@@ -356,6 +356,7 @@ def performance_figure(
         row=1,
         col=1,
         annotation_text=f"min {win_rate_min:.0%}",
+        annotation_position="top left",
     )
     fig.add_hline(
         y=profit_factor_min,
@@ -363,6 +364,7 @@ def performance_figure(
         row=2,
         col=1,
         annotation_text=f"min {profit_factor_min:.2f}",
+        annotation_position="top left",
     )
     _recalibration_marks(fig, marks, rows=2)
     fig.update_yaxes(tickformat=".0%", row=1, col=1)

@@ -71,10 +71,18 @@ def warm_start(
         progress(0.35 + 0.65 * len(done) / len(pairs), f"walked {pair[0]} {pair[1]}")
         return result
 
-    # Pairs are independent and training releases the GIL, so walk them side by side.
+    # Pairs are independent and training releases the GIL, so walk them side by side, the
+    # costliest first (most cooldowns in its walk, so most retrains) to finish soonest.
+    by_cost = sorted(pairs, key=lambda pair: -_walk_cost(settings.timeframe(pair[1]), pair[1]))
     with ThreadPoolExecutor(max_workers=settings.n_jobs) as pool:
-        results = list(pool.map(walk_pair, pairs))
-    return {f"{a}_{i}": result for (a, i), result in zip(pairs, results, strict=True)}
+        walked = dict(zip(by_cost, pool.map(walk_pair, by_cost), strict=True))
+    return {f"{a}_{i}": walked[(a, i)] for a, i in pairs}
+
+
+def _walk_cost(timeframe, interval: str) -> float:
+    """How many cooldowns fit in the pair's walk: a bound on its retrains."""
+    walked_hours = WARM_START_BARS[interval] * interval_delta(interval) / pd.Timedelta(hours=1)
+    return walked_hours / max(timeframe.cooldown_hours, 1.0)
 
 
 @dataclass

@@ -191,7 +191,7 @@ def test_a_dead_engine_thread_is_restarted_and_recorded(make_engine, no_warm_sta
     def tick() -> None:
         ticks.append(threading.current_thread().name)
         if len(ticks) == 1:
-            raise SystemExit  # kills the thread without a traceback
+            raise SystemExit("injected")  # kills the thread without a traceback
         real_tick()
 
     monkeypatch.setattr(engine, "tick", tick)
@@ -199,7 +199,9 @@ def test_a_dead_engine_thread_is_restarted_and_recorded(make_engine, no_warm_sta
     wait_for(lambda: engine.restarts == 1 and len(ticks) >= 3)
     assert engine.running
     deaths = engine.store.query("SELECT * FROM events WHERE message LIKE '%died%'")
-    assert deaths["message"].tolist() == ["the engine thread died; restarting it"]
+    assert deaths["message"].tolist() == [
+        "the engine thread died (SystemExit: injected); restarting it"
+    ]
     assert deaths["level"].tolist() == ["error"]
     wait_for(lambda: engine.store.get_state("engine")["restarts"] == 1)
     engine.stop()

@@ -139,19 +139,42 @@ def test_a_rejected_challenger_is_kept_but_never_serves(two_versions, trained, s
 # --- damaged files ------------------------------------------------------------------------
 
 
-def test_a_corrupted_model_file_falls_back_to_the_previous_version(two_versions, trained, store):
+def test_a_corrupted_top_level_file_serves_the_kept_copy_and_is_restored(
+    two_versions, trained, store
+):
     active = two_versions.pair_dir("BTC", "1h") / "model.joblib"
     active.write_bytes(b"\x00not a model" * 100)
     served = two_versions.load_active("BTC", "1h")
+    assert served.version == 2  # versions/v2 still verifies, so v2 keeps serving
+    np.testing.assert_array_equal(
+        served_predictions(served, trained[1]), expected_predictions(trained, 2)
+    )
+    events = registry_events(store)
+    assert events["level"].tolist() == ["error", "warning"]
+    assert "v2" in events["message"].iloc[0] and "refused" in events["message"].iloc[0]
+    assert "restored" in events["message"].iloc[1]
+    assert (events["asset"].iloc[0], events["interval"].iloc[0]) == ("BTC", "1h")
+    assert (
+        hashlib.sha256(active.read_bytes()).hexdigest()
+        == two_versions.versions("BTC", "1h").set_index("version").loc[2, "sha256"]
+    )
+
+
+def test_a_corrupted_active_version_falls_back_to_the_previous_version(
+    two_versions, trained, store
+):
+    folder = two_versions.pair_dir("BTC", "1h")
+    for path in (folder / "model.joblib", folder / "versions" / "v2" / "model.joblib"):
+        path.write_bytes(b"\x00not a model" * 100)
+    for _ in range(3):  # asked again and again (every tick), it is reported once per file
+        served = two_versions.load_active("BTC", "1h")
     assert served.version == 1
     np.testing.assert_array_equal(
         served_predictions(served, trained[1]), expected_predictions(trained, 1)
     )
     events = registry_events(store)
-    assert len(events) == 1
-    assert events["level"].iloc[0] == "error"
-    assert "v2" in events["message"].iloc[0] and "refused" in events["message"].iloc[0]
-    assert (events["asset"].iloc[0], events["interval"].iloc[0]) == ("BTC", "1h")
+    assert len(events) == 2 and set(events["level"]) == {"error"}
+    assert all("v2" in m and "refused" in m for m in events["message"])
 
 
 def test_every_version_corrupted_serves_nothing_and_never_raises(two_versions, store):
@@ -166,7 +189,9 @@ def test_a_swapped_model_file_is_refused_by_its_sha256(two_versions, trained, st
     """A valid joblib of another model in the active slot must not serve."""
     first = trained[0][0]
     imposter = models.TrainedModel(**{**vars(first), "rows": first.rows + 1})
-    joblib.dump(imposter, two_versions.pair_dir("BTC", "1h") / "model.joblib")
+    folder = two_versions.pair_dir("BTC", "1h")
+    for path in (folder / "model.joblib", folder / "versions" / "v2" / "model.joblib"):
+        joblib.dump(imposter, path)
     served = two_versions.load_active("BTC", "1h")
     assert served.version == 1 and served.model.rows == first.rows
     assert "sha256" in registry_events(store)["message"].iloc[0]

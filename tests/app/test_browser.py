@@ -142,7 +142,7 @@ def screenshot(page, name: str) -> None:
     tables = page.locator("[data-testid='stDataFrame']")
     for n in range(tables.count()):  # tables load their grid lazily, once visible
         if tables.nth(n).is_visible():
-            tables.nth(n).locator("[data-testid='stDataFrameGlideDataEditor']").wait_for()
+            tables.nth(n).locator("canvas").first.wait_for()
     page.wait_for_timeout(1500)  # let charts finish drawing
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / f"{name}.png"))
