@@ -163,11 +163,15 @@ class Registry:
     def load_active(self, asset: str, interval: str) -> ServedModel | None:
         """The active version if it verifies (its top-level copy, else its kept copy under
         versions/, which then repairs the top level), else the newest earlier valid version."""
-        candidates = self.store.query(
-            "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
-            "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
-            [asset, interval, ACTIVE, RETIRED, ACTIVE],
-        )
+        with self._lock:  # never observe an activation half done (files new, table old)
+            candidates = self.store.query(
+                "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
+                "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
+                [asset, interval, ACTIVE, RETIRED, ACTIVE],
+            )
+            return self._first_valid(asset, interval, candidates)
+
+    def _first_valid(self, asset: str, interval: str, candidates) -> ServedModel | None:
         folder = self.pair_dir(asset, interval)
         for row in candidates.itertuples():
             version = int(row.version)

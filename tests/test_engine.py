@@ -326,5 +326,6 @@ def test_a_headless_run_warms_up_and_trades_every_timeframe(run_cli, tmp_path):
     )
     assert set(closed["interval"]) == {"5m", "15m", "1h", "4h", "1d"}, store.events(20)
     assert store.scalar("SELECT count(*) FROM recalibrations WHERE action = 'recalibrated'") >= 1
-    assert store.scalar("SELECT count(*) FROM events WHERE level = 'error'") == 0
+    errors = store.events(20, min_level="error")
+    assert errors.empty, errors["message"].tolist()
     store.close()
