@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import os
 
 import numpy as np
@@ -21,6 +20,7 @@ from alpha12.services import Alpha12
 
 CONTEXT_KEY = "alpha12"  # where app.py leaves the shared context for the pages
 ADMIN_PASSWORD_VARIABLE = "ALPHA12_ADMIN_PASSWORD"
+WRONG_PASSWORD = "Wrong or missing admin password: nothing was changed."
 REFRESH_SECONDS = 3
 STATUS_COLOURS = {
     "healthy": "green",
@@ -100,26 +100,14 @@ def authorized(password: str | None) -> bool:
     return hmac.compare_digest((password or "").encode(), expected.encode())
 
 
-WRONG_PASSWORD = "Wrong or missing admin password: nothing was changed."
-
-
-def confirmed_action(
-    key: str, label: str, prompt: str, disabled: bool = False, help: str | None = None
-) -> bool:
+def confirmed_action(key: str, label: str, prompt: str) -> bool:
     """A button that asks for confirmation (and the admin password when one is set); True on
     the run after the user confirmed and was authorised."""
     state = st.session_state
-    st.button(
-        label,
-        key=f"{key}:ask",
-        disabled=disabled,
-        help=help,
-        on_click=state.__setitem__,
-        args=(f"{key}:open", True),
-    )
+    st.button(label, key=f"{key}:ask", on_click=state.__setitem__, args=(f"{key}:open", True))
     if state.pop(f"{key}:done", False):
         return True
-    if state.get(f"{key}:open") and not disabled:
+    if state.get(f"{key}:open"):
         with st.container(border=True):
             st.markdown(prompt)
             if admin_required():
@@ -152,7 +140,8 @@ def _confirm(key: str) -> None:
 
 
 def missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+    """None, NaN, NA or NaT."""
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -164,7 +153,7 @@ def number(value: float | None, digits: int = 2) -> str:
 
 
 def profit_factor(value: float | None) -> str:
-    return "—" if value is None else format_profit_factor(float(value))
+    return "—" if missing(value) else format_profit_factor(float(value))
 
 
 def duration(seconds: float | None) -> str:
@@ -183,7 +172,7 @@ def duration(seconds: float | None) -> str:
 
 
 def timestamp(value) -> str:
-    return "—" if missing(value) or value is pd.NaT else f"{pd.Timestamp(value):%Y-%m-%d %H:%M} UTC"
+    return "—" if missing(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M} UTC"
 
 
 def fact(label: str, value: str, detail: str | None = None) -> str:
@@ -257,11 +246,23 @@ def summary_card(row: dict) -> str:
     )
 
 
+def text(value) -> str:
+    """A possibly missing text column value ("" when missing)."""
+    return "" if missing(value) else str(value)
+
+
+def decision_text(row) -> str:
+    """One recalibration decision in a sentence, for a toast."""
+    return (
+        f"{row.asset} {row.interval}: {row.action.replace('_', ' ')}. {text(row.message)}".strip()
+    )
+
+
 def job_text(job: dict) -> str:
     """What a retrain job is doing, or what it did: challenger vs incumbent, promoted or not."""
     head = f"Job #{job['id']} ({job['requested_by']}) {job['status']}"
     if job["active"]:
-        return f"{head}: {job['message'] or ''} ({percent(job['progress'], 0)})"
+        return f"{head}: {text(job['message'])} ({percent(job['progress'], 0)})"
     action = job.get("action")
     if action in ("recalibrated", "rejected_challenger"):
         incumbent = job["incumbent_score"]
@@ -273,7 +274,7 @@ def job_text(job: dict) -> str:
             f"{head}: challenger v{job['new_version']} Brier {number(job['challenger_score'], 4)} "
             f"vs {versus}: **{verdict}**"
         )
-    return f"{head}: {job['message']}"
+    return f"{head}: {text(job['message'])}"
 
 
 def recalibration_summary(frame: pd.DataFrame) -> pd.DataFrame:

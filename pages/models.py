@@ -41,6 +41,7 @@ def versions_table() -> None:
             "log_loss": st.column_config.NumberColumn("log loss", format="%.3f"),
             "ece": st.column_config.NumberColumn("ECE", format="%.3f"),
             "base_rate": st.column_config.NumberColumn("base rate", format="%.3f"),
+            "signal_trades": st.column_config.NumberColumn("signal trades"),
             "signal_win_rate": st.column_config.NumberColumn("signal WR", format="%.3f"),
             "signal_profit_factor": st.column_config.NumberColumn("signal PF", format="%.2f"),
         },

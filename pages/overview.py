@@ -23,7 +23,7 @@ def toast_new_recalibrations() -> None:
     latest = app.latest_recalibration_id()
     if seen is not None and latest > seen:
         for row in app.recalibration_log(routine=False, after_id=seen, limit=3).itertuples():
-            st.toast(f"{row.asset} {row.interval}: {row.action.replace('_', ' ')}. {row.message}")
+            st.toast(ui.decision_text(row))
     st.session_state["seen_recalibration"] = latest
 
 

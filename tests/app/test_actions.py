@@ -7,7 +7,7 @@ import time
 import pandas as pd
 
 from alpha12.services import SETTINGS_OVERRIDES_KEY, Alpha12
-from tests.app.conftest import ASSET, click, context, open_page
+from tests.app.helpers import ASSET, click, context, open_page
 
 
 def jobs(app: Alpha12) -> list[dict]:

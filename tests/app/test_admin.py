@@ -5,7 +5,7 @@ import pytest
 
 from alpha12.services import SETTINGS_OVERRIDES_KEY
 from alpha12.ui import WRONG_PASSWORD
-from tests.app.conftest import ASSET, click, context, open_page
+from tests.app.helpers import ASSET, click, context, open_page
 
 PASSWORD = "correct horse"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import ASSET, INTERVALS, REPO, app_variables
+from tests.app.helpers import ASSET, INTERVALS, REPO, app_variables
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,7 +36,10 @@ BANNER = "REPLAYED market, not live"
 SERVER_START_S, JOB_S = 60, 180
 
 
-def chromium_or_skip() -> None:
+@pytest.fixture(scope="session", autouse=True)
+def chromium() -> None:
+    """Skip, or fail with ALPHA12_REQUIRE_BROWSER=1, before any set-up when Chromium is
+    missing (an autouse fixture is set up before the populated store)."""
     if CHROMIUM.exists():
         return
     reason = f"{CHROMIUM} not found: the browser test drives Debian's Chromium"
@@ -55,7 +58,6 @@ def free_port() -> int:
 def server(populated_dir: Path, tmp_path: Path):
     """The app served on a free port with its engine on, over a copy of the populated store;
     killed (with its process group) whatever the test does."""
-    chromium_or_skip()
     shutil.copy(populated_dir / "storage.duckdb", tmp_path / "storage.duckdb")
     shutil.copytree(populated_dir / "models", tmp_path / "models")
     port = free_port()

@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from alpha12.monitor import Outcome
-from tests.app.conftest import ASSET, REPO, context, open_page
+from tests.app.helpers import ASSET, REPO, context, open_page
 
 
 def test_every_session_shares_one_context_released_with_the_cache(app_env):
