@@ -24,7 +24,6 @@ def open_context(variables: tuple[tuple[str, str], ...], engine: bool) -> Alpha1
     """The shared context, keyed by the ALPHA12_* settings variables (so a test that points
     them at another store gets another context)."""
     app = Alpha12.open(settings=load_settings(env=dict(variables)))
-    app.apply_saved_settings()
     if engine:
         app.engine.start()
     return app

@@ -190,7 +190,12 @@ def _from_env(env: typing.Mapping[str, str]) -> dict[str, Any]:
     """ALPHA12_REPLAY_SPEED=60 -> {replay_speed: "60"}; ALPHA12_TIMEFRAMES__5M__WIN_RATE=0.5
     -> {timeframes: {5m: {win_rate: "0.5"}}}. Values stay strings; _build coerces them."""
     nested: dict[str, Any] = {}
-    skipped = {"ALPHA12_CONFIG", "ALPHA12_ADMIN_PASSWORD", "ALPHA12_REQUIRE_BROWSER"}
+    skipped = {
+        "ALPHA12_CONFIG",
+        "ALPHA12_ADMIN_PASSWORD",
+        "ALPHA12_REQUIRE_BROWSER",
+        "ALPHA12_ENGINE",
+    }
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in skipped:
             continue

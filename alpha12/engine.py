@@ -100,7 +100,7 @@ class Engine:
 
     def _run(self) -> None:
         try:
-            self._warm_start_if_new()
+            self.warm_start_if_new()
             while not self._stop.is_set():
                 started = time.monotonic()
                 self.tick()
@@ -264,7 +264,7 @@ class Engine:
 
     # -- warm start, heartbeat, events ---------------------------------------------------
 
-    def _warm_start_if_new(self) -> None:
+    def warm_start_if_new(self) -> None:
         """Walk history for the pairs never warm-started (all of them on a new store)."""
         self.context.collect_once(self.backoff)
         pairs = pending_pairs(self.store, self.context.pairs())

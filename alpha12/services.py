@@ -70,7 +70,9 @@ class Alpha12:
         store = Store(db or settings.db_path)
         source = source or build_source(settings)
         clock = clock or _default_clock(settings, store, source)
-        return cls(settings, store, source, clock)
+        app = cls(settings, store, source, clock)
+        app.apply_saved_settings()  # thresholds edited in the app hold for every front end
+        return app
 
     def close(self) -> None:
         if self._engine is not None:

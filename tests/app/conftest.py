@@ -21,7 +21,7 @@ def populated_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("populated")
     app = Alpha12.open(settings=populated_settings(folder))
     try:
-        app.engine._warm_start_if_new()  # the engine thread's first step, without the thread
+        app.engine.warm_start_if_new()  # the engine thread's first step, without the thread
     finally:
         app.close()
     return folder
