@@ -72,11 +72,9 @@ def insert_snapshots(store: Store, asset: str, interval: str, rows: pd.DataFrame
     names = ", ".join(columns)
     return store.write_frame(
         rows[columns],
-        f"""INSERT INTO snapshots (asset, interval, source, {names})
-            SELECT ?, ?, ?, {names} FROM incoming i
-            WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.asset = ?
-                  AND s.interval = ? AND s.source = ? AND s.ts = i.ts)""",
-        [asset, interval, SNAPSHOT_SOURCE, asset, interval, SNAPSHOT_SOURCE],
+        f"""INSERT OR IGNORE INTO snapshots (asset, interval, source, {names})
+            SELECT ?, ?, ?, {names} FROM incoming""",
+        [asset, interval, SNAPSHOT_SOURCE],
     )[0][0]
 
 

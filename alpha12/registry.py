@@ -58,6 +58,7 @@ class Registry:
         self._cache: dict[tuple[str, str, int], tuple[tuple, TrainedModel]] = {}
         self._lock = threading.RLock()
         self._refused: set[tuple] = set()  # bad files already reported
+        self._servable: dict[tuple[str, str], pd.DataFrame] = {}
 
     def pair_dir(self, asset: str, interval: str) -> Path:
         return self.root / f"{asset}_{interval}"
@@ -117,6 +118,7 @@ class Registry:
     def activate(self, asset: str, interval: str, version: int) -> None:
         """Make `version` the one that serves (also a roll-back to an earlier version)."""
         with self._lock:
+            self._servable.pop((asset, interval), None)
             self._publish(asset, interval, version)
             with self.store.transaction() as cursor:
                 cursor.execute(
@@ -164,12 +166,19 @@ class Registry:
         """The active version if it verifies (its top-level copy, else its kept copy under
         versions/, which then repairs the top level), else the newest earlier valid version."""
         with self._lock:  # never observe an activation half done (files new, table old)
-            candidates = self.store.query(
+            return self._first_valid(asset, interval, self._candidates(asset, interval))
+
+    def _candidates(self, asset: str, interval: str) -> pd.DataFrame:
+        """The servable versions, active first; remembered until this registry changes them
+        (this process is the store's only writer), so the live cycle does not query per bar."""
+        key = (asset, interval)
+        if key not in self._servable:
+            self._servable[key] = self.store.query(
                 "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
                 "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
                 [asset, interval, ACTIVE, RETIRED, ACTIVE],
             )
-            return self._first_valid(asset, interval, candidates)
+        return self._servable[key]
 
     def _first_valid(self, asset: str, interval: str, candidates) -> ServedModel | None:
         folder = self.pair_dir(asset, interval)

@@ -189,11 +189,10 @@ class Store:
             return 0
         return self.write_frame(
             bars[["ts", *NUMERIC_COLUMNS]],
-            """INSERT INTO bars
-               SELECT ?, ?, i.ts, i.open, i.high, i.low, i.close, i.volume FROM incoming i
-               WHERE NOT EXISTS (SELECT 1 FROM bars b WHERE b.asset = ? AND b.interval = ?
-                     AND b.ts = i.ts)""",
-            [asset, interval, asset, interval],
+            # The primary key's index finds the stored bars; an anti-join would scan them all.
+            """INSERT OR IGNORE INTO bars
+               SELECT ?, ?, i.ts, i.open, i.high, i.low, i.close, i.volume FROM incoming i""",
+            [asset, interval],
         )[0][0]
 
     def read_bars(

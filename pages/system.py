@@ -15,6 +15,14 @@ FIELD_HELP = {
     "cooldown_hours": "clock hours between two recalibration attempts of a pair",
     "min_rows": "labelled snapshot rows needed to train a model (at least 20)",
 }
+# field -> (type, step, display format) of its input
+FIELD_INPUT = {
+    "win_rate": (float, 0.01, "%.3f"),
+    "profit_factor": (float, 0.05, "%.2f"),
+    "min_trades": (int, 1, "%d"),
+    "cooldown_hours": (float, 1.0, "%.1f"),
+    "min_rows": (int, 10, "%d"),
+}
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
@@ -101,36 +109,16 @@ def settings_form() -> None:
     with st.form(f"settings-{interval}"):
         columns = st.columns(len(EDITABLE))
         changes = {
-            "win_rate": columns[0].number_input(
-                "win_rate",
-                value=float(current["win_rate"]),
-                step=0.01,
-                format="%.3f",
-                help=FIELD_HELP["win_rate"],
-            ),
-            "profit_factor": columns[1].number_input(
-                "profit_factor",
-                value=float(current["profit_factor"]),
-                step=0.05,
-                format="%.2f",
-                help=FIELD_HELP["profit_factor"],
-            ),
-            "min_trades": columns[2].number_input(
-                "min_trades",
-                value=int(current["min_trades"]),
-                step=1,
-                help=FIELD_HELP["min_trades"],
-            ),
-            "cooldown_hours": columns[3].number_input(
-                "cooldown_hours",
-                value=float(current["cooldown_hours"]),
-                step=1.0,
-                format="%.1f",
-                help=FIELD_HELP["cooldown_hours"],
-            ),
-            "min_rows": columns[4].number_input(
-                "min_rows", value=int(current["min_rows"]), step=10, help=FIELD_HELP["min_rows"]
-            ),
+            field: column.number_input(
+                field,
+                value=kind(current[field]),
+                step=kind(step),
+                format=shown,
+                help=FIELD_HELP[field],
+            )
+            for column, (field, (kind, step, shown)) in zip(
+                columns, FIELD_INPUT.items(), strict=True
+            )
         }
         password = (
             st.text_input("Admin password", type="password", key="settings_password")
