@@ -27,8 +27,8 @@ HISTORY_DAYS = 20
 
 
 def build(folder: Path, assets: list[str], model) -> Alpha12:
-    """A store whose pairs are collected and snapshotted up to 5 minutes before midnight,
-    every asset served by the same (fallback) model."""
+    """A store whose pairs are collected and analysed up to 5 minutes before midnight, every
+    asset served by the same (fallback) model, already loaded as in a running engine."""
     settings = Settings(
         assets=tuple(assets),
         history_days=HISTORY_DAYS,
@@ -36,12 +36,14 @@ def build(folder: Path, assets: list[str], model) -> Alpha12:
         models_dir=folder / "models",
     )
     source = SyntheticReplay(settings.seed, HISTORY_DAYS, future_days=2)
-    clock = ManualClock(source.default_start - pd.Timedelta(minutes=5))
+    clock = ManualClock(source.default_start - pd.Timedelta(minutes=10))
     app = Alpha12.open(settings=settings, clock=clock, source=source)
     app.collect_once()
     app.backfill()
     for asset in assets:
         app.registry.register(asset, FALLBACK_INTERVAL, model, clock.now(), "bench")
+    clock.advance(minutes=5)
+    cycle(app)  # the 5m pairs' bar: loads each asset's model, as a running engine has
     clock.advance(minutes=5)
     return app
 
