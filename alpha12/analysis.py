@@ -145,16 +145,6 @@ def refresh_targets(
     return update_targets(store, asset, interval, recent)
 
 
-def labelled_rows(store: Store, asset: str, interval: str, as_of: pd.Timestamp) -> int:
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM snapshots WHERE asset = ? AND interval = ? AND source = ? "
-            "AND target IS NOT NULL AND target_ts <= ?",
-            [asset, interval, SNAPSHOT_SOURCE, as_of],
-        )
-    )
-
-
 def labelled_history(store: Store, settings: Settings, asset: str, interval: str) -> pd.DataFrame:
     """Every labelled snapshot of the pair with both directions' outcomes, oldest first.
 

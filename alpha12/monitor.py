@@ -173,9 +173,26 @@ class PerformanceMonitor:
                ORDER BY exit_ts DESC LIMIT ?""",
             [asset, interval, version, scope, now, settings.trade_window],
         )
-        pending = self.store.scalar(
-            "SELECT count(*) FROM setups WHERE asset = ? AND interval = ? AND status = 'open'",
-            [asset, interval],
+        # One round trip for the three counts: the overview assesses every pair each refresh.
+        pending, labelled, last_attempt = (
+            self.store.cursor()
+            .execute(
+                """SELECT (SELECT count(*) FROM setups WHERE asset = $asset
+                         AND interval = $interval AND status = 'open'),
+                      (SELECT count(*) FROM snapshots WHERE asset = $asset
+                         AND interval = $interval AND source = $source AND target IS NOT NULL
+                         AND target_ts <= $now),
+                      (SELECT max(ts) FROM recalibrations WHERE asset = $asset
+                         AND interval = $interval AND action IN (SELECT unnest($attempts)))""",
+                {
+                    "asset": asset,
+                    "interval": interval,
+                    "source": analysis.SNAPSHOT_SOURCE,
+                    "now": now,
+                    "attempts": list(ATTEMPTS),
+                },
+            )
+            .fetchone()
         )
         summary = metrics.summarize(
             trades["pnl_pct"].to_numpy(), trades["r_multiple"].to_numpy(), pending=int(pending)
@@ -185,8 +202,8 @@ class PerformanceMonitor:
             interval,
             summary,
             thresholds,
-            cooldown_remaining=self.cooldown_remaining(asset, interval, thresholds, now),
-            labelled_rows=analysis.labelled_rows(self.store, asset, interval, now),
+            cooldown_remaining=cooldown_left(last_attempt, thresholds, now),
+            labelled_rows=int(labelled),
             model_version=version,
             model_scope=scope,
         )
@@ -200,10 +217,7 @@ class PerformanceMonitor:
             "AND action IN (SELECT unnest(?))",
             [asset, interval, list(ATTEMPTS)],
         )
-        if last is None:
-            return pd.Timedelta(0)
-        ends = pd.Timestamp(last).tz_convert("UTC") + pd.Timedelta(hours=thresholds.cooldown_hours)
-        return max(ends - now, pd.Timedelta(0))
+        return cooldown_left(last, thresholds, now)
 
     # -- acting --------------------------------------------------------------------------
 
@@ -350,6 +364,16 @@ class PerformanceMonitor:
             version = self.registry.register(asset, FALLBACK_INTERVAL, result, as_of, trigger)
             outcome[asset] = f"fallback v{version}"
         return outcome
+
+
+def cooldown_left(last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp) -> pd.Timedelta:
+    """Clock time left of the cooldown that the last attempt started (zero when none)."""
+    if last_attempt is None:
+        return pd.Timedelta(0)
+    ends = pd.Timestamp(last_attempt).tz_convert("UTC") + pd.Timedelta(
+        hours=thresholds.cooldown_hours
+    )
+    return max(ends - now, pd.Timedelta(0))
 
 
 def _finite(value: float) -> float | None:

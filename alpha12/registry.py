@@ -58,7 +58,7 @@ class Registry:
         self._cache: dict[tuple[str, str, int], tuple[tuple, TrainedModel]] = {}
         self._lock = threading.RLock()
         self._refused: set[tuple] = set()  # bad files already reported
-        self._servable: dict[tuple[str, str], pd.DataFrame] = {}
+        self._servable: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
 
     def pair_dir(self, asset: str, interval: str) -> Path:
         return self.root / f"{asset}_{interval}"
@@ -168,29 +168,32 @@ class Registry:
         with self._lock:  # never observe an activation half done (files new, table old)
             return self._first_valid(asset, interval, self._candidates(asset, interval))
 
-    def _candidates(self, asset: str, interval: str) -> pd.DataFrame:
+    def _candidates(self, asset: str, interval: str) -> list[tuple[int, str, str]]:
         """The servable versions, active first; remembered until this registry changes them
         (this process is the store's only writer), so the live cycle does not query per bar."""
         key = (asset, interval)
         if key not in self._servable:
-            self._servable[key] = self.store.query(
-                "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
-                "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
-                [asset, interval, ACTIVE, RETIRED, ACTIVE],
+            self._servable[key] = (
+                self.store.cursor()
+                .execute(
+                    "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
+                    "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
+                    [asset, interval, ACTIVE, RETIRED, ACTIVE],
+                )
+                .fetchall()
             )
         return self._servable[key]
 
     def _first_valid(self, asset: str, interval: str, candidates) -> ServedModel | None:
         folder = self.pair_dir(asset, interval)
-        for row in candidates.itertuples():
-            version = int(row.version)
+        for version, sha256, status in candidates:
             kept = folder / "versions" / f"v{version}" / "model.joblib"
-            paths = [folder / "model.joblib", kept] if row.status == ACTIVE else [kept]
+            paths = [folder / "model.joblib", kept] if status == ACTIVE else [kept]
             for path in paths:
-                model = self._verified(asset, interval, version, path, row.sha256)
+                model = self._verified(asset, interval, version, path, sha256)
                 if model is None:
                     continue
-                if path == kept and row.status == ACTIVE:
+                if path == kept and status == ACTIVE:
                     self._repair(asset, interval, version)
                 return ServedModel(model, asset, interval, version)
         return None
