@@ -166,24 +166,11 @@ def load_settings(config_path: Path | None = None, env: dict[str, str] | None = 
     return settings
 
 
-def settings_as_dict(settings: Settings) -> dict[str, Any]:
-    """Plain JSON-friendly values (paths as strings)."""
-    return _plain(dataclasses.asdict(settings))
-
-
 def _validated(settings: Settings) -> Settings:
     problems = settings.problems()
     if problems:
         raise SettingsError(problems)
     return settings
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return str(value) if isinstance(value, Path) else value
 
 
 def _from_env(env: typing.Mapping[str, str]) -> dict[str, Any]:

@@ -192,24 +192,25 @@ class Engine:
                 "SELECT id FROM jobs WHERE asset = ? AND interval = ? AND kind = 'retrain' "
                 "AND status IN (?, ?) ORDER BY id LIMIT 1",
                 [asset, interval, QUEUED, RUNNING],
-            ).fetchone()
+            ).fetchall()
             if existing:
-                return existing[0]
+                return existing[0][0]
             return cursor.execute(
                 "INSERT INTO jobs (kind, asset, interval, requested_at, status, requested_by, "
                 "message) VALUES ('retrain', ?, ?, ?, ?, ?, 'waiting for the trainer') "
                 "RETURNING id",
                 [asset, interval, self.clock.now(), QUEUED, requested_by],
-            ).fetchone()[0]
+            ).fetchall()[0][0]
 
     def _claim_job(self) -> dict | None:
         with self.store.transaction() as cursor:
-            row = cursor.execute(
+            rows = cursor.execute(
                 "SELECT id, asset, interval FROM jobs WHERE status = ? ORDER BY id LIMIT 1",
                 [QUEUED],
-            ).fetchone()
-            if row is None:
+            ).fetchall()
+            if not rows:
                 return None
+            row = rows[0]
             cursor.execute(
                 "UPDATE jobs SET status = ?, started_at = ?, progress = 0.05, "
                 "message = 'preparing' WHERE id = ?",

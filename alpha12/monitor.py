@@ -160,53 +160,73 @@ class PerformanceMonitor:
     # -- judging -------------------------------------------------------------------------
 
     def assess(self, asset: str, interval: str, now: pd.Timestamp | None = None) -> Assessment:
+        return self.assess_all([(asset, interval)], now)[0]
+
+    def assess_all(
+        self, pairs: list[tuple[str, str]], now: pd.Timestamp | None = None
+    ) -> list[Assessment]:
+        """Every pair's assessment from three set-based queries (the overview asks for all
+        of them every few seconds): recent trades of the serving model, and the counts."""
         now = now or self.clock.now()
         settings = self.settings()
-        thresholds = settings.timeframe(interval)
-        served = self.registry.load_timeframe_model(asset, interval)
-        version = served.version if served else None
-        scope = served.scope if served else None
-        trades = self.store.query(
-            """SELECT pnl_pct, r_multiple FROM setups WHERE asset = ? AND interval = ?
-               AND status = 'closed' AND model_version IS NOT DISTINCT FROM ?
-               AND model_scope IS NOT DISTINCT FROM ? AND exit_ts <= ?
-               ORDER BY exit_ts DESC LIMIT ?""",
-            [asset, interval, version, scope, now, settings.trade_window],
+        served = [self.registry.load_timeframe_model(a, i) for a, i in pairs]
+        keys = pd.DataFrame(
+            [
+                (a, i, s.version if s else None, s.scope if s else None)
+                for (a, i), s in zip(pairs, served, strict=True)
+            ],
+            columns=["asset", "interval", "version", "scope"],
+        ).astype({"version": "Int64", "scope": "object"})
+        trades = self.store.query_with(
+            keys,
+            """SELECT s.asset, s.interval, s.exit_ts, s.pnl_pct, s.r_multiple
+               FROM setups s JOIN incoming k ON s.asset = k.asset AND s.interval = k.interval
+                AND s.model_version IS NOT DISTINCT FROM k.version
+                AND s.model_scope IS NOT DISTINCT FROM k.scope
+               WHERE s.status = 'closed' AND s.exit_ts <= ?
+               QUALIFY row_number() OVER (PARTITION BY s.asset, s.interval
+                                          ORDER BY s.exit_ts DESC) <= ?
+               ORDER BY s.asset, s.interval, s.exit_ts""",  # oldest first: the equity curve
+            [now, settings.trade_window],
         )
-        # One round trip for the three counts: the overview assesses every pair each refresh.
-        pending, labelled, last_attempt = (
-            self.store.cursor()
-            .execute(
-                """SELECT (SELECT count(*) FROM setups WHERE asset = $asset
-                         AND interval = $interval AND status = 'open'),
-                      (SELECT count(*) FROM snapshots WHERE asset = $asset
-                         AND interval = $interval AND source = $source AND target IS NOT NULL
-                         AND target_ts <= $now),
-                      (SELECT max(ts) FROM recalibrations WHERE asset = $asset
-                         AND interval = $interval AND action IN (SELECT unnest($attempts)))""",
-                {
-                    "asset": asset,
-                    "interval": interval,
-                    "source": analysis.SNAPSHOT_SOURCE,
-                    "now": now,
-                    "attempts": list(ATTEMPTS),
-                },
+        counts = self.store.query_with(
+            keys,
+            """SELECT k.asset, k.interval,
+                 (SELECT count(*) FROM setups s WHERE s.asset = k.asset
+                   AND s.interval = k.interval AND s.status = 'open') AS pending,
+                 (SELECT count(*) FROM snapshots n WHERE n.asset = k.asset
+                   AND n.interval = k.interval AND n.source = ? AND n.target IS NOT NULL
+                   AND n.target_ts <= ?) AS labelled,
+                 (SELECT max(r.ts) FROM recalibrations r WHERE r.asset = k.asset
+                   AND r.interval = k.interval AND r.action IN (SELECT unnest(?))) AS last_attempt
+               FROM incoming k""",
+            [analysis.SNAPSHOT_SOURCE, now, list(ATTEMPTS)],
+        ).set_index(["asset", "interval"])
+        by_pair = {key: group for key, group in trades.groupby(["asset", "interval"], sort=False)}
+        assessments = []
+        for (asset, interval), serving in zip(pairs, served, strict=True):
+            thresholds = settings.timeframe(interval)
+            mine = by_pair.get((asset, interval), trades.iloc[:0])
+            count = counts.loc[(asset, interval)]
+            last_attempt = None if pd.isna(count["last_attempt"]) else count["last_attempt"]
+            summary = metrics.summarize(
+                mine["pnl_pct"].to_numpy(),
+                mine["r_multiple"].to_numpy(),
+                pending=int(count["pending"]),
             )
-            .fetchone()
-        )
-        summary = metrics.summarize(
-            trades["pnl_pct"].to_numpy(), trades["r_multiple"].to_numpy(), pending=int(pending)
-        )
-        return Assessment(
-            asset,
-            interval,
-            summary,
-            thresholds,
-            cooldown_remaining=cooldown_left(last_attempt, thresholds, now),
-            labelled_rows=int(labelled),
-            model_version=version,
-            model_scope=scope,
-        )
+            assessments.append(
+                Assessment(
+                    asset,
+                    interval,
+                    summary,
+                    thresholds,
+                    cooldown_remaining=cooldown_left(last_attempt, thresholds, now),
+                    labelled_rows=int(count["labelled"]),
+                    model_version=serving.version if serving else None,
+                    model_scope=serving.scope if serving else None,
+                )
+            )
+        return assessments
 
     def cooldown_remaining(
         self, asset: str, interval: str, thresholds: TimeframeSettings, now: pd.Timestamp
@@ -225,7 +245,7 @@ class PerformanceMonitor:
         """Judge every pair, recalibrate the degraded ones the rules allow; per ASSET_INTERVAL,
         the assessment and the action taken."""
         now = self.clock.now()
-        assessments = [self.assess(a, i, now) for a in assets for i in intervals]
+        assessments = self.assess_all([(a, i) for a in assets for i in intervals], now)
         due = [x for x in assessments if x.decision() is None]
         outcomes = dict(
             zip(

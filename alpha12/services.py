@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alpha12 import analysis, collector, pipeline
+from alpha12 import analysis, collector
 from alpha12.clock import Clock, ReplayClock, WallClock, utc
 from alpha12.config import Settings, SettingsError, load_settings
 from alpha12.engine import ENGINE_STATE_KEY
@@ -164,12 +164,6 @@ class Alpha12:
             added[f"{a}_{i}"] = analysis.backfill_pair(self.store, self.settings, a, i)
         return added
 
-    def analyze_once(self) -> list[pipeline.PairAnalysis]:
-        return [
-            pipeline.analyze_pair(self.store, self.registry, self.settings, a, i)
-            for a, i in self.pairs()
-        ]
-
     def train(
         self, asset: str | None = None, interval: str | None = None, progress=None
     ) -> list[dict]:
@@ -224,7 +218,7 @@ class Alpha12:
         """Per pair: bars and freshness, and the monitor's view (win rate, profit factor,
         trades, pending, status, cooldown, serving model)."""
         now = self.clock.now()
-        assessed = pd.DataFrame([self.monitor.assess(a, i, now).as_dict() for a, i in self.pairs()])
+        assessed = pd.DataFrame([x.as_dict() for x in self.monitor.assess_all(self.pairs(), now)])
         return self.bar_status().merge(assessed, on=["asset", "interval"], how="left")
 
     # -- views for the app --
@@ -423,7 +417,7 @@ class Alpha12:
     def snapshot_choices(self) -> dict:
         """Values the snapshot filters offer: sources, model versions and the time range."""
         first, last = (
-            self.store.cursor().execute("SELECT min(ts), max(ts) FROM snapshots").fetchone()
+            self.store.cursor().execute("SELECT min(ts), max(ts) FROM snapshots").fetchall()[0]
         )
         return {
             "sources": self.store.query("SELECT DISTINCT source FROM snapshots ORDER BY 1")[

@@ -157,12 +157,22 @@ class Store:
             finally:
                 cursor.unregister("incoming")
 
+    def query_with(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> pd.DataFrame:
+        """A read that can join `frame` as the table `incoming` (e.g. a list of keys)."""
+        cursor = self.cursor()
+        cursor.register("incoming", frame)
+        try:
+            return cursor.execute(sql, params or []).df()
+        finally:
+            cursor.unregister("incoming")
+
     def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
         return self.cursor().execute(sql, params or []).df()
 
     def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
-        row = self.cursor().execute(sql, params or []).fetchone()
-        return None if row is None else row[0]
+        # fetchall, not fetchone: DuckDB refuses other work on a cursor with an unread result.
+        rows = self.cursor().execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
 
     def close(self) -> None:
         self._connection.close()
@@ -170,7 +180,9 @@ class Store:
     def _migrate(self) -> None:
         with self.transaction() as cursor:
             cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-            current = cursor.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+            current = (
+                cursor.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] or 0
+            )
             if current > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path} was written by a newer alpha12 (schema {current}); "
