@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from alpha12 import features, targets
+from alpha12.bars import empty_bars
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
 from alpha12.store import Store
@@ -117,7 +118,7 @@ def new_bar_features(store: Store, asset: str, interval: str) -> tuple[pd.DataFr
         [asset, interval, last if last is not None else pd.Timestamp(0, tz="UTC")],
     )
     if not pending:
-        return store.read_bars(asset, interval, tail=1), pd.DataFrame(columns=["ts"])
+        return empty_bars(), pd.DataFrame(columns=["ts"])
     bars = store.read_bars(asset, interval, tail=features.TAIL_BARS + pending)
     if pending == 1:
         latest = features.latest_features(bars.iloc[-features.TAIL_BARS :])

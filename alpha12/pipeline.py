@@ -82,9 +82,9 @@ def analyze_pair(
     rows["model_version"] = served.version if served else None
     rows["model_scope"] = served.scope if served else None
     with stage(timings, "tracker"):
-        result.closed = close_resolved(store, settings, asset, interval)
+        result.closed, still_open = close_resolved(store, settings, asset, interval)
     with stage(timings, "signals"):
-        setup = _next_setup(store, settings, asset, interval, bars, rows, served)
+        setup = None if still_open else _next_setup(settings, asset, interval, bars, rows, served)
         rows["setup_generated"] = False
         if setup is not None:
             rows.loc[rows.index[-1], "setup_generated"] = True
@@ -99,11 +99,12 @@ def analyze_pair(
     return result
 
 
-def close_resolved(store: Store, settings: Settings, asset: str, interval: str) -> int:
-    """Resolve the pair's open setups against the bars stored since their entries."""
+def close_resolved(store: Store, settings: Settings, asset: str, interval: str) -> tuple[int, int]:
+    """Resolve the pair's open setups against the bars stored since their entries; how many
+    closed, and how many are still open."""
     open_setups = store.open_setups(asset, interval)
     if open_setups.empty:
-        return 0
+        return 0, 0
     bars = store.read_bars(asset, interval, start=open_setups["ts"].min())
     resolved = tracker.resolve(
         open_setups,
@@ -112,14 +113,15 @@ def close_resolved(store: Store, settings: Settings, asset: str, interval: str) 
         settings.timeframe(interval).horizon_bars,
         settings.round_trip_cost_bps,
     )
-    return store.close_setups(resolved)
+    closed = store.close_setups(resolved)
+    return closed, len(open_setups) - closed
 
 
-def _next_setup(store, settings, asset, interval, bars, rows, served):
-    """A setup on the newest bar only (older bars of a catch-up are past), and only when the
-    pair has no open setup."""
+def _next_setup(settings, asset, interval, bars, rows, served):
+    """A setup on the newest bar only (older bars of a catch-up are past); the caller makes
+    sure the pair has no open setup."""
     probability = rows["probability"].iloc[-1]
-    if served is None or np.isnan(probability) or not store.open_setups(asset, interval).empty:
+    if served is None or np.isnan(probability):
         return None
     newest = bars.iloc[-1]
     atr = float(rows["atr_pct_14"].iloc[-1] * newest["close"])
