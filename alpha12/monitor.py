@@ -247,16 +247,12 @@ class PerformanceMonitor:
         now = self.clock.now()
         assessments = self.assess_all([(a, i) for a in assets for i in intervals], now)
         due = [x for x in assessments if x.decision() is None]
-        outcomes = dict(
-            zip(
-                [id(x) for x in due],
-                self.recalibrate_many(due, now, "monitor", progress),
-                strict=True,
-            )
-        )
+        trained = self.recalibrate_many(due, now, "monitor", progress)
+        outcomes = {(x.asset, x.interval): o for x, o in zip(due, trained, strict=True)}
         report = {}
         for assessment in assessments:
-            outcome = outcomes.get(id(assessment)) or Outcome(assessment.decision())
+            pair = (assessment.asset, assessment.interval)
+            outcome = outcomes.get(pair) or Outcome(assessment.decision())
             self.record(assessment, outcome, now, "monitor")
             report[f"{assessment.asset}_{assessment.interval}"] = {
                 **assessment.as_dict(),

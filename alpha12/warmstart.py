@@ -126,7 +126,7 @@ class PairWalk:
         start = max(n - WARM_START_BARS[self.interval], earliest, 1)
         return start if start < n else self._fallback_start(n)
 
-    def _fallback_start(self, n: int) -> int | None:
+    def _fallback_start(self, n: int) -> int:
         """Too little history for an own model: walk with the asset's fallback instead."""
         return max(n - WARM_START_BARS[self.interval], min(n - 1, WARMUP_BARS))
 
