@@ -121,6 +121,7 @@ class Store:
         self._connection = _connect(self.path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self._bar_assets: set[str] | None = None  # see bar_assets
         self._migrate()
 
     # -- connection plumbing -------------------------------------------------------------
@@ -199,13 +200,17 @@ class Store:
         """Insert the bars not stored yet; returns how many were new. Idempotent."""
         if bars.empty:
             return 0
-        return self.write_frame(
+        inserted = self.write_frame(
             bars[["ts", *NUMERIC_COLUMNS]],
             # The primary key's index finds the stored bars; an anti-join would scan them all.
             """INSERT OR IGNORE INTO bars
                SELECT ?, ?, i.ts, i.open, i.high, i.low, i.close, i.volume FROM incoming i""",
             [asset, interval],
         )[0][0]
+        if inserted and self._bar_assets is not None:
+            with self._write_lock:
+                self._bar_assets.add(asset)
+        return inserted
 
     def read_bars(
         self,
@@ -235,7 +240,14 @@ class Store:
         return None if value is None else pd.Timestamp(value).tz_convert("UTC")
 
     def bar_assets(self) -> list[str]:
-        return self.query("SELECT DISTINCT asset FROM bars ORDER BY asset")["asset"].tolist()
+        """Assets with stored bars. Asked every engine tick, so it is read from the table once
+        and then kept up to date by upsert_bars (this process is the file's only writer)."""
+        with self._write_lock:
+            if self._bar_assets is None:
+                self._bar_assets = set(
+                    self.query("SELECT DISTINCT asset FROM bars")["asset"].tolist()
+                )
+            return sorted(self._bar_assets)
 
     def bar_summary(self) -> pd.DataFrame:
         """Per stored pair: bar count, first and last bar, rejected rows."""
