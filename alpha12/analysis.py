@@ -8,14 +8,16 @@ once it is known, with `target_ts` saying when that was.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from alpha12 import features, targets
-from alpha12.bars import empty_bars
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
 from alpha12.store import Store
+from alpha12.timeframes import interval_delta
 
 SNAPSHOT_SOURCE = "background_analysis"
 MAX_TRAIN_ROWS = 1000  # the most recent labelled rows: recalibration follows the current regime
@@ -28,9 +30,13 @@ def outcomes(
     timeframe: TimeframeSettings,
     round_trip_cost_bps: float,
     direction: int = 1,
+    last: int | None = None,
 ) -> pd.DataFrame:
-    """Triple-barrier outcomes of a setup at every bar, barriers from the bar's ATR(14)."""
+    """Triple-barrier outcomes of a setup at every bar (or only the `last` bars), barriers
+    from the bar's ATR(14) over all of `bars`."""
     atr = features.atr(bars["high"], bars["low"], bars["close"])
+    if last is not None:
+        bars, atr = bars.iloc[-last:], np.asarray(atr)[-last:]
     return targets.triple_barrier(
         bars,
         atr,
@@ -59,23 +65,29 @@ def backfill_pair(store: Store, settings: Settings, asset: str, interval: str) -
     bars = store.read_bars(asset, interval)
     if bars.empty:
         return 0
-    rows = snapshot_rows(bars, interval, settings)
-    added = insert_snapshots(store, asset, interval, rows)
-    update_targets(store, asset, interval, rows)
+    rows = for_pair(snapshot_rows(bars, interval, settings), asset, interval)
+    added = insert_snapshots(store, rows)
+    update_targets(store, rows)
     return added
 
 
-def insert_snapshots(store: Store, asset: str, interval: str, rows: pd.DataFrame) -> int:
-    """Insert snapshot rows not stored yet (keyed by asset, interval, ts, source)."""
+def for_pair(rows: pd.DataFrame, asset: str, interval: str) -> pd.DataFrame:
+    """`rows` tagged with their pair, as the snapshot writes take them."""
+    return rows.assign(asset=asset, interval=interval)
+
+
+def insert_snapshots(store: Store, rows: pd.DataFrame) -> int:
+    """Insert snapshot rows (of any pairs: columns asset, interval, ts, ...) not stored yet;
+    the key is (asset, interval, ts, source)."""
     if rows.empty:
         return 0
-    columns = ["ts", *FEATURE_NAMES, *TARGET_COLUMNS, *_optional_columns(rows)]
+    columns = ["asset", "interval", "ts", *FEATURE_NAMES, *TARGET_COLUMNS, *_optional_columns(rows)]
     names = ", ".join(columns)
     return store.write_frame(
         rows[columns],
-        f"""INSERT OR IGNORE INTO snapshots (asset, interval, source, {names})
-            SELECT ?, ?, ?, {names} FROM incoming""",
-        [asset, interval, SNAPSHOT_SOURCE],
+        f"""INSERT OR IGNORE INTO snapshots (source, {names})
+            SELECT ?, {names} FROM incoming""",
+        [SNAPSHOT_SOURCE],
     )[0][0]
 
 
@@ -84,66 +96,124 @@ def _optional_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in optional if c in rows.columns]
 
 
-def update_targets(store: Store, asset: str, interval: str, rows: pd.DataFrame) -> int:
-    """Fill the targets that have become known; a known target is never rewritten."""
-    matured = rows.loc[rows["target"].notna(), ["ts", *TARGET_COLUMNS]]
+def update_targets(store: Store, rows: pd.DataFrame) -> int:
+    """Fill the targets that have become known (rows of any pairs); a known target is never
+    rewritten."""
+    matured = rows.loc[rows["target"].notna(), ["asset", "interval", "ts", *TARGET_COLUMNS]]
     if matured.empty:
         return 0
     return store.write_frame(
         matured,
         """UPDATE snapshots s SET target = m.target, target_ts = m.target_ts, pnl_pct = m.pnl_pct
-           FROM incoming m WHERE s.asset = ? AND s.interval = ? AND s.source = ?
-             AND s.ts = m.ts AND s.target IS NULL""",
-        [asset, interval, SNAPSHOT_SOURCE],
+           FROM incoming m WHERE s.asset = m.asset AND s.interval = m.interval
+             AND s.source = ? AND s.ts = m.ts AND s.target IS NULL""",
+        [SNAPSHOT_SOURCE],
     )[0][0]
 
 
-def last_snapshot_ts(store: Store, asset: str, interval: str) -> pd.Timestamp | None:
-    value = store.scalar(
-        "SELECT max(ts) FROM snapshots WHERE asset = ? AND interval = ? AND source = ?",
-        [asset, interval, SNAPSHOT_SOURCE],
-    )
-    return None if value is None else pd.Timestamp(value).tz_convert("UTC")
+@dataclass
+class PendingTail:
+    """A pair's bars not yet snapshotted (`pending` of them, newest last) after enough history
+    to compute their features; `newest_bar` is the pair's last stored bar (None: no bars)."""
+
+    asset: str
+    interval: str
+    pending: int
+    newest_bar: pd.Timestamp | None
+    bars: pd.DataFrame | None  # None when nothing is pending
 
 
-def new_bar_features(store: Store, asset: str, interval: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(tail bars, feature rows) for the bars that have no snapshot yet.
+def pending_tails(store: Store, pairs: list[tuple[str, str]]) -> list[PendingTail]:
+    """Every pair's PendingTail, in two queries whatever the number of pairs.
 
     Only a bounded tail is read: features.TAIL_BARS of history reproduce the full-history
     values, so the live cycle never recomputes history.
     """
-    last = last_snapshot_ts(store, asset, interval)
-    pending = store.scalar(
-        "SELECT count(*) FROM bars WHERE asset = ? AND interval = ? AND ts > ?",
-        [asset, interval, last if last is not None else pd.Timestamp(0, tz="UTC")],
+    if not pairs:
+        return []
+    counts = store.query_with(
+        pd.DataFrame(pairs, columns=["asset", "interval"]),
+        """WITH snapped AS (
+             SELECT asset, interval, max(ts) AS last FROM snapshots
+             JOIN incoming USING (asset, interval) WHERE source = ? GROUP BY ALL)
+           SELECT k.asset, k.interval, count(b.ts) AS pending,
+                  coalesce(max(b.ts), any_value(s.last)) AS newest_bar
+           FROM incoming k LEFT JOIN snapped s USING (asset, interval)
+           LEFT JOIN bars b ON b.asset = k.asset AND b.interval = k.interval
+                AND b.ts > coalesce(s.last, TIMESTAMPTZ '1970-01-01')
+           GROUP BY ALL""",
+        [SNAPSHOT_SOURCE],
     )
-    if not pending:
-        return empty_bars(), pd.DataFrame(columns=["ts"])
-    bars = store.read_bars(asset, interval, tail=features.TAIL_BARS + pending)
+    counts["newest_bar"] = counts["newest_bar"].astype("datetime64[us, UTC]")
+    tails = _tails(store, counts[counts["pending"] > 0])
+    return [
+        PendingTail(
+            row.asset,
+            row.interval,
+            int(row.pending),
+            None if pd.isna(row.newest_bar) else row.newest_bar,
+            tails.get((row.asset, row.interval)),
+        )
+        for row in counts.itertuples(index=False)
+    ]
+
+
+def _tails(store: Store, counts: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """The last TAIL_BARS + pending bars of each pair in `counts`: one read of a time window
+    that holds them when bars have no gaps, then a per-pair read for any pair whose window
+    fell short of both that count and the pair's first bar."""
+    if counts.empty:
+        return {}
+    wanted = counts["pending"] + features.TAIL_BARS
+    windows = counts.assign(
+        wanted=wanted,
+        since=counts["newest_bar"] - wanted * counts["interval"].map(interval_delta),
+    )
+    found = store.query_with(
+        windows[["asset", "interval", "since"]],
+        """SELECT b.asset, b.interval, b.ts, b.open, b.high, b.low, b.close, b.volume
+           FROM bars b JOIN incoming w ON b.asset = w.asset AND b.interval = w.interval
+                AND b.ts >= w.since
+           ORDER BY b.asset, b.interval, b.ts""",
+    )
+    grouped = dict(iter(found.groupby(["asset", "interval"], sort=False)))
+    first_bars = store.first_bars()
+    tails = {}
+    for row in windows.itertuples(index=False):
+        key = (row.asset, row.interval)
+        bars = grouped.get(key)
+        whole_history = key in first_bars and row.since <= first_bars[key]
+        if bars is None or (len(bars) < row.wanted and not whole_history):  # a gap: read exactly
+            tails[key] = store.read_bars(row.asset, row.interval, tail=row.wanted)
+        else:
+            tails[key] = bars.iloc[-row.wanted :, 2:].reset_index(drop=True)
+    return tails
+
+
+def tail_features(bars: pd.DataFrame, pending: int) -> pd.DataFrame:
+    """Feature rows (with ts) of the last `pending` bars of a tail."""
     if pending == 1:
         latest = features.latest_features(bars.iloc[-features.TAIL_BARS :])
         table = pd.DataFrame([latest.to_numpy()], columns=FEATURE_NAMES)
     else:
         table = features.compute_features(bars).iloc[-pending:].reset_index(drop=True)
     table.insert(0, "ts", bars["ts"].iloc[-pending:].to_numpy())
-    return bars, table
+    return table
 
 
-def refresh_targets(
-    store: Store, settings: Settings, asset: str, interval: str, bars: pd.DataFrame
-) -> int:
-    """Fill targets that matured with the newest bars, from the tail already read."""
-    known = outcomes(bars, interval, settings.timeframe(interval), settings.round_trip_cost_bps)
-    rows = pd.DataFrame(
+def matured_targets(bars: pd.DataFrame, interval: str, settings: Settings) -> pd.DataFrame:
+    """The targets the newest bars of a tail may have settled (ts, target, target_ts, pnl_pct)."""
+    timeframe = settings.timeframe(interval)
+    recent = (timeframe.horizon_bars + 2) * 4
+    known = outcomes(bars, interval, timeframe, settings.round_trip_cost_bps, last=recent)
+    return pd.DataFrame(
         {
-            "ts": bars["ts"],
-            "target": known["label"],
-            "target_ts": known["target_ts"],
-            "pnl_pct": known["pnl_pct"],
+            "ts": bars["ts"].iloc[-recent:].to_numpy(),
+            "target": known["label"].to_numpy(),
+            "target_ts": known["target_ts"].to_numpy(),
+            "pnl_pct": known["pnl_pct"].to_numpy(),
         }
     )
-    recent = rows.iloc[-(settings.timeframe(interval).horizon_bars + 2) * 4 :]
-    return update_targets(store, asset, interval, recent)
 
 
 def labelled_history(store: Store, settings: Settings, asset: str, interval: str) -> pd.DataFrame:

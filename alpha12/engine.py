@@ -114,10 +114,9 @@ class Engine:
     def tick(self) -> None:
         """Collect and analyse the pairs whose bar closed, then monitor and jobs if due."""
         now = self.clock.now()
-        for asset in self.context.universe():
-            for interval in self.context.settings.intervals:
-                if self._due(asset, interval, now):
-                    self._guarded(asset, interval, self._cycle_pair, asset, interval, now)
+        due = [pair for pair in self.context.pairs() if self._due(pair, now)]
+        if due:
+            self.cycle(due, now)
         if self._trainer_idle():
             if self._next_monitor is None:
                 self._next_monitor = now + self._monitor_period()
@@ -129,35 +128,57 @@ class Engine:
         self.context.remember_clock()
         self._heartbeat()
 
-    def _cycle_pair(self, asset: str, interval: str, now: pd.Timestamp) -> None:
-        if asset in self.context.settings.assets:
-            collect_pair(self.store, self.context.source, asset, interval, now, self.backoff)
-        pipeline.analyze_pair(self.store, self.registry, self.context.settings, asset, interval)
-        last = self.store.last_bar_ts(asset, interval)
-        delta = interval_delta(interval)
-        self._next_due[(asset, interval)] = (last + 2 * delta) if last is not None else now + delta
+    def cycle(self, due: list[tuple[str, str]], now: pd.Timestamp, timings=None) -> None:
+        """Collect each due pair, then analyse them together (pipeline.analyze_pairs);
+        `timings` (a Counter, optional) collects seconds per stage."""
+        with pipeline.stage(timings, "collect"):
+            collected = [pair for pair in due if self._collected(pair, now)]
+        try:
+            results = pipeline.analyze_pairs(
+                self.store, self.registry, self.context.settings, collected, timings
+            )
+        except Exception as error:  # the store failed the whole batch: every pair retries
+            for pair in collected:
+                self._failed(pair, error)
+            return
+        for result in results:
+            pair = (result.asset, result.interval)
+            if result.error is not None:
+                self._failed(pair, result.error)
+                continue
+            delta = interval_delta(result.interval)
+            last = result.newest_bar
+            self._next_due[pair] = (last + 2 * delta) if last is not None else now + delta
 
-    def _due(self, asset: str, interval: str, now: pd.Timestamp) -> bool:
-        due = self._next_due.get((asset, interval))
+    def _collected(self, pair: tuple[str, str], now: pd.Timestamp) -> bool:
+        """Fetch the pair's new bars (imported assets have no source); False if that raised."""
+        asset, interval = pair
+        if asset not in self.context.settings.assets:
+            return True
+        try:
+            collect_pair(self.store, self.context.source, asset, interval, now, self.backoff)
+        except Exception as error:
+            self._failed(pair, error)
+            return False
+        return True
+
+    def _due(self, pair: tuple[str, str], now: pd.Timestamp) -> bool:
+        due = self._next_due.get(pair)
         return due is None or now >= due
 
-    def _guarded(self, asset, interval, work, *args) -> None:
-        """Run one pair's work; its failure is an event and the loop goes on."""
-        try:
-            work(*args)
-        except Exception as error:
-            message = f"{type(error).__name__}: {error}"
-            # A failure that repeats every tick is logged once, then every REPEAT_LOG_EVERY-th
-            # time with its count, so it cannot flood the events table.
-            seen = self._failures[(asset, interval, message)] = (
-                self._failures.get((asset, interval, message), 0) + 1
-            )
-            if seen == 1 or seen % REPEAT_LOG_EVERY == 0:
-                suffix = f" (seen {seen} times)" if seen > 1 else ""
-                self._event(
-                    "error", message + suffix, asset, interval, detail=traceback.format_exc(limit=3)
-                )
-            self._next_due[(asset, interval)] = self.clock.now() + interval_delta(interval)
+    def _failed(self, pair: tuple[str, str], error: Exception) -> None:
+        """A pair's failure is an event and the loop goes on; the pair retries a bar later."""
+        asset, interval = pair
+        message = f"{type(error).__name__}: {error}"
+        # A failure that repeats every tick is logged once, then every REPEAT_LOG_EVERY-th
+        # time with its count, so it cannot flood the events table.
+        key = (asset, interval, message)
+        seen = self._failures[key] = self._failures.get(key, 0) + 1
+        if seen == 1 or seen % REPEAT_LOG_EVERY == 0:
+            suffix = f" (seen {seen} times)" if seen > 1 else ""
+            detail = "".join(traceback.format_exception(error, limit=3))
+            self._event("error", message + suffix, asset, interval, detail=detail)
+        self._next_due[pair] = self.clock.now() + interval_delta(interval)
 
     def _monitor_period(self) -> pd.Timedelta:
         return pd.Timedelta(minutes=self.context.settings.monitor_period_minutes)

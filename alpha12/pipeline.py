@@ -1,5 +1,10 @@
-"""One pair's analysis when its bars have closed: snapshot the new bars, predict with the
-serving model, resolve open setups, maybe open a new one, and fill matured targets."""
+"""The analysis of the pairs whose bars have closed: snapshot the new bars, predict with each
+pair's serving model, resolve open setups, maybe open new ones, and fill matured targets.
+
+The work is set-based: whatever the number of pairs, a cycle reads and writes the store with a
+handful of statements (the per-pair statements were most of a cycle's time), while the maths
+runs per pair. One pair's failure in its own maths is its result's error; the others go on.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from alpha12.features import FEATURE_NAMES
 from alpha12.registry import Registry, ServedModel
 from alpha12.store import Store
 
+Pair = tuple[str, str]
+
 
 @dataclass
 class PairAnalysis:
@@ -25,8 +32,20 @@ class PairAnalysis:
     snapshots: int = 0
     setup_id: int | None = None
     closed: int = 0
-    targets: int = 0
     model: str | None = None  # e.g. "timeframe v3", "fallback v1", or None
+    newest_bar: pd.Timestamp | None = None
+    error: Exception | None = None
+
+
+@dataclass
+class _PairWork:
+    """One pair's state through a cycle."""
+
+    result: PairAnalysis
+    bars: pd.DataFrame
+    rows: pd.DataFrame
+    served: ServedModel | None = None
+    setup: signals.Setup | None = None
 
 
 @contextmanager
@@ -61,70 +80,147 @@ def predict(served: ServedModel | None, rows: pd.DataFrame) -> np.ndarray:
 
 
 def analyze_pair(
-    store: Store,
-    registry: Registry,
-    settings: Settings,
-    asset: str,
-    interval: str,
-    timings: Counter | None = None,
+    store: Store, registry: Registry, settings: Settings, asset: str, interval: str
 ) -> PairAnalysis:
-    """The new bars' snapshots, predictions, trade exits and entry; `timings` (optional)
-    collects seconds per stage."""
-    result = PairAnalysis(asset, interval)
-    with stage(timings, "features"):
-        bars, rows = analysis.new_bar_features(store, asset, interval)
-    if rows.empty:
-        return result
-    with stage(timings, "predict"):
-        served = registry.load_timeframe_model(asset, interval)
-        rows["probability"] = predict(served, rows)
-    result.model = f"{served.scope} v{served.version}" if served else None
-    rows["model_version"] = served.version if served else None
-    rows["model_scope"] = served.scope if served else None
-    with stage(timings, "tracker"):
-        result.closed, still_open = close_resolved(store, settings, asset, interval)
-    with stage(timings, "signals"):
-        setup = None if still_open else _next_setup(settings, asset, interval, bars, rows, served)
-        rows["setup_generated"] = False
-        if setup is not None:
-            rows.loc[rows.index[-1], "setup_generated"] = True
-            result.setup_id = store.insert_setups(pd.DataFrame([setup.as_row()]))[0]
-    with stage(timings, "snapshots"):
-        for column in analysis.TARGET_COLUMNS:
-            rows[column] = np.nan
-        rows["target_ts"] = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us, UTC]")
-        result.snapshots = analysis.insert_snapshots(store, asset, interval, rows)
-    with stage(timings, "targets"):
-        result.targets = analysis.refresh_targets(store, settings, asset, interval, bars)
+    """One pair's cycle (see analyze_pairs); its error, if any, is raised."""
+    result = analyze_pairs(store, registry, settings, [(asset, interval)])[0]
+    if result.error is not None:
+        raise result.error
     return result
 
 
-def close_resolved(store: Store, settings: Settings, asset: str, interval: str) -> tuple[int, int]:
-    """Resolve the pair's open setups against the bars stored since their entries; how many
-    closed, and how many are still open."""
-    open_setups = store.open_setups(asset, interval)
+def analyze_pairs(
+    store: Store,
+    registry: Registry,
+    settings: Settings,
+    pairs: list[Pair],
+    timings: Counter | None = None,
+) -> list[PairAnalysis]:
+    """The new bars' snapshots, predictions, trade exits and entries of every pair, one result
+    per pair (in `pairs` order); `timings` (optional) collects seconds per stage."""
+    with stage(timings, "read"):
+        tails = analysis.pending_tails(store, pairs)
+    results = {
+        (t.asset, t.interval): PairAnalysis(t.asset, t.interval, newest_bar=t.newest_bar)
+        for t in tails
+    }
+    work = []
+    for tail in tails:
+        if tail.pending:
+            result = results[(tail.asset, tail.interval)]
+            work += _guard(result, _features, result, tail, timings)
+    with stage(timings, "predict"):
+        work = _predict_all(registry, work)
+    with stage(timings, "tracker"):
+        still_open = _close_resolved(store, settings, work)
+    with stage(timings, "signals"):
+        for item in work:
+            if not still_open.get(_key(item)):
+                item.setup = _next_setup(settings, item)
+        _insert_setups(store, work)
+    with stage(timings, "snapshots"):
+        _insert_snapshots(store, work)
+    with stage(timings, "targets"):
+        _refresh_targets(store, settings, work)
+    return [results[pair] for pair in pairs]
+
+
+def _guard(result: PairAnalysis, step, *args) -> list:
+    """[step(*args)] for one pair, or [] with the error kept in the pair's result."""
+    try:
+        return [step(*args)]
+    except Exception as error:
+        result.error = error
+        return []
+
+
+def _features(result: PairAnalysis, tail: analysis.PendingTail, timings) -> _PairWork:
+    with stage(timings, "features"):
+        rows = analysis.tail_features(tail.bars, tail.pending)
+    rows["setup_generated"] = False
+    return _PairWork(result, tail.bars, rows)
+
+
+def _predict_all(registry: Registry, work: list[_PairWork]) -> list[_PairWork]:
+    """Each pair's rows predicted by its serving model; pairs served by the same model (an
+    asset's fallback serves all its timeframes without a model) share one call."""
+    served = []
+    for item in work:
+        served += _guard(item.result, _serve, registry, item)
+    groups: dict[int, list[_PairWork]] = {}
+    for item in served:
+        model = item.served.model if item.served else None
+        groups.setdefault(id(model), []).append(item)
+    predicted = []
+    for group in groups.values():
+        for item in group:
+            item.rows["probability"] = np.nan
+        if _guard(group[0].result, _predict_group, group):
+            predicted += group
+        else:
+            for item in group[1:]:
+                item.result.error = group[0].result.error
+    return predicted
+
+
+def _serve(registry: Registry, item: _PairWork) -> _PairWork:
+    asset, interval = _key(item)
+    item.served = registry.load_timeframe_model(asset, interval)
+    item.result.model = f"{item.served.scope} v{item.served.version}" if item.served else None
+    item.rows["model_version"] = item.served.version if item.served else None
+    item.rows["model_scope"] = item.served.scope if item.served else None
+    return item
+
+
+def _predict_group(group: list[_PairWork]) -> None:
+    probability = predict(group[0].served, pd.concat([item.rows for item in group]))
+    ends = np.cumsum([len(item.rows) for item in group])
+    for item, part in zip(group, np.split(probability, ends[:-1]), strict=True):
+        item.rows["probability"] = part
+
+
+def _key(item: _PairWork) -> Pair:
+    return item.result.asset, item.result.interval
+
+
+def _close_resolved(store: Store, settings: Settings, work: list[_PairWork]) -> dict[Pair, int]:
+    """Resolve the open setups of the pairs against their bars; how many stay open per pair."""
+    open_setups = store.open_setups([_key(item) for item in work])
     if open_setups.empty:
-        return 0, 0
-    bars = store.read_bars(asset, interval, start=open_setups["ts"].min())
-    resolved = tracker.resolve(
-        open_setups,
-        bars,
-        interval,
-        settings.timeframe(interval).horizon_bars,
-        settings.round_trip_cost_bps,
-    )
-    closed = store.close_setups(resolved)
-    return closed, len(open_setups) - closed
+        return {}
+    by_pair = dict(iter(open_setups.groupby(["asset", "interval"], sort=False)))
+    resolved, still_open = [], {}
+    for item in work:
+        setups = by_pair.get(_key(item))
+        if setups is None:
+            continue
+        asset, interval = _key(item)
+        bars = item.bars
+        if setups["ts"].min() < bars["ts"].iloc[0]:  # opened before the tail (a long outage)
+            bars = store.read_bars(asset, interval, start=setups["ts"].min())
+        exits = tracker.resolve(
+            setups,
+            bars,
+            interval,
+            settings.timeframe(interval).horizon_bars,
+            settings.round_trip_cost_bps,
+        )
+        resolved.append(exits)
+        item.result.closed = len(exits)
+        still_open[(asset, interval)] = len(setups) - len(exits)
+    store.close_setups(pd.concat(resolved, ignore_index=True))
+    return still_open
 
 
-def _next_setup(settings, asset, interval, bars, rows, served):
+def _next_setup(settings: Settings, item: _PairWork) -> signals.Setup | None:
     """A setup on the newest bar only (older bars of a catch-up are past); the caller makes
     sure the pair has no open setup."""
-    probability = rows["probability"].iloc[-1]
-    if served is None or np.isnan(probability):
+    probability = item.rows["probability"].iloc[-1]
+    if item.served is None or np.isnan(probability):
         return None
-    newest = bars.iloc[-1]
-    atr = float(rows["atr_pct_14"].iloc[-1] * newest["close"])
+    asset, interval = _key(item)
+    newest = item.bars.iloc[-1]
+    atr = float(item.rows["atr_pct_14"].iloc[-1] * newest["close"])
     return signals.make_setup(
         asset,
         interval,
@@ -133,6 +229,42 @@ def _next_setup(settings, asset, interval, bars, rows, served):
         atr,
         float(probability),
         settings.timeframe(interval),
-        served.version,
-        served.scope,
+        item.served.version,
+        item.served.scope,
     )
+
+
+def _insert_setups(store: Store, work: list[_PairWork]) -> None:
+    opening = {_key(item): item for item in work if item.setup is not None}
+    if not opening:
+        return
+    ids = store.insert_setups(pd.DataFrame([item.setup.as_row() for item in opening.values()]))
+    for row in ids.itertuples(index=False):  # at most one new setup per pair
+        item = opening[(row.asset, row.interval)]
+        item.result.setup_id = row.id
+        item.rows.loc[item.rows.index[-1], "setup_generated"] = True
+
+
+def _insert_snapshots(store: Store, work: list[_PairWork]) -> None:
+    if not work:
+        return
+    rows = pd.concat([analysis.for_pair(item.rows, *_key(item)) for item in work])
+    for column in ("target", "pnl_pct"):
+        rows[column] = np.nan
+    rows["target_ts"] = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us, UTC]")
+    analysis.insert_snapshots(store, rows.reset_index(drop=True))
+    for item in work:
+        item.result.snapshots = len(item.rows)
+
+
+def _refresh_targets(store: Store, settings: Settings, work: list[_PairWork]) -> None:
+    """Fill the targets that matured with the newest bars, from the tails already read."""
+    if not work:
+        return
+    matured = [
+        analysis.for_pair(
+            analysis.matured_targets(item.bars, item.result.interval, settings), *_key(item)
+        )
+        for item in work
+    ]
+    analysis.update_targets(store, pd.concat(matured, ignore_index=True))

@@ -121,7 +121,7 @@ class Store:
         self._connection = _connect(self.path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._bar_assets: set[str] | None = None  # see bar_assets
+        self._first_bars: dict[tuple[str, str], pd.Timestamp] | None = None  # see first_bars
         self._migrate()
 
     # -- connection plumbing -------------------------------------------------------------
@@ -207,9 +207,13 @@ class Store:
                SELECT ?, ?, i.ts, i.open, i.high, i.low, i.close, i.volume FROM incoming i""",
             [asset, interval],
         )[0][0]
-        if inserted and self._bar_assets is not None:
+        if inserted and self._first_bars is not None:
             with self._write_lock:
-                self._bar_assets.add(asset)
+                first = self._first_bars.get((asset, interval))
+                oldest = bars["ts"].min()
+                self._first_bars[(asset, interval)] = (
+                    oldest if first is None else min(first, oldest)
+                )
         return inserted
 
     def read_bars(
@@ -239,15 +243,23 @@ class Store:
         )
         return None if value is None else pd.Timestamp(value).tz_convert("UTC")
 
-    def bar_assets(self) -> list[str]:
-        """Assets with stored bars. Asked every engine tick, so it is read from the table once
-        and then kept up to date by upsert_bars (this process is the file's only writer)."""
+    def first_bars(self) -> dict[tuple[str, str], pd.Timestamp]:
+        """The oldest stored bar of every pair. Asked every engine tick, so it is read from the
+        table once and then kept up to date by upsert_bars (this process is the file's only
+        writer)."""
         with self._write_lock:
-            if self._bar_assets is None:
-                self._bar_assets = set(
-                    self.query("SELECT DISTINCT asset FROM bars")["asset"].tolist()
+            if self._first_bars is None:
+                frame = self.query(
+                    "SELECT asset, interval, min(ts) AS first FROM bars GROUP BY ALL"
                 )
-            return sorted(self._bar_assets)
+                self._first_bars = {
+                    (row.asset, row.interval): row.first for row in frame.itertuples(index=False)
+                }
+            return dict(self._first_bars)
+
+    def bar_assets(self) -> list[str]:
+        """Assets with stored bars."""
+        return sorted({asset for asset, _ in self.first_bars()})
 
     def bar_summary(self) -> pd.DataFrame:
         """Per stored pair: bar count, first and last bar, rejected rows."""
@@ -279,20 +291,25 @@ class Store:
 
     # -- setups ---------------------------------------------------------------------------
 
-    def insert_setups(self, setups: pd.DataFrame) -> list[int]:
-        """Insert setups (columns as signals.Setup, optionally resolved); their ids."""
+    def insert_setups(self, setups: pd.DataFrame) -> pd.DataFrame:
+        """Insert setups (columns as signals.Setup, optionally resolved); their id, asset and
+        interval."""
         if setups.empty:
-            return []
+            return pd.DataFrame(columns=["id", "asset", "interval"])
         names = ", ".join(setups.columns)
         inserted = self.write_frame(
-            setups, f"INSERT INTO setups ({names}) SELECT {names} FROM incoming RETURNING id"
+            setups,
+            f"INSERT INTO setups ({names}) SELECT {names} FROM incoming "
+            "RETURNING id, asset, interval",
         )
-        return [row[0] for row in inserted]
+        return pd.DataFrame(inserted, columns=["id", "asset", "interval"])
 
-    def open_setups(self, asset: str, interval: str) -> pd.DataFrame:
-        return self.query(
-            "SELECT * FROM setups WHERE asset = ? AND interval = ? AND status = 'open' ORDER BY ts",
-            [asset, interval],
+    def open_setups(self, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+        """The open setups of the (asset, interval) `pairs`, oldest first."""
+        return self.query_with(
+            pd.DataFrame(pairs, columns=["asset", "interval"]),
+            "SELECT s.* FROM setups s JOIN incoming USING (asset, interval) "
+            "WHERE s.status = 'open' ORDER BY s.ts, s.id",
         )
 
     def close_setups(self, resolved: pd.DataFrame) -> int:

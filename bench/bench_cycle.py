@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from alpha12 import models, pipeline
+from alpha12 import models
 from alpha12.clock import ManualClock
-from alpha12.collector import collect_pair
 from alpha12.config import Settings
 from alpha12.registry import FALLBACK_INTERVAL
 from alpha12.services import Alpha12
@@ -49,12 +48,9 @@ def build(folder: Path, assets: list[str], model) -> Alpha12:
 
 
 def cycle(app: Alpha12) -> Counter:
+    """The engine's own cycle over every pair, timed stage by stage."""
     timings: Counter = Counter()
-    now = app.clock.now()
-    for asset, interval in app.pairs():
-        with pipeline.stage(timings, "collect"):
-            collect_pair(app.store, app.source, asset, interval, now)
-        pipeline.analyze_pair(app.store, app.registry, app.settings, asset, interval, timings)
+    app.engine.cycle(app.pairs(), app.clock.now(), timings)
     return timings
 
 

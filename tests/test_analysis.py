@@ -175,7 +175,7 @@ def test_backfill_is_idempotent_and_known_targets_are_never_rewritten(tmp_path, 
     before = store.query("SELECT ts, target, target_ts, pnl_pct FROM snapshots ORDER BY ts")
     assert before["target"].notna().sum() > 350
     tampered = before.assign(target=1 - before["target"], pnl_pct=before["pnl_pct"] + 5)
-    assert analysis.update_targets(store, "BTC", INTERVAL, tampered) == 0
+    assert analysis.update_targets(store, analysis.for_pair(tampered, "BTC", INTERVAL)) == 0
     after = store.query("SELECT ts, target, target_ts, pnl_pct FROM snapshots ORDER BY ts")
     pd.testing.assert_frame_equal(before, after)
     store.close()
