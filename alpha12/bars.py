@@ -54,25 +54,32 @@ def validate(frame: pd.DataFrame, interval: str, now: pd.Timestamp | None = None
     """
     table = _standard_columns(frame)
     ts = _parse_times(table["ts"])
-    numbers = {
-        c: pd.to_numeric(table[c], errors="coerce").astype("float64") for c in NUMERIC_COLUMNS
-    }
-    reasons = pd.Series(pd.NA, index=table.index, dtype="object")
+    numbers = {c: _numbers(table[c]) for c in NUMERIC_COLUMNS}
     checks = _row_checks(table, ts, numbers, interval, now)
-    for reason, bad in checks:  # the first failing check names the row's reason
-        reasons = reasons.mask(reasons.isna() & bad, reason)
-    ok = reasons.isna().to_numpy()
+    # np.select takes the first true condition: the first failing check names the row's reason.
+    failed = np.select([bad for _, bad in checks], np.arange(len(checks)), default=-1)
+    ok = failed < 0
     clean = pd.DataFrame({"ts": ts[ok], **{c: numbers[c][ok] for c in NUMERIC_COLUMNS}})
-    reordered = bool(len(clean) > 1 and not clean["ts"].is_monotonic_increasing)
+    times = clean["ts"].to_numpy()
+    reordered = bool(len(times) > 1 and (times[1:] < times[:-1]).any())
     before = len(clean)
-    clean = clean.drop_duplicates("ts", keep="last").sort_values("ts", kind="stable")
-    rejected = pd.DataFrame({"row": table.index[~ok], "reason": reasons[~ok].astype(str)})
+    if len(times) > 1 and not (times[1:] > times[:-1]).all():  # repeats, or out of order
+        clean = clean.drop_duplicates("ts", keep="last").sort_values("ts", kind="stable")
+    reasons = np.array([reason for reason, _ in checks], dtype=object)[failed[~ok]]
+    rejected = pd.DataFrame({"row": table.index[~ok], "reason": reasons.astype(str)})
     return Validated(
         clean.reset_index(drop=True),
         rejected.reset_index(drop=True),
         before - len(clean),
         reordered,
     )
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    """float64 values; anything that is not a number becomes NaN."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _standard_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,31 +114,35 @@ def _parse_times(values: pd.Series) -> pd.Series:
     return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
-def _row_checks(table, ts, numbers, interval, now):
+def _row_checks(table, ts, numbers, interval, now) -> list[tuple[str, np.ndarray]]:
     """(reason, boolean mask) pairs in the order a row is judged."""
-    delta = interval_delta(interval)
     o, h, low, c, v = (numbers[k] for k in NUMERIC_COLUMNS)
-    raw_missing = table[list(NUMERIC_COLUMNS)].isna().any(axis=1)
-    not_numeric = pd.concat([numbers[k].isna() for k in NUMERIC_COLUMNS], axis=1).any(axis=1)
-    infinite = pd.concat([np.isinf(numbers[k]) for k in NUMERIC_COLUMNS], axis=1).any(axis=1)
-    checks = [
-        ("unparseable timestamp", ts.isna()),
-        ("missing value", raw_missing),
-        ("non-numeric value", not_numeric & ~raw_missing),
-        ("infinite value", infinite),
-        ("non-positive price", (o <= 0) | (h <= 0) | (low <= 0) | (c <= 0)),
-        ("high below open/close", h < np.maximum(o, c)),
-        ("low above open/close", low > np.minimum(o, c)),
-        ("negative volume", v < 0),
-        (
-            "timestamp off the interval grid",
-            ts.notna() & (ts.dt.floor(pandas_freq(interval)) != ts),
-        ),
-    ]
+    stacked = np.column_stack([o, h, low, c, v])
+    raw_missing = table[list(NUMERIC_COLUMNS)].isna().to_numpy().any(axis=1)
+    micros = ts.array.asi8  # microseconds since the epoch (see _parse_times); NaT is the minimum
+    known = micros != np.iinfo(np.int64).min
+    step = _micros(interval_delta(interval))
+    with np.errstate(invalid="ignore"):
+        checks = [
+            ("unparseable timestamp", ~known),
+            ("missing value", raw_missing),
+            ("non-numeric value", np.isnan(stacked).any(axis=1) & ~raw_missing),
+            ("infinite value", np.isinf(stacked).any(axis=1)),
+            ("non-positive price", (stacked[:, :4] <= 0).any(axis=1)),
+            ("high below open/close", h < np.maximum(o, c)),
+            ("low above open/close", low > np.minimum(o, c)),
+            ("negative volume", v < 0),
+            ("timestamp off the interval grid", known & (micros % step != 0)),
+        ]
     if now is not None:
-        checks.append(("bar in the future", ts > now))
-        checks.append(("bar still forming", ts + delta > now))
+        now_micros = _micros(pd.Timestamp(now) - pd.Timestamp(0, tz="UTC"))
+        checks.append(("bar in the future", known & (micros > now_micros)))
+        checks.append(("bar still forming", known & (micros + step > now_micros)))
     return checks
+
+
+def _micros(delta: pd.Timedelta) -> int:
+    return delta // pd.Timedelta(microseconds=1)
 
 
 def resample(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
