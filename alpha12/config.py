@@ -18,6 +18,7 @@ from typing import Any
 from alpha12.timeframes import INTERVALS
 
 SOURCES = ("synthetic", "csv", "yfinance")
+BACKENDS = ("local", "dask")
 ENV_PREFIX = "ALPHA12_"
 
 
@@ -98,7 +99,9 @@ class Settings:
     slippage_bps: float = 1.0  # per side
     monitor_period_minutes: float = 60.0
     trade_window: int = 100  # most recent resolved trades the monitor judges
-    n_jobs: int = 2  # joblib workers for training bursts
+    n_jobs: int = 2  # local joblib workers for training bursts
+    backend: str = "local"  # where models train: "local" cores or a "dask" cluster
+    dask_scheduler: str | None = None  # e.g. "tcp://10.0.0.5:8786" when backend = "dask"
     source_timeout_s: float = 30.0
     yfinance_tickers: dict[str, str] = field(
         default_factory=lambda: {"BTC": "BTC-USD", "ETH": "ETH-USD", "SOL": "SOL-USD"}
@@ -116,6 +119,10 @@ class Settings:
         found = []
         if self.source not in SOURCES:
             found.append(f"source: {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.backend not in BACKENDS:
+            found.append(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.backend == "dask" and not self.dask_scheduler:
+            found.append("dask_scheduler: required when backend = 'dask'")
         if self.source == "csv" and self.csv_dir is None:
             found.append("csv_dir: required when source = 'csv'")
         if not self.assets:

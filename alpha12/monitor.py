@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from alpha12 import analysis, metrics, models
+from alpha12 import analysis, compute, metrics, models
 from alpha12.clock import Clock
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.registry import ACTIVE, FALLBACK_INTERVAL, REJECTED, Registry, RegistryError
@@ -136,16 +135,6 @@ class Outcome:
     incumbent_score: float | None = None
     new_version: int | None = None
     metrics_after: dict | None = None
-
-
-def fit_many(frames: list[tuple[pd.DataFrame, TimeframeSettings]], n_jobs: int, seed: int):
-    """Train several models at once through joblib, so the backend (local cores or a cluster)
-    is a setting, not code."""
-    if len(frames) == 1:
-        return [models.fit(frames[0][0], frames[0][1], seed)]
-    return joblib.Parallel(n_jobs=min(n_jobs, len(frames)))(
-        joblib.delayed(models.fit)(frame, timeframe, seed) for frame, timeframe in frames
-    )
 
 
 class PerformanceMonitor:
@@ -275,10 +264,8 @@ class PerformanceMonitor:
         if progress:
             progress(0.2, f"training {len(due)} challenger(s)")
         try:
-            results = fit_many(
-                [(f, x.thresholds) for f, x in zip(frames, due, strict=True)],
-                settings.n_jobs,
-                settings.seed,
+            results = compute.fit_many(
+                [(f, x.thresholds) for f, x in zip(frames, due, strict=True)], settings
             )
         except Exception as error:  # a broken worker pool must not lose the decisions
             return [
@@ -297,6 +284,8 @@ class PerformanceMonitor:
         asset, interval = assessment.asset, assessment.interval
         if isinstance(result, models.Insufficient):
             return Outcome(SKIPPED_DATA, result.message)
+        if isinstance(result, compute.ComputeError):
+            return Outcome(FAILED, str(result))
         challenger = result.metrics["brier"]
         incumbent = self.registry.load_active(asset, interval)
         incumbent_score = None
@@ -370,12 +359,14 @@ class PerformanceMonitor:
     def train_fallbacks(self, assets, as_of: pd.Timestamp, trigger: str) -> dict[str, str]:
         """Each asset's pooled model, for timeframes that have none of their own yet."""
         settings = self.settings()
+        frames = {a: analysis.pooled_training_frame(self.store, settings, a, as_of) for a in assets}
+        results = compute.fit_many(
+            [(f, settings.timeframe("1h")) for f in frames.values()], settings
+        )
         outcome = {}
-        for asset in assets:
-            frame = analysis.pooled_training_frame(self.store, settings, asset, as_of)
-            result = models.fit(frame, settings.timeframe("1h"), settings.seed)
-            if isinstance(result, models.Insufficient):
-                outcome[asset] = result.message
+        for asset, result in zip(frames, results, strict=True):
+            if isinstance(result, models.Insufficient | compute.ComputeError):
+                outcome[asset] = str(getattr(result, "message", result))
                 continue
             version = self.registry.register(asset, FALLBACK_INTERVAL, result, as_of, trigger)
             outcome[asset] = f"fallback v{version}"

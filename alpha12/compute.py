@@ -1,0 +1,113 @@
+"""Where models train: on this machine's cores, or on a Dask cluster — chosen by a setting.
+
+Training fans out through joblib, so the choice is joblib's backend: its default process pool
+locally (`backend = "local"`), or its Dask backend (`backend = "dask"`, `dask_scheduler =
+"tcp://host:port"`). Either way the store stays single-writer in this process: workers get
+only training frames and return fitted models with their metrics, which are checked here
+before anyone registers them.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from alpha12 import models
+from alpha12.config import Settings, TimeframeSettings
+from alpha12.features import FEATURE_NAMES
+
+CONNECT_TIMEOUT_S = 10
+
+_clients: dict[str, object] = {}
+_clients_lock = threading.Lock()
+
+
+class ComputeError(RuntimeError):
+    """The cluster cannot be reached, or a worker sent back something unusable."""
+
+
+def fit_many(
+    frames: list[tuple[pd.DataFrame, TimeframeSettings]], settings: Settings
+) -> list[models.TrainedModel | models.Insufficient]:
+    """Train one model per (frame, thresholds), in parallel on the configured backend. Each
+    result is checked against its frame: one that fails comes back as its ComputeError, so
+    one bad answer never costs the other models."""
+    if not frames:
+        return []
+    if settings.backend == "local" and len(frames) == 1:  # no pool for a single model
+        results = [models.fit(frames[0][0], frames[0][1], settings.seed)]
+    else:
+        with _backend(settings):
+            results = joblib.Parallel(n_jobs=_n_jobs(settings, len(frames)))(
+                joblib.delayed(models.fit)(frame, timeframe, settings.seed)
+                for frame, timeframe in frames
+            )
+    return [_checked(result, frame) for result, (frame, _) in zip(results, frames, strict=True)]
+
+
+def _checked(result, frame: pd.DataFrame):
+    try:
+        return verified(result, frame)
+    except ComputeError as error:
+        return error
+
+
+def verified(result, frame: pd.DataFrame):
+    """`result` if it is what models.fit returns for `frame`; ComputeError otherwise."""
+    if isinstance(result, models.Insufficient):
+        return result
+    if not isinstance(result, models.TrainedModel):
+        raise ComputeError(f"a worker returned {type(result).__name__}, not a trained model")
+    rows = frame.dropna(subset=[*FEATURE_NAMES, "label"])
+    if tuple(result.features) != FEATURE_NAMES or result.rows != len(rows):
+        raise ComputeError(
+            f"a worker's model does not match its training frame "
+            f"({result.rows} rows for {len(rows)}, {len(result.features)} features)"
+        )
+    probability = result.predict_proba(rows.iloc[-models.MIN_EVAL_ROWS :])
+    if not np.all((probability >= 0) & (probability <= 1)):
+        raise ComputeError("a worker's model predicts probabilities outside [0, 1]")
+    return result
+
+
+def _n_jobs(settings: Settings, tasks: int) -> int:
+    # On a cluster every task may run at once; the cluster's workers are the limit.
+    return tasks if settings.backend == "dask" else min(settings.n_jobs, tasks)
+
+
+@contextmanager
+def _backend(settings: Settings):
+    if settings.backend == "local":
+        yield
+        return
+    with joblib.parallel_config(backend="dask", client=dask_client(settings.dask_scheduler)):
+        yield
+
+
+def dask_client(address: str | None):
+    """This process's client of the cluster at `address` (one per address, made on first use)."""
+    if not address:
+        raise ComputeError("backend = 'dask' needs dask_scheduler, e.g. tcp://host:8786")
+    with _clients_lock:
+        client = _clients.get(address)
+        if client is None or client.status != "running":
+            client = _clients[address] = _connect(address)
+        return client
+
+
+def _connect(address: str):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ComputeError(
+            "backend = 'dask' needs the dask and distributed packages "
+            "(pip install -r requirements-dev.txt)"
+        ) from None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        raise ComputeError(f"cannot reach the Dask scheduler at {address}: {error}") from None
