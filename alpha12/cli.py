@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     retrain.add_argument("--asset", required=True)
     retrain.add_argument("--interval", required=True)
     retrain.add_argument("--force", action="store_true", help="ignore the cooldown and health")
+    archive = command("archive", _archive, "move old snapshots no model needs into a Parquet file")
+    archive.add_argument(
+        "--older-than", type=float, required=True, metavar="DAYS", help="age in clock days"
+    )
+    archive.add_argument(
+        "--to", type=Path, help="folder of Parquet files (default: archive/ beside the database)"
+    )
     return parser
 
 
@@ -93,6 +100,18 @@ def _backfill(app: Alpha12, args) -> int:
     added = app.backfill(args.asset, _progress)
     _progress(1.0, "done")
     print(f"\n{sum(added.values()):,} snapshots added over {len(added)} pairs")
+    return 0
+
+
+def _archive(app: Alpha12, args) -> int:
+    report = app.archive_snapshots(args.older_than, args.to)
+    if not report.rows:
+        print("nothing to archive: every older snapshot is still needed by a model")
+        return 0
+    print(
+        f"{report.rows:,} snapshots moved to {report.file}; database "
+        f"{report.bytes_before / 1e6:,.1f} MB -> {report.bytes_after / 1e6:,.1f} MB"
+    )
     return 0
 
 

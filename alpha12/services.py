@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alpha12 import analysis, collector
+from alpha12 import analysis, archive, collector
 from alpha12.clock import Clock, ReplayClock, WallClock, utc
 from alpha12.config import Settings, SettingsError, load_settings
 from alpha12.engine import ENGINE_STATE_KEY
@@ -163,6 +163,14 @@ class Alpha12:
                 progress(n / len(pairs), f"{a} {i}")
             added[f"{a}_{i}"] = analysis.backfill_pair(self.store, self.settings, a, i)
         return added
+
+    def archive_snapshots(self, older_than_days: float, folder: Path | None = None):
+        """Move snapshots older than `older_than_days` (clock time) that no model needs into a
+        Parquet file in `folder` (default: archive/ beside the database)."""
+        cutoff = self.clock.now() - pd.Timedelta(days=older_than_days)
+        return archive.archive_snapshots(
+            self.store, cutoff, folder or self.store.path.parent / "archive"
+        )
 
     def train(
         self, asset: str | None = None, interval: str | None = None, progress=None
