@@ -22,6 +22,7 @@ from alpha12.timeframes import interval_delta
 SNAPSHOT_SOURCE = "background_analysis"
 MAX_TRAIN_ROWS = 1000  # the most recent labelled rows: recalibration follows the current regime
 TARGET_COLUMNS = ("target", "target_ts", "pnl_pct")
+STORED_DIGITS = 4  # significant digits of a stored feature (see stored_features)
 
 
 def outcomes(
@@ -78,17 +79,40 @@ def for_pair(rows: pd.DataFrame, asset: str, interval: str) -> pd.DataFrame:
 
 def insert_snapshots(store: Store, rows: pd.DataFrame) -> int:
     """Insert snapshot rows (of any pairs: columns asset, interval, ts, ...) not stored yet;
-    the key is (asset, interval, ts, source)."""
+    the key is (asset, interval, ts, source). Features are stored as `stored_features`."""
     if rows.empty:
         return 0
     columns = ["asset", "interval", "ts", *FEATURE_NAMES, *TARGET_COLUMNS, *_optional_columns(rows)]
     names = ", ".join(columns)
+    incoming = rows[columns].copy()
+    incoming[list(FEATURE_NAMES)] = stored_features(rows)
+    # The time bounds let DuckDB skip the row groups of older snapshots (zone maps), so a live
+    # insert checks only the newest rows for an existing key.
     return store.write_frame(
-        rows[columns],
-        f"""INSERT OR IGNORE INTO snapshots (source, {names})
-            SELECT ?, {names} FROM incoming""",
-        [SNAPSHOT_SOURCE],
+        incoming,
+        f"""INSERT INTO snapshots (source, {names})
+            SELECT ?, {names} FROM incoming i WHERE NOT EXISTS (
+                SELECT 1 FROM snapshots s
+                WHERE s.asset = i.asset AND s.interval = i.interval AND s.source = ?
+                  AND s.ts = i.ts
+                  AND s.ts BETWEEN (SELECT min(ts) FROM incoming)
+                               AND (SELECT max(ts) FROM incoming))""",
+        [SNAPSHOT_SOURCE, SNAPSHOT_SOURCE],
     )[0][0]
+
+
+def stored_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """The features as snapshots store them and models see them: STORED_DIGITS significant
+    digits in float32. Far below what the models can tell apart (their trees split on 255
+    bins), and it lets DuckDB compress the features to about 2.9 bytes a value instead of 4."""
+    values = rows[list(FEATURE_NAMES)].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(values)))
+    scale = 10.0 ** (STORED_DIGITS - 1 - np.where(np.isfinite(magnitude), magnitude, 0))
+    rounded = np.round(values * scale) / scale
+    return pd.DataFrame(
+        rounded.astype("float32").astype("float64"), columns=FEATURE_NAMES, index=rows.index
+    )
 
 
 def _optional_columns(rows: pd.DataFrame) -> list[str]:

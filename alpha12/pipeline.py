@@ -18,7 +18,6 @@ import pandas as pd
 
 from alpha12 import analysis, signals, tracker
 from alpha12.config import Settings
-from alpha12.features import FEATURE_NAMES
 from alpha12.registry import Registry, ServedModel
 from alpha12.store import Store
 
@@ -61,18 +60,12 @@ def stage(timings: Counter | None, name: str):
         timings[name] += time.perf_counter() - started
 
 
-def stored_precision(rows: pd.DataFrame) -> pd.DataFrame:
-    """Features as the snapshots table stores them (FLOAT), so live predictions see exactly
-    what training saw."""
-    return rows[list(FEATURE_NAMES)].astype("float32").astype("float64")
-
-
 def predict(served: ServedModel | None, rows: pd.DataFrame) -> np.ndarray:
     """Win probabilities for rows with complete features (NaN elsewhere or with no model)."""
     probability = np.full(len(rows), np.nan)
     if served is None or rows.empty:
         return probability
-    values = stored_precision(rows)
+    values = analysis.stored_features(rows)  # exactly what training saw
     complete = values.notna().all(axis=1).to_numpy()
     if complete.any():
         probability[complete] = served.model.predict_proba(values[complete])

@@ -22,7 +22,7 @@ import pandas as pd
 from alpha12.bars import NUMERIC_COLUMNS, empty_bars
 from alpha12.features import FEATURE_NAMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
@@ -110,7 +110,25 @@ def _schema_v1() -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _schema_v1}
+def _schema_v2() -> list[str]:
+    """Snapshots without their UNIQUE index: at 83 bytes a row it cost more than the row's
+    data. analysis.insert_snapshots keeps the key unique (this process is the only writer)."""
+    features = ",\n  ".join(f"{name} FLOAT" for name in FEATURE_NAMES)
+    return [
+        f"""CREATE TABLE snapshots_v2 (
+  id BIGINT DEFAULT nextval('snapshot_ids'), asset VARCHAR NOT NULL,
+  interval VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL,
+  {features},
+  probability FLOAT, model_version INTEGER, model_scope VARCHAR,
+  setup_generated BOOLEAN NOT NULL DEFAULT FALSE,
+  target FLOAT, target_ts TIMESTAMPTZ, pnl_pct FLOAT)""",
+        "INSERT INTO snapshots_v2 SELECT * FROM snapshots ORDER BY asset, interval, ts",
+        "DROP TABLE snapshots",
+        "ALTER TABLE snapshots_v2 RENAME TO snapshots",
+    ]
+
+
+MIGRATIONS = {1: _schema_v1, 2: _schema_v2}
 
 
 class Store:

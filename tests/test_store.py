@@ -27,7 +27,8 @@ def table_names(store: Store) -> set[str]:
 
 def test_schema_is_created_and_versioned(store):
     assert table_names(store) >= TABLES
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [SCHEMA_VERSION]
+    versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
+    assert versions.tolist() == list(range(1, SCHEMA_VERSION + 1))
     snapshot_columns = set(store.query("DESCRIBE snapshots")["column_name"])
     assert set(FEATURE_NAMES) <= snapshot_columns
 
@@ -38,7 +39,7 @@ def test_reopening_keeps_data_and_does_not_migrate_again(settings, make_bars):
     first.close()
     again = Store(settings.db_path)
     try:
-        assert again.scalar("SELECT count(*) FROM schema_version") == 1
+        assert again.scalar("SELECT count(*) FROM schema_version") == SCHEMA_VERSION
         assert again.scalar("SELECT count(*) FROM bars") == 10
     finally:
         again.close()
@@ -132,3 +133,38 @@ def test_second_process_gets_a_plain_message_naming_the_file(store, run_cli):
     assert len(lines) == 1, completed.stderr
     assert str(held) in lines[0]
     assert "in use" in lines[0]
+
+
+def test_a_version_1_store_migrates_with_its_snapshots_and_keys(settings):
+    """v2 dropped the snapshots' UNIQUE index; the rows stay and the key stays unique."""
+    import duckdb
+
+    from alpha12 import analysis
+    from alpha12.store import _schema_v1
+
+    old = duckdb.connect(str(settings.db_path))
+    old.execute("CREATE TABLE schema_version (version INTEGER)")
+    for statement in _schema_v1():
+        old.execute(statement)
+    old.execute("INSERT INTO schema_version VALUES (1)")
+    old.execute(
+        "INSERT INTO snapshots (asset, interval, ts, source, rsi_14) "
+        "VALUES ('BTC', '1h', '2025-01-01 00:00+00', ?, 55.5)",
+        [analysis.SNAPSHOT_SOURCE],
+    )
+    old.close()
+    migrated = Store(settings.db_path)
+    try:
+        assert migrated.scalar("SELECT max(version) FROM schema_version") == SCHEMA_VERSION
+        assert migrated.scalar("SELECT rsi_14 FROM snapshots") == 55.5
+        row = pd.DataFrame({"ts": [pd.Timestamp("2025-01-01", tz="UTC")]})
+        for name in FEATURE_NAMES:
+            row[name] = 1.0
+        for column in ("target", "pnl_pct"):
+            row[column] = float("nan")
+        row["target_ts"] = pd.Series(pd.NaT, dtype="datetime64[us, UTC]")
+        again = analysis.for_pair(row, "BTC", "1h")
+        assert analysis.insert_snapshots(migrated, again) == 0  # the key is taken
+        assert migrated.scalar("SELECT count(*) FROM snapshots") == 1
+    finally:
+        migrated.close()

@@ -17,6 +17,7 @@ from alpha12.timeframes import interval_delta
 HISTORY_DAYS = 120
 # Shorter walks than the product's, so the test stays fast; the rules are the same.
 SHORT_WALKS = {"5m": 600, "15m": 300, "1h": 240, "4h": 120, "1d": 40}
+STRICT_WIN_RATE = 0.7
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,8 @@ def warmed(tmp_path_factory):
         db_path=folder / "storage.duckdb",
         models_dir=folder / "models",
     )
+    for interval in settings.intervals:  # a win-rate bar few models clear: the monitor must act
+        settings = settings.with_timeframe(interval, win_rate=STRICT_WIN_RATE)
     source = SyntheticReplay(settings.seed, HISTORY_DAYS)
     app = Alpha12.open(settings=settings, clock=ManualClock(source.default_start), source=source)
     app.collect_once()
