@@ -5,6 +5,7 @@ so a label frame's pnl column can be passed as it is.
 """
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -66,6 +67,16 @@ def bootstrap_profit_factor_interval(
     pnl = _closed(pnl_pct)
     if pnl.size < 2:
         return math.nan, math.nan
+    return _bootstrap_interval(pnl.tobytes(), n_boot, confidence, seed)
+
+
+# The overview asks for every pair's interval every few seconds while its trades change at most
+# once a bar; the answer is a pure function of the (seeded) inputs, so it is remembered.
+@lru_cache(maxsize=4096)
+def _bootstrap_interval(
+    pnl_bytes: bytes, n_boot: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    pnl = np.frombuffer(pnl_bytes, dtype=float)
     gross_profit, gross_loss = _resampled_gross(pnl, n_boot, np.random.default_rng(seed))
     with np.errstate(divide="ignore", invalid="ignore"):
         factors = gross_profit / gross_loss

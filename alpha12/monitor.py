@@ -190,18 +190,19 @@ class PerformanceMonitor:
                    AND r.interval = k.interval AND r.action IN (SELECT unnest(?))) AS last_attempt
                FROM incoming k""",
             [analysis.SNAPSHOT_SOURCE, now, list(ATTEMPTS)],
-        ).set_index(["asset", "interval"])
+        )
+        counts = {(c.asset, c.interval): c for c in counts.itertuples(index=False)}
         by_pair = {key: group for key, group in trades.groupby(["asset", "interval"], sort=False)}
         assessments = []
         for (asset, interval), serving in zip(pairs, served, strict=True):
             thresholds = settings.timeframe(interval)
             mine = by_pair.get((asset, interval), trades.iloc[:0])
-            count = counts.loc[(asset, interval)]
-            last_attempt = None if pd.isna(count["last_attempt"]) else count["last_attempt"]
+            count = counts[(asset, interval)]
+            last_attempt = None if pd.isna(count.last_attempt) else count.last_attempt
             summary = metrics.summarize(
                 mine["pnl_pct"].to_numpy(),
                 mine["r_multiple"].to_numpy(),
-                pending=int(count["pending"]),
+                pending=int(count.pending),
             )
             assessments.append(
                 Assessment(
@@ -210,7 +211,7 @@ class PerformanceMonitor:
                     summary,
                     thresholds,
                     cooldown_remaining=cooldown_left(last_attempt, thresholds, now),
-                    labelled_rows=int(count["labelled"]),
+                    labelled_rows=int(count.labelled),
                     model_version=serving.version if serving else None,
                     model_scope=serving.scope if serving else None,
                 )

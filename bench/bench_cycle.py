@@ -61,7 +61,7 @@ def cycle_model():
 
 def run(quick: bool = False) -> list[dict]:
     trained = cycle_model()
-    sizes = (4, 20) if quick else (20, 100)
+    sizes = (4, 20) if quick else (20, 100)  # assets: x 5 timeframes = 20/100 or 100/500 series
     rows, totals = [], {}
     for n_assets in sizes:
         with tempfile.TemporaryDirectory() as folder:

@@ -1,10 +1,14 @@
-"""Benchmark: server-side time of the overview and of a filtered snapshot page, with 1M feature
-snapshots and 100k setups in the store (quick: 100k and 10k).
+"""Benchmark: server-side time of the overview and of a filtered snapshot page with 1M and 10M
+feature snapshots in the store (a tenth as many setups), and the app's peak memory serving every
+page at 1M (quick: 100k and 1M snapshots).
 
-The store is filled with SQL (random features, closed trades of each pair's serving model), so
-the figures measure the app's queries, not the market simulation.
+The store is filled with SQL (random features at the stored precision, closed trades of each
+pair's serving model), so the figures measure the app's queries, not the market simulation.
 """
 
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +33,7 @@ def fill(app: Alpha12, snapshots: int, setups: int) -> None:
     """`snapshots` and `setups` rows spread evenly over the assets x 5 timeframes."""
     assets = app.settings.assets
     pairs = ", ".join(f"('{a}', '{i}')" for a in assets for i in INTERVALS)
-    features = ", ".join(f"random()::FLOAT AS {name}" for name in FEATURE_NAMES)
+    features = ", ".join(f"round(random(), 4)::FLOAT AS {name}" for name in FEATURE_NAMES)
     cursor = app.store.cursor()
     cursor.execute(f"CREATE TEMP TABLE pair_list AS SELECT * FROM (VALUES {pairs}) p(asset, iv)")
     cursor.execute(
@@ -90,11 +94,16 @@ def snapshot_page(app: Alpha12) -> None:
 
 
 def run(quick: bool = False) -> list[dict]:
-    snapshots, setups = (100_000, 10_000) if quick else (1_000_000, 100_000)
-    return [r for assets in UNIVERSES for r in measure(assets, snapshots, setups)]
+    small, large = (100_000, 1_000_000) if quick else (1_000_000, 10_000_000)
+    return [
+        *measure(UNIVERSES[0], small),
+        *measure(UNIVERSES[1], small, memory=True),
+        *measure(UNIVERSES[1], large),
+    ]
 
 
-def measure(assets: int, snapshots: int, setups: int) -> list[dict]:
+def measure(assets: int, snapshots: int, memory: bool = False) -> list[dict]:
+    setups = snapshots // 10
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         app = build(Path(folder), assets, snapshots, setups)
@@ -106,13 +115,13 @@ def measure(assets: int, snapshots: int, setups: int) -> list[dict]:
                 f"views: overview refresh, {size}",
                 best_seconds(lambda: overview(app)) * 1e3,
                 "ms",
-                "<= 300 ms",
+                "<= 300 ms at 1M",
             ),
             row(
                 f"views: filtered snapshot page, {size}",
                 best_seconds(lambda: snapshot_page(app)) * 1e3,
                 "ms",
-                "<= 300 ms",
+                "<= 300 ms at 1M",
             ),
             row(
                 f"views: building that store (SQL fill, model registrations), {assets} assets",
@@ -122,4 +131,35 @@ def measure(assets: int, snapshots: int, setups: int) -> list[dict]:
             ),
         ]
         app.close()
+        if memory:
+            rows.append(
+                row(
+                    f"views: app peak memory serving every page, {size}",
+                    peak_memory(app.settings) / 2**20,
+                    "MB",
+                    "<= 600 MB",
+                )
+            )
     return rows
+
+
+def peak_memory(settings: Settings) -> int:
+    """Peak RSS (bytes) of a fresh process serving the app's pages over this store."""
+    variables = {
+        "ALPHA12_CONFIG": str(settings.db_path.parent / "absent.toml"),
+        "ALPHA12_ASSETS": ",".join(settings.assets),
+        "ALPHA12_HISTORY_DAYS": str(settings.history_days),
+        "ALPHA12_DB_PATH": str(settings.db_path),
+        "ALPHA12_MODELS_DIR": str(settings.models_dir),
+        "ALPHA12_ENGINE": "off",
+    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ALPHA12_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.app_memory"],
+        env={**clean, **variables},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return int(done.stdout.strip().splitlines()[-1])
