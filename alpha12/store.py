@@ -23,6 +23,7 @@ from alpha12.bars import NUMERIC_COLUMNS, empty_bars
 from alpha12.features import FEATURE_NAMES
 
 SCHEMA_VERSION = 2
+Pair = tuple[str, str]  # (asset, interval)
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
@@ -139,7 +140,7 @@ class Store:
         self._connection = _connect(self.path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._first_bars: dict[tuple[str, str], pd.Timestamp] | None = None  # see first_bars
+        self._spans: dict[Pair, tuple[pd.Timestamp, pd.Timestamp]] | None = None  # _bar_spans
         self._migrate()
 
     # -- connection plumbing -------------------------------------------------------------
@@ -216,23 +217,38 @@ class Store:
 
     def upsert_bars(self, asset: str, interval: str, bars: pd.DataFrame) -> int:
         """Insert the bars not stored yet; returns how many were new. Idempotent."""
-        if bars.empty:
-            return 0
+        return self.upsert_many({(asset, interval): bars})[(asset, interval)]
+
+    def upsert_many(self, batches: dict[Pair, pd.DataFrame]) -> dict[Pair, int]:
+        """upsert_bars for several pairs in one transaction; how many bars were new per pair."""
+        counts = dict.fromkeys(batches, 0)
+        frames = [
+            bars[["ts", *NUMERIC_COLUMNS]].assign(asset=asset, interval=interval)
+            for (asset, interval), bars in batches.items()
+            if not bars.empty
+        ]
+        if not frames:
+            return counts
         inserted = self.write_frame(
-            bars[["ts", *NUMERIC_COLUMNS]],
+            pd.concat(frames, ignore_index=True),
             # The primary key's index finds the stored bars; an anti-join would scan them all.
             """INSERT OR IGNORE INTO bars
-               SELECT ?, ?, i.ts, i.open, i.high, i.low, i.close, i.volume FROM incoming i""",
-            [asset, interval],
-        )[0][0]
-        if inserted and self._first_bars is not None:
-            with self._write_lock:
-                first = self._first_bars.get((asset, interval))
-                oldest = bars["ts"].min()
-                self._first_bars[(asset, interval)] = (
-                    oldest if first is None else min(first, oldest)
-                )
-        return inserted
+               SELECT i.asset, i.interval, i.ts, i.open, i.high, i.low, i.close, i.volume
+               FROM incoming i RETURNING asset, interval, ts""",
+        )
+        new = pd.DataFrame(inserted, columns=["asset", "interval", "ts"])
+        for (asset, interval), times in new.groupby(["asset", "interval"])["ts"]:
+            counts[(asset, interval)] = len(times)
+            self._widen_span((asset, interval), times.min(), times.max())
+        return counts
+
+    def _widen_span(self, pair: Pair, first, last) -> None:
+        first, last = pd.Timestamp(first).tz_convert("UTC"), pd.Timestamp(last).tz_convert("UTC")
+        with self._write_lock:
+            known = self._bar_spans().get(pair)
+            self._spans[pair] = (
+                (first, last) if known is None else (min(known[0], first), max(known[1], last))
+            )
 
     def read_bars(
         self,
@@ -256,24 +272,31 @@ class Store:
         return frame.iloc[::-1].reset_index(drop=True) if tail else frame
 
     def last_bar_ts(self, asset: str, interval: str) -> pd.Timestamp | None:
-        value = self.scalar(
-            "SELECT max(ts) FROM bars WHERE asset = ? AND interval = ?", [asset, interval]
-        )
-        return None if value is None else pd.Timestamp(value).tz_convert("UTC")
-
-    def first_bars(self) -> dict[tuple[str, str], pd.Timestamp]:
-        """The oldest stored bar of every pair. Asked every engine tick, so it is read from the
-        table once and then kept up to date by upsert_bars (this process is the file's only
-        writer)."""
         with self._write_lock:
-            if self._first_bars is None:
-                frame = self.query(
-                    "SELECT asset, interval, min(ts) AS first FROM bars GROUP BY ALL"
+            span = self._bar_spans().get((asset, interval))
+        return None if span is None else span[1]
+
+    def first_bars(self) -> dict[Pair, pd.Timestamp]:
+        """The oldest stored bar of every pair."""
+        with self._write_lock:
+            return {pair: first for pair, (first, _) in self._bar_spans().items()}
+
+    def _bar_spans(self) -> dict[Pair, tuple[pd.Timestamp, pd.Timestamp]]:
+        """(first, last) stored bar of every pair; call with the write lock held. Asked for
+        every pair on every engine tick, so read from the table once, then kept up to date by
+        upsert_many (this process is the file's only writer)."""
+        if self._spans is None:
+            frame = self.query(
+                "SELECT asset, interval, min(ts) AS first, max(ts) AS last FROM bars GROUP BY ALL"
+            )
+            self._spans = {
+                (row.asset, row.interval): (
+                    pd.Timestamp(row.first).tz_convert("UTC"),
+                    pd.Timestamp(row.last).tz_convert("UTC"),
                 )
-                self._first_bars = {
-                    (row.asset, row.interval): row.first for row in frame.itertuples(index=False)
-                }
-            return dict(self._first_bars)
+                for row in frame.itertuples(index=False)
+            }
+        return self._spans
 
     def bar_assets(self) -> list[str]:
         """Assets with stored bars."""
