@@ -17,6 +17,8 @@ BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 NUMERIC_COLUMNS = (*PRICE_COLUMNS, "volume")
 _TIME_ALIASES = ("ts", "timestamp", "time", "date", "datetime", "open_time")
+UTC_MICROS = "datetime64[us, UTC]"
+EPOCH_MS_ABOVE = 1e11  # epoch seconds this large would be past the year 5000: milliseconds
 
 
 class BarsError(ValueError):
@@ -97,21 +99,26 @@ def _standard_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _parse_times(values: pd.Series) -> pd.Series:
-    """UTC timestamps; numbers are epoch seconds or milliseconds; failures become NaT."""
+    """UTC timestamps; failures become NaT. Each value on its own: a number (or the text of one,
+    as a CSV holds) is epoch seconds, or milliseconds above EPOCH_MS_ABOVE; other text is a date.
+    (Deciding for the whole column would lose the valid rows of the minority format.)"""
     if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
-    else:
-        numbers = pd.to_numeric(values, errors="coerce")
-        if numbers.notna().mean() > 0.5:  # epoch numbers, or the text of them a CSV holds
-            unit = "ms" if numbers.abs().median() > 1e11 else "s"
-            parsed = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
-        else:
-            parsed = pd.to_datetime(
-                values.astype("string"), utc=True, errors="coerce", format="mixed"
-            )
-    if parsed.dt.tz is None:
-        parsed = parsed.dt.tz_localize("UTC")
-    return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        parsed = values if values.dt.tz is not None else values.dt.tz_localize("UTC")
+        return parsed.dt.tz_convert("UTC").astype(UTC_MICROS)
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    text, millis = numbers.isna(), numbers.abs() > EPOCH_MS_ABOVE
+    parts = [
+        pd.to_datetime(chosen, utc=True, errors="coerce", **how).astype(UTC_MICROS)
+        for chosen, how in (
+            (numbers[~text & ~millis], {"unit": "s"}),
+            (numbers[millis], {"unit": "ms"}),
+            (values[text].astype("string"), {"format": "mixed"}),
+        )
+        if len(chosen)
+    ]
+    if len(parts) == 1:  # the usual file: one format throughout
+        return parts[0]
+    return pd.concat(parts).reindex(values.index) if parts else values.astype(UTC_MICROS)
 
 
 def _row_checks(table, ts, numbers, interval, now) -> list[tuple[str, np.ndarray]]:

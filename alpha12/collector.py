@@ -2,21 +2,37 @@
 
 One pair failing never stops the others; every problem becomes an event. A pair whose source
 failed temporarily is backed off exponentially (in clock time) and retried by itself.
+
+A fetch runs on a worker thread and is waited for at most `source_timeout_s` seconds of real
+time: a source that does not answer is treated like a rate limit (backed off), so it can never
+stall the engine. A hung call cannot be killed in Python, so the pair is not asked again until
+that call has returned: at most one worker thread per source and pair, however long it hangs.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from alpha12.bars import BarsError, validate
+from alpha12.config import Settings
 from alpha12.sources import Source, SourceError, TemporarySourceError
 from alpha12.store import Store
 from alpha12.timeframes import interval_delta
 
 BACKOFF_BASE = pd.Timedelta(seconds=30)
 BACKOFF_CAP = pd.Timedelta(minutes=30)
+DEFAULT_SOURCE_TIMEOUT_S = Settings.source_timeout_s  # used when a caller passes no timeout
+FETCH_THREAD_PREFIX = "alpha12-fetch"
+
+# (id(source), asset, interval) -> (source, started monotonic seconds) of the fetches running
+# on a worker thread. The source is kept so its id cannot be reused while its call is running.
+_in_flight: dict[tuple[int, str, str], tuple[Source, float]] = {}
+_in_flight_lock = threading.Lock()
 
 
 @dataclass
@@ -57,36 +73,12 @@ def collect_pair(
     interval: str,
     now: pd.Timestamp,
     backoff: Backoff | None = None,
+    *,
+    timeout_s: float | None = None,
 ) -> PairCollection:
-    """Fetch `asset`/`interval` bars since the last stored one; never raises for source trouble."""
-    result = PairCollection(asset, interval)
-    key = (asset, interval)
-    if backoff and backoff.waiting(key, now):
-        result.skipped = True
-        return result
-    last = store.last_bar_ts(asset, interval)
-    start = None if last is None else last + interval_delta(interval)
-    try:
-        checked = validate(source.fetch(asset, interval, start, now), interval, now)
-    except TemporarySourceError as error:
-        delay = backoff.failed(key, now) if backoff else None
-        result.error = f"{error}" + (f"; retrying in {delay}" if delay is not None else "")
-        store.log_event(now, "warning", "collector", result.error, asset, interval)
-        return result
-    except (SourceError, BarsError) as error:
-        result.error = str(error)
-        store.log_event(now, "error", "collector", result.error, asset, interval)
-        return result
-    if backoff:
-        backoff.succeeded(key)
-    result.new_bars = store.upsert_bars(asset, interval, checked.bars)
-    counts = checked.reason_counts()
-    result.rejected = sum(counts.values())
-    if counts:
-        store.record_rejections(asset, interval, source.name, counts, now)
-        summary = ", ".join(f"{n} {reason}" for reason, n in counts.items())
-        store.log_event(now, "warning", "collector", f"rejected rows: {summary}", asset, interval)
-    return result
+    """Fetch `asset`/`interval` bars since the last stored one; never raises for source trouble
+    (see collect_pairs)."""
+    return collect_pairs(store, source, [(asset, interval)], now, backoff, timeout_s=timeout_s)[0]
 
 
 def collect_once(
@@ -96,15 +88,134 @@ def collect_once(
     intervals,
     now: pd.Timestamp,
     backoff: Backoff | None = None,
+    *,
+    timeout_s: float | None = None,
 ) -> list[PairCollection]:
-    """One pass over assets x intervals. Unexpected errors are events, not crashes."""
-    results = []
-    for asset in assets:
-        for interval in intervals:
-            try:
-                results.append(collect_pair(store, source, asset, interval, now, backoff))
-            except Exception as error:  # one pair's bug must not stop the others
-                message = f"collection failed: {type(error).__name__}: {error}"
-                store.log_event(now, "error", "collector", message, asset, interval)
-                results.append(PairCollection(asset, interval, error=message))
-    return results
+    """One pass over assets x intervals (see collect_pairs)."""
+    pairs = [(asset, interval) for asset in assets for interval in intervals]
+    return collect_pairs(store, source, pairs, now, backoff, timeout_s=timeout_s)
+
+
+def collect_pairs(
+    store: Store,
+    source: Source,
+    pairs: list[tuple[str, str]],
+    now: pd.Timestamp,
+    backoff: Backoff | None = None,
+    *,
+    timeout_s: float | None = None,
+) -> list[PairCollection]:
+    """Fetch every pair's bars since its last stored one, all at once, each bounded by
+    `timeout_s` seconds of real time (DEFAULT_SOURCE_TIMEOUT_S if None); validate each pair's
+    answer and store them all in one transaction. Source trouble and unexpected errors are
+    the pair's result and event, never an exception."""
+    results = {pair: PairCollection(*pair) for pair in pairs}
+    asked = {}
+    for pair in pairs:
+        if backoff and backoff.waiting(pair, now):
+            results[pair].skipped = True
+            continue
+        last = store.last_bar_ts(*pair)
+        start = None if last is None else last + interval_delta(pair[1])
+        asked[pair] = _ask(source, pair, start, now)
+    deadline = time.monotonic() + (DEFAULT_SOURCE_TIMEOUT_S if timeout_s is None else timeout_s)
+    batches = {}
+    for pair, answer in asked.items():
+        try:
+            frame = _answer(source, pair, answer, deadline, timeout_s)
+            batches[pair] = _checked(store, source, results[pair], frame, now, backoff)
+        except TemporarySourceError as error:
+            delay = backoff.failed(pair, now) if backoff else None
+            retry = "" if delay is None else f"; retrying in {delay}"
+            _failed(store, results[pair], f"{error}{retry}", now, "warning")
+        except (SourceError, BarsError) as error:
+            _failed(store, results[pair], str(error), now, "error")
+        except Exception as error:  # one pair's bug must not stop the others
+            _failed(
+                store,
+                results[pair],
+                f"collection failed: {type(error).__name__}: {error}",
+                now,
+                "error",
+            )
+    for pair, new_bars in store.upsert_many(batches).items():
+        results[pair].new_bars = new_bars
+    return [results[pair] for pair in pairs]
+
+
+def _checked(store, source, result: PairCollection, frame, now, backoff) -> pd.DataFrame:
+    """The clean bars of one pair's answer; its rejected rows are counted and reported."""
+    checked = validate(frame, result.interval, now)
+    if backoff:
+        backoff.succeeded((result.asset, result.interval))
+    counts = checked.reason_counts()
+    result.rejected = sum(counts.values())
+    if counts:
+        store.record_rejections(result.asset, result.interval, source.name, counts, now)
+        summary = ", ".join(f"{n} {reason}" for reason, n in counts.items())
+        store.log_event(
+            now, "warning", "collector", f"rejected rows: {summary}", result.asset, result.interval
+        )
+    return checked.bars
+
+
+def _failed(store: Store, result: PairCollection, message: str, now, level: str) -> None:
+    result.error = message
+    store.log_event(now, level, "collector", message, result.asset, result.interval)
+
+
+def _ask(source: Source, pair: tuple[str, str], start, end) -> Future:
+    """Start `source.fetch` for the pair on a worker thread; the Future holds its answer, or a
+    TemporarySourceError at once while the pair's previous call is still hanging."""
+    answer: Future = Future()
+    key = (id(source), *pair)
+    with _in_flight_lock:
+        if key in _in_flight:
+            waited = time.monotonic() - _in_flight[key][1]
+            answer.set_exception(
+                TemporarySourceError(
+                    f"{source.name} is still answering an earlier request for {' '.join(pair)} "
+                    f"({waited:.0f} s so far); not asking again until it returns"
+                )
+            )
+            return answer
+        _in_flight[key] = (source, time.monotonic())
+    threading.Thread(
+        target=_fetch_into,
+        args=(answer, key, source, *pair, start, end),
+        name=f"{FETCH_THREAD_PREFIX}-{'-'.join(pair)}",
+        daemon=True,  # a hung call must not keep the process alive at exit
+    ).start()
+    return answer
+
+
+def _answer(source, pair, answer: Future, deadline: float, timeout_s) -> pd.DataFrame:
+    """The pair's frame, waited for until `deadline` (the same for every pair of a pass: they
+    were all asked at once)."""
+    # wait() rather than result(timeout): a TimeoutError raised by the source itself must not
+    # be mistaken for the source not answering.
+    if not wait([answer], max(0.0, deadline - time.monotonic())).done:
+        seconds = DEFAULT_SOURCE_TIMEOUT_S if timeout_s is None else timeout_s
+        raise TemporarySourceError(
+            f"{source.name} did not answer within {seconds:g} s ({' '.join(pair)})"
+        )
+    return answer.result()
+
+
+def _fetch_into(answer: Future, key, source: Source, asset, interval, start, end) -> None:
+    try:
+        frame, error = source.fetch(asset, interval, start, end), None
+    except BaseException as caught:  # handed to the waiting caller, which decides
+        frame, error = None, caught
+    with _in_flight_lock:  # forgotten before the answer is handed over: no false "still busy"
+        _in_flight.pop(key, None)
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(frame)
+
+
+def fetches_in_flight() -> int:
+    """How many source calls are running on worker threads (hung ones included)."""
+    with _in_flight_lock:
+        return len(_in_flight)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from alpha12 import pipeline
 from alpha12.clock import WallClock
-from alpha12.collector import Backoff, collect_pair
+from alpha12.collector import Backoff, collect_pairs
 from alpha12.monitor import FAILED, Outcome
 from alpha12.timeframes import interval_delta
 from alpha12.warmstart import pending_pairs, warm_start
@@ -129,10 +129,10 @@ class Engine:
         self._heartbeat()
 
     def cycle(self, due: list[tuple[str, str]], now: pd.Timestamp, timings=None) -> None:
-        """Collect each due pair, then analyse them together (pipeline.analyze_pairs);
+        """Collect the due pairs, then analyse them together (pipeline.analyze_pairs);
         `timings` (a Counter, optional) collects seconds per stage."""
         with pipeline.stage(timings, "collect"):
-            collected = [pair for pair in due if self._collected(pair, now)]
+            collected = self._collect(due, now)
         try:
             results = pipeline.analyze_pairs(
                 self.store, self.registry, self.context.settings, collected, timings
@@ -150,17 +150,25 @@ class Engine:
             last = result.newest_bar
             self._next_due[pair] = (last + 2 * delta) if last is not None else now + delta
 
-    def _collected(self, pair: tuple[str, str], now: pd.Timestamp) -> bool:
-        """Fetch the pair's new bars (imported assets have no source); False if that raised."""
-        asset, interval = pair
-        if asset not in self.context.settings.assets:
-            return True
+    def _collect(self, due: list[tuple[str, str]], now: pd.Timestamp) -> list[tuple[str, str]]:
+        """Fetch the due pairs' new bars (imported assets have no source); the pairs to
+        analyse. Source trouble is the collector's event; a store failure fails the batch."""
+        settings = self.context.settings
+        sourced = [pair for pair in due if pair[0] in settings.assets]
         try:
-            collect_pair(self.store, self.context.source, asset, interval, now, self.backoff)
+            collect_pairs(
+                self.store,
+                self.context.source,
+                sourced,
+                now,
+                self.backoff,
+                timeout_s=settings.source_timeout_s,
+            )
         except Exception as error:
-            self._failed(pair, error)
-            return False
-        return True
+            for pair in sourced:
+                self._failed(pair, error)
+            return [pair for pair in due if pair not in sourced]
+        return due
 
     def _due(self, pair: tuple[str, str], now: pd.Timestamp) -> bool:
         due = self._next_due.get(pair)

@@ -107,7 +107,13 @@ class Alpha12:
     def collect_once(self, backoff: collector.Backoff | None = None):
         now = self.clock.now()
         results = collector.collect_once(
-            self.store, self.source, self.settings.assets, self.settings.intervals, now, backoff
+            self.store,
+            self.source,
+            self.settings.assets,
+            self.settings.intervals,
+            now,
+            backoff,
+            timeout_s=self.settings.source_timeout_s,
         )
         self.remember_clock()
         return results

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from alpha12.bars import BarsError, Validated, validate
 from alpha12.store import Store
 from alpha12.timeframes import INTERVALS
 
-_FILE_NAME = re.compile(r"^(?P<asset>[A-Za-z0-9.\-]+)_(?P<interval>\w+)\.csv$")
+_ASSET = r"[A-Za-z0-9.\-]+"  # letters, digits, dots and dashes: safe in a folder name too
+_FILE_NAME = re.compile(rf"^(?P<asset>{_ASSET})_(?P<interval>\w+)\.csv$")
 MAX_FILE_BYTES = 200 * 1024 * 1024  # a larger file is refused rather than read into memory
 
 
@@ -72,13 +74,23 @@ def read_bar_file(path: Path, interval: str, now: pd.Timestamp | None = None) ->
     if size > MAX_FILE_BYTES:
         raise CsvFileError(f"{path.name}: {size:,} bytes is over the {MAX_FILE_BYTES:,} limit")
     try:
-        frame = pd.read_csv(  # a literal NaN is a missing value, not a non-numeric one
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=["", "NaN", "nan"],
-            skipinitialspace=True,
-        )
+        with warnings.catch_warnings():
+            # A row with more cells than the header has names is a malformed file: without
+            # index_col=False pandas would shift every column under a guessed index, and with
+            # it pandas drops the surplus cells with only this warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(  # a literal NaN is a missing value, not a non-numeric one
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=["", "NaN", "nan"],
+                skipinitialspace=True,
+                index_col=False,
+            )
+    except pd.errors.ParserWarning:
+        raise CsvFileError(
+            f"{path.name}: a row has more cells than the header has column names"
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise CsvFileError(f"{path.name}: cannot be read as CSV ({error})") from None
     if frame.empty:
@@ -132,6 +144,9 @@ def import_file(
             f".csv (interval one of {', '.join(INTERVALS)}) or pass --asset and "
             "--interval"
         )
+        return report
+    if not re.fullmatch(_ASSET, asset):
+        report.error = f"{asset!r}: an asset name has only letters, digits, dots and dashes"
         return report
     try:
         checked = read_bar_file(path, interval, now)
