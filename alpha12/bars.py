@@ -30,7 +30,10 @@ class Validated:
     """The outcome of the gate: clean bars, rejected rows with reasons, and what was fixed."""
 
     bars: pd.DataFrame
-    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "reason"]))
+    # One row per rejected input row: its position, its time (NaT if unparseable), the reason.
+    rejected: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["row", "ts", "reason"])
+    )
     duplicates: int = 0  # repeated timestamps; the last valid copy is kept
     reordered: bool = False  # rows arrived out of order and were sorted
 
@@ -68,7 +71,9 @@ def validate(frame: pd.DataFrame, interval: str, now: pd.Timestamp | None = None
     if len(times) > 1 and not (times[1:] > times[:-1]).all():  # repeats, or out of order
         clean = clean.drop_duplicates("ts", keep="last").sort_values("ts", kind="stable")
     reasons = np.array([reason for reason, _ in checks], dtype=object)[failed[~ok]]
-    rejected = pd.DataFrame({"row": table.index[~ok], "reason": reasons.astype(str)})
+    rejected = pd.DataFrame(
+        {"row": table.index[~ok], "ts": ts[~ok].array, "reason": reasons.astype(str)}
+    )
     return Validated(
         clean.reset_index(drop=True),
         rejected.reset_index(drop=True),

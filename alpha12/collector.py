@@ -28,6 +28,7 @@ BACKOFF_BASE = pd.Timedelta(seconds=30)
 BACKOFF_CAP = pd.Timedelta(minutes=30)
 DEFAULT_SOURCE_TIMEOUT_S = Settings.source_timeout_s  # used when a caller passes no timeout
 FETCH_THREAD_PREFIX = "alpha12-fetch"
+REFETCH_TRIES = 3  # passes that ask again for bars the source sent garbled
 
 # (id(source), asset, interval) -> (source, started monotonic seconds) of the fetches running
 # on a worker thread. The source is kept so its id cannot be reused while its call is running.
@@ -47,10 +48,13 @@ class PairCollection:
 
 @dataclass
 class Backoff:
-    """Per-pair exponential backoff after temporary source errors."""
+    """The collector's per-pair memory between passes: exponential backoff after temporary
+    source errors, and where to ask again after the source sent bars it had to reject."""
 
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     retry_at: dict[tuple[str, str], pd.Timestamp] = field(default_factory=dict)
+    # pair -> (first rejected bar older than the newest stored one, passes that asked for it)
+    refetch: dict[tuple[str, str], tuple[pd.Timestamp, int]] = field(default_factory=dict)
 
     def waiting(self, key: tuple[str, str], now: pd.Timestamp) -> bool:
         return key in self.retry_at and now < self.retry_at[key]
@@ -115,9 +119,7 @@ def collect_pairs(
         if backoff and backoff.waiting(pair, now):
             results[pair].skipped = True
             continue
-        last = store.last_bar_ts(*pair)
-        start = None if last is None else last + interval_delta(pair[1])
-        asked[pair] = _ask(source, pair, start, now)
+        asked[pair] = _ask(source, pair, _start(store, pair, backoff), now)
     deadline = time.monotonic() + (DEFAULT_SOURCE_TIMEOUT_S if timeout_s is None else timeout_s)
     batches = {}
     for pair, answer in asked.items():
@@ -143,11 +145,22 @@ def collect_pairs(
     return [results[pair] for pair in pairs]
 
 
+def _start(store: Store, pair: tuple[str, str], backoff: Backoff | None) -> pd.Timestamp | None:
+    """The first bar to ask for: after the newest stored one, or earlier to ask again for
+    bars that came garbled (so a healed source fills the gap)."""
+    last = store.last_bar_ts(*pair)
+    start = None if last is None else last + interval_delta(pair[1])
+    if backoff and pair in backoff.refetch and start is not None:
+        start = min(start, backoff.refetch[pair][0])
+    return start
+
+
 def _checked(store, source, result: PairCollection, frame, now, backoff) -> pd.DataFrame:
     """The clean bars of one pair's answer; its rejected rows are counted and reported."""
     checked = validate(frame, result.interval, now)
     if backoff:
         backoff.succeeded((result.asset, result.interval))
+        _remember_gap(store, backoff, result, checked, now)
     counts = checked.reason_counts()
     result.rejected = sum(counts.values())
     if counts:
@@ -157,6 +170,34 @@ def _checked(store, source, result: PairCollection, frame, now, backoff) -> pd.D
             now, "warning", "collector", f"rejected rows: {summary}", result.asset, result.interval
         )
     return checked.bars
+
+
+def _remember_gap(store: Store, backoff: Backoff, result: PairCollection, checked, now) -> None:
+    """Rejected bars older than the answer's newest clean bar would never be asked for again:
+    remember the first, up to REFETCH_TRIES passes, then accept the gap and say so."""
+    pair = (result.asset, result.interval)
+    if checked.bars.empty:
+        return
+    inside = checked.rejected["ts"] < checked.bars["ts"].iloc[-1]
+    missing = pd.DatetimeIndex(checked.rejected.loc[inside, "ts"]).unique()
+    if not missing.empty:  # a bar that also came clean, now or before, is no gap
+        stored = store.read_bars(*pair, start=missing.min(), end=missing.max())["ts"]
+        missing = missing.difference(pd.DatetimeIndex(checked.bars["ts"])).difference(
+            pd.DatetimeIndex(stored)
+        )
+    if missing.empty:
+        backoff.refetch.pop(pair, None)
+        return
+    tries = backoff.refetch.get(pair, (None, 0))[1] + 1
+    if tries > REFETCH_TRIES:
+        backoff.refetch.pop(pair, None)
+        message = (
+            f"{len(missing)} bar(s) from {missing[0]} still came garbled after {REFETCH_TRIES} "
+            "tries; the gap is left (see rejected rows)"
+        )
+        store.log_event(now, "warning", "collector", message, *pair)
+        return
+    backoff.refetch[pair] = (missing[0], tries)
 
 
 def _failed(store: Store, result: PairCollection, message: str, now, level: str) -> None:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from alpha12.clock import ManualClock
-from alpha12.collector import BACKOFF_BASE, Backoff, collect_once, collect_pair
+from alpha12.collector import BACKOFF_BASE, REFETCH_TRIES, Backoff, collect_once, collect_pair
 from alpha12.sources import SourceError, TemporarySourceError
 from alpha12.sources.replay import SyntheticReplay
 from alpha12.timeframes import INTERVALS, interval_delta
@@ -153,3 +153,48 @@ def test_backoff_grows_exponentially_up_to_a_cap():
     assert backoff.waiting(key, now + pd.Timedelta(minutes=29))
     assert not backoff.waiting(key, now + pd.Timedelta(minutes=30))
     assert not backoff.waiting(("ETH", "5m"), now)  # other pairs are not held back
+
+
+class Garbling:
+    """The replay, with the close of the bars at `garbled` times sent as NaN while `broken`."""
+
+    name, live = "garbling", False
+
+    def __init__(self, inner, garbled: set[pd.Timestamp]):
+        self.inner, self.garbled, self.broken = inner, garbled, True
+
+    def fetch(self, asset, interval, start, end):
+        bars = self.inner.fetch(asset, interval, start, end)
+        if self.broken:
+            bars.loc[bars["ts"].isin(self.garbled), "close"] = float("nan")
+        return bars
+
+
+def test_bars_that_came_garbled_are_asked_for_again_once_the_source_heals(store, replay):
+    pair, clock, backoff = ("BTC", "5m"), ManualClock(NOW), Backoff()
+    collect_pair(store, replay, *pair, clock.now(), backoff)
+    clock.advance(hours=1)
+    inside = {NOW.floor("5min") + pd.Timedelta(minutes=m) for m in (10, 15)}
+    source = Garbling(replay, inside)
+    garbled = collect_pair(store, source, *pair, clock.now(), backoff)
+    assert garbled.rejected == 2 and set(store.read_bars(*pair)["ts"]).isdisjoint(inside)
+    source.broken = False  # healed: the next pass asks from the first garbled bar
+    clock.advance(minutes=5)
+    collect_pair(store, source, *pair, clock.now(), backoff)
+    assert inside <= set(store.read_bars(*pair)["ts"])
+    assert_contiguous(store, *pair)
+    assert backoff.refetch == {}
+
+
+def test_a_bar_that_never_comes_clean_is_given_up_after_a_few_passes(store, replay):
+    pair, clock, backoff = ("BTC", "5m"), ManualClock(NOW), Backoff()
+    collect_pair(store, replay, *pair, clock.now(), backoff)
+    source = Garbling(replay, {NOW.floor("5min") + pd.Timedelta(minutes=10)})
+    for _ in range(REFETCH_TRIES + 1):
+        clock.advance(minutes=30)
+        collect_pair(store, source, *pair, clock.now(), backoff)
+    assert backoff.refetch == {}  # the gap is accepted, and collection goes on from the newest
+    messages = store.events(min_level="warning")["message"]
+    assert messages.str.contains("still came garbled after").sum() == 1
+    last = store.read_bars(*pair)["ts"].iloc[-1]
+    assert last + 2 * interval_delta("5m") > clock.now()
