@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -77,7 +78,12 @@ class Engine:
             if thread and thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout)
         if self._training and not self._training.done():
-            self._training.exception(timeout)  # let a running retrain finish its writes
+            try:
+                self._training.exception(timeout)  # let a running retrain finish its writes
+            except FuturesTimeout:
+                self._event(
+                    "warning", f"stopped while training was still running after {timeout:g} s"
+                )
         self.state = "stopped"
         self._heartbeat()
 
@@ -120,11 +126,13 @@ class Engine:
         if self._trainer_idle():
             if self._next_monitor is None:
                 self._next_monitor = now + self._monitor_period()
+            # A user's forced retrain first: a monitor run longer than the monitor period would
+            # otherwise be due again every time the trainer is free, and starve the queue.
+            if (job := self._claim_job()) is not None:
+                self._training = self._trainer.submit(self._run_job, job)
             elif now >= self._next_monitor:
                 self._next_monitor = now + self._monitor_period()
                 self._training = self._trainer.submit(self._monitor_run)
-            elif (job := self._claim_job()) is not None:
-                self._training = self._trainer.submit(self._run_job, job)
         self.context.remember_clock()
         self._heartbeat()
 
