@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import platform
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -61,7 +62,11 @@ class Registry:
         self._servable: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
 
     def pair_dir(self, asset: str, interval: str) -> Path:
-        return self.root / f"{asset}_{interval}"
+        """The pair's folder, always directly inside the registry's root."""
+        name = f"{asset}_{interval}"
+        if Path(name).name != name or name.startswith("."):
+            raise RegistryError(f"{asset!r} {interval!r}: not a name a model folder can have")
+        return self.root / name
 
     # -- writing -------------------------------------------------------------------------
 
@@ -86,12 +91,24 @@ class Registry:
                     asset, interval, version, trained, as_of, trigger, digest, self.clock.now()
                 )
                 _write_atomic(folder / "meta.json", to_json(meta, indent=2).encode())
-            except OSError as error:
+                if status == ACTIVE:
+                    self._publish(asset, interval, version)
+            except (OSError, RegistryError) as error:
+                # Nothing refers to the half-written version: remove it, the table never saw it.
+                shutil.rmtree(folder, ignore_errors=True)
+                if isinstance(error, RegistryError):
+                    raise
                 raise RegistryError(
                     f"cannot write model {asset} {interval} v{version} to "
                     f"{folder}: {error.strerror or error}"
                 ) from None
-            with self.store.transaction() as cursor:
+            with self.store.transaction() as cursor:  # the new row and its activation together
+                if status == ACTIVE:
+                    cursor.execute(
+                        "UPDATE models SET status = ? WHERE asset = ? AND interval = ? "
+                        "AND status = ?",
+                        [RETIRED, asset, interval, ACTIVE],
+                    )
                 cursor.execute(
                     "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
@@ -107,12 +124,11 @@ class Registry:
                         to_json(meta["metrics"]),
                         str(model_path),
                         digest,
-                        REJECTED,
+                        status,
                         trigger,
                     ],
                 )
-            if status == ACTIVE:
-                self.activate(asset, interval, version)
+            self._servable.pop((asset, interval), None)
             return version
 
     def activate(self, asset: str, interval: str, version: int) -> None:
@@ -135,10 +151,14 @@ class Registry:
         folder = self.pair_dir(asset, interval)
         source = folder / "versions" / f"v{version}"
         try:
-            # model.joblib last: it is what serves, so when either write fails the previous
-            # model keeps serving, as the models table (updated only after both) says.
-            _write_atomic(folder / "meta.json", (source / "meta.json").read_bytes())
-            _write_atomic(folder / "model.joblib", (source / "model.joblib").read_bytes())
+            # Both files are written in full before either replaces its old copy, so a full
+            # disk or a read-only folder leaves the previous model and its meta.json together.
+            _write_all_atomic(
+                {
+                    folder / "meta.json": (source / "meta.json").read_bytes(),
+                    folder / "model.joblib": (source / "model.joblib").read_bytes(),
+                }
+            )
         except OSError as error:
             raise RegistryError(
                 f"cannot activate {asset} {interval} v{version}: {error.strerror or error}"
@@ -298,15 +318,26 @@ def _dump_atomic(model: TrainedModel, path: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    _write_all_atomic({path: data})
+
+
+def _write_all_atomic(files: dict[Path, bytes]) -> None:
+    """Write every file to a temp file beside it, then rename them all into place: a failed
+    write (disk full, no permission) replaces none of them."""
+    temps: list[str] = []
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
+        for path, data in files.items():
+            handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+            temps.append(temp)
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+        for temp, path in zip(temps, files, strict=True):
+            os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        for temp in temps:
+            Path(temp).unlink(missing_ok=True)
         raise
 
 

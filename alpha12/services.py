@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,9 @@ from alpha12.store import Store, to_json
 from alpha12.timeframes import interval_delta
 
 REPLAY_CLOCK_KEY = "replay_clock"
+# Uploads in the app; .streamlit/config.toml's server.maxUploadSize says the same to the browser.
+MAX_UPLOAD_MB = 50
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 
 
 @dataclass
@@ -50,6 +55,7 @@ class Alpha12:
     registry: Registry = field(init=False)
     monitor: PerformanceMonitor = field(init=False)
     _engine: object = field(init=False, default=None)
+    _settings_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.registry = Registry(self.settings.models_dir, self.store, self.clock)
@@ -138,6 +144,26 @@ class Alpha12:
             self.store.log_event(
                 self.clock.now(), level, "csv-import", message, report.asset, report.interval
             )
+        return reports
+
+    def import_csv_upload(
+        self, name: str, data: bytes, asset: str | None = None, interval: str | None = None
+    ) -> list[ImportReport]:
+        """A CSV uploaded in the app, imported as `import_csv` imports a file (its name, or
+        `asset` and `interval`, tell the pair). Over MAX_UPLOAD_BYTES it is refused before the
+        store is touched."""
+        if len(data) > MAX_UPLOAD_BYTES:
+            error = (
+                f"{name}: {len(data):,} bytes is over the upload limit of {MAX_UPLOAD_MB} MB; "
+                "import larger files with `python -m alpha12 import-csv`"
+            )
+            return [ImportReport(name, asset, interval, error=error)]
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / upload_file_name(name)  # the user's name never picks a path
+            path.write_bytes(data)
+            reports = self.import_csv(path, asset, interval)
+        for report in reports:
+            report.path = name
         return reports
 
     def bar_status(self) -> pd.DataFrame:
@@ -421,10 +447,9 @@ class Alpha12:
         options = "FORMAT csv, HEADER" if file_format == "csv" else "FORMAT parquet"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"snapshots.{file_format}"
-            self.store.cursor().execute(
-                f"COPY (SELECT * FROM snapshots WHERE {where} ORDER BY ts, id) "
-                f"TO '{path}' ({options})",
-                params,
+            self.store.cursor().execute(  # the path is a parameter too: any folder name works
+                f"COPY (SELECT * FROM snapshots WHERE {where} ORDER BY ts, id) TO ? ({options})",
+                [*params, str(path)],
             )
             return path.read_bytes()
 
@@ -540,30 +565,33 @@ class Alpha12:
         ]
         if unknown:
             return unknown
-        current = self.settings.timeframe(interval)
-        changed = {k: v for k, v in changes.items() if getattr(current, k) != v}
-        if not changed:
+        # Two sessions (or threads) editing at once: each edit reads what the last one wrote,
+        # so none is lost from the saved overrides, the audit or the settings in memory.
+        with self._settings_lock:
+            current = self.settings.timeframe(interval)
+            changed = {k: v for k, v in changes.items() if getattr(current, k) != v}
+            if not changed:
+                return []
+            try:
+                updated = self.settings.with_timeframe(interval, **changed)
+            except SettingsError as error:
+                return error.problems
+            saved = self.store.get_state(SETTINGS_OVERRIDES_KEY, {})
+            saved[interval] = {**saved.get(interval, {}), **changed}
+            audit = [
+                [f"timeframes.{interval}.{k}", to_json(getattr(current, k)), to_json(v)]
+                for k, v in changed.items()
+            ]
+            with self.store.transaction() as cursor:  # the overrides and their audit land together
+                cursor.execute(
+                    "INSERT OR REPLACE INTO state VALUES (?, ?)",
+                    [SETTINGS_OVERRIDES_KEY, to_json(saved)],
+                )
+                cursor.executemany(
+                    "INSERT INTO settings_audit (key, old_value, new_value) VALUES (?, ?, ?)", audit
+                )
+            self.settings = updated
             return []
-        try:
-            updated = self.settings.with_timeframe(interval, **changed)
-        except SettingsError as error:
-            return error.problems
-        saved = self.store.get_state(SETTINGS_OVERRIDES_KEY, {})
-        saved[interval] = {**saved.get(interval, {}), **changed}
-        audit = [
-            [f"timeframes.{interval}.{k}", to_json(getattr(current, k)), to_json(v)]
-            for k, v in changed.items()
-        ]
-        with self.store.transaction() as cursor:  # the overrides and their audit land together
-            cursor.execute(
-                "INSERT OR REPLACE INTO state VALUES (?, ?)",
-                [SETTINGS_OVERRIDES_KEY, to_json(saved)],
-            )
-            cursor.executemany(
-                "INSERT INTO settings_audit (key, old_value, new_value) VALUES (?, ?, ?)", audit
-            )
-        self.settings = updated
-        return []
 
     def apply_saved_settings(self) -> None:
         """Put the timeframe settings saved from the app on top of the loaded ones. A saved
@@ -581,6 +609,12 @@ class Alpha12:
 
     def settings_audit(self, limit: int = 100) -> pd.DataFrame:
         return self.store.query("SELECT * FROM settings_audit ORDER BY id DESC LIMIT ?", [limit])
+
+
+def upload_file_name(name: str) -> str:
+    """An uploaded file's name, reduced to a plain file name (BTC_1h.csv stays as it is)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".")
+    return safe or "upload.csv"
 
 
 def _default_clock(settings: Settings, store: Store, source: Source) -> Clock:

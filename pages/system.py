@@ -1,10 +1,12 @@
-"""System: the engine and the clock, data freshness, recent errors, and the per-timeframe
-settings (validated, saved, audited, applied at the monitor's next run)."""
+"""System: the engine and the clock, data freshness, recent errors, the per-timeframe
+settings (validated, saved, audited, applied at the monitor's next run) and a CSV upload of
+bars (through the same gate as `python -m alpha12 import-csv`)."""
 
 import streamlit as st
 
 from alpha12 import ui
-from alpha12.services import EDITABLE
+from alpha12.services import EDITABLE, MAX_UPLOAD_MB
+from alpha12.timeframes import INTERVALS
 
 app = ui.context()
 st.title("System")
@@ -141,12 +143,56 @@ def save(interval: str, changes: dict, password: str | None) -> None:
     st.rerun()
 
 
+def csv_upload() -> None:
+    uploaded = st.file_uploader(
+        f"A CSV of bars (timestamp,open,high,low,close,volume; at most {MAX_UPLOAD_MB} MB)",
+        type="csv",
+        key="upload_file",
+        help="Named ASSET_INTERVAL.csv (e.g. BTC_1h.csv), or give the asset and timeframe.",
+    )
+    asset_column, interval_column = st.columns(2)
+    asset = asset_column.text_input("Asset (blank: from the file name)", key="upload_asset")
+    interval = interval_column.selectbox(
+        "Timeframe", [None, *INTERVALS], key="upload_interval", format_func=_interval_choice
+    )
+    if uploaded is None:
+        return
+    if ui.confirmed_action(
+        "upload",
+        f"Import {uploaded.name}",
+        f"Import the bars of **{uploaded.name}**? Invalid rows are rejected with a reason; "
+        "bars already stored are kept.",
+    ):
+        data = uploaded.getvalue()
+        show_import(app.import_csv_upload(uploaded.name, data, asset.strip() or None, interval))
+
+
+def _interval_choice(interval: str | None) -> str:
+    return "from the file name" if interval is None else interval
+
+
+def show_import(reports) -> None:
+    for report in reports:
+        if report.error:
+            st.error(f"Not imported: {report.error}")
+            continue
+        st.success(
+            f"{report.path}: {report.imported} bars of {report.asset} {report.interval} imported "
+            f"({report.already_stored} already stored, {report.duplicates} duplicates, "
+            f"{report.rejected_total} rejected)"
+        )
+        for reason, count in report.rejected.items():
+            st.caption(f"{count:,} rejected: {reason}")
+
+
 st.subheader("Engine and clock")
 engine_and_clock()
 st.subheader("Recent warnings and errors")
 recent_errors()
 st.subheader("Settings per timeframe")
 settings_form()
+st.subheader("Import bars from a CSV file")
+csv_upload()
 st.subheader("Settings changes")
 st.dataframe(
     app.settings_audit(),

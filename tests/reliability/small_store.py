@@ -1,0 +1,77 @@
+"""A small populated store shared by the security, concurrency and resource reliability tests.
+
+BTC on 12 days of synthetic bars: snapshots for every timeframe, a model per pair that has the
+rows for one (plus the fallback), and two versions of BTC 5m (v1 retired, v2 serving), marked
+warm-started so an engine started on it goes straight to its cycle. Built once per test process
+(seconds, where the app tests' month-long warm start takes half a minute) and copied per test.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+from alpha12.config import Settings
+from alpha12.services import Alpha12
+from alpha12.warmstart import WARM_STARTED_KEY
+
+ASSET = "BTC"
+HISTORY_DAYS = 12
+SWAPPED_INTERVAL = "5m"  # the pair with two versions
+
+
+def small_settings(folder: Path) -> Settings:
+    return dataclasses.replace(
+        Settings(),
+        assets=(ASSET,),
+        history_days=HISTORY_DAYS,
+        db_path=folder / "storage.duckdb",
+        models_dir=folder / "models",
+    )
+
+
+def app_variables(folder: Path) -> dict[str, str]:
+    """The ALPHA12_* variables that point app.py at the store in `folder`."""
+    return {
+        "ALPHA12_CONFIG": str(folder / "absent.toml"),
+        "ALPHA12_ASSETS": ASSET,
+        "ALPHA12_HISTORY_DAYS": str(HISTORY_DAYS),
+        "ALPHA12_DB_PATH": str(folder / "storage.duckdb"),
+        "ALPHA12_MODELS_DIR": str(folder / "models"),
+    }
+
+
+@functools.cache
+def _template() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="alpha12-small-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    app = Alpha12.open(settings=small_settings(folder))
+    try:
+        app.collect_once()
+        app.backfill()
+        app.train(ASSET)
+        app.train(ASSET, SWAPPED_INTERVAL)  # a second version, made to serve
+        newest = int(app.registry.versions(ASSET, SWAPPED_INTERVAL)["version"].max())
+        app.registry.activate(ASSET, SWAPPED_INTERVAL, newest)
+        app.store.set_state(WARM_STARTED_KEY, [list(pair) for pair in app.pairs()])
+    finally:
+        app.close()
+    return folder
+
+
+def copy_small_store(folder: Path) -> Path:
+    """A private copy of the small store in `folder` (tests may change it)."""
+    template = _template()
+    shutil.copy(template / "storage.duckdb", folder / "storage.duckdb")
+    shutil.copytree(template / "models", folder / "models")
+    return folder
+
+
+def open_small_store(folder: Path, **kwargs) -> Alpha12:
+    """An Alpha12 context on a private copy of the small store (kwargs: clock, source)."""
+    copy_small_store(folder)
+    return Alpha12.open(settings=small_settings(folder), **kwargs)
