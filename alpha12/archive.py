@@ -9,6 +9,7 @@ written and read back with the same count.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,10 @@ def archive_snapshots(store: Store, older_than: pd.Timestamp, folder: Path) -> A
     """Move the snapshots older than `older_than` that no model needs into one new Parquet
     file under `folder` (read them back with read_parquet('folder/*.parquet'))."""
     before = _size(store.path)
-    file = Path(folder) / f"snapshots_{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}.parquet"
+    # Named by the cutoff, and unique: a second run must never overwrite an earlier file.
+    file = (
+        Path(folder) / f"snapshots_before_{older_than:%Y%m%dT%H%M}_{uuid.uuid4().hex[:8]}.parquet"
+    )
     with store.transaction() as cursor:
         cursor.execute(
             f"CREATE OR REPLACE TEMP TABLE archived AS {_ARCHIVABLE}",

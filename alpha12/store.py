@@ -49,8 +49,19 @@ class StoreLockedError(StoreError):
     """Another process holds the database file."""
 
 
+def _snapshots_table(name: str, unique_key: bool) -> str:
+    features = ",\n  ".join(f"{feature} FLOAT" for feature in FEATURE_NAMES)
+    key = ",\n  UNIQUE (asset, interval, ts, source)" if unique_key else ""
+    return f"""CREATE TABLE {name} (
+  id BIGINT DEFAULT nextval('snapshot_ids'), asset VARCHAR NOT NULL,
+  interval VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL,
+  {features},
+  probability FLOAT, model_version INTEGER, model_scope VARCHAR,
+  setup_generated BOOLEAN NOT NULL DEFAULT FALSE,
+  target FLOAT, target_ts TIMESTAMPTZ, pnl_pct FLOAT{key})"""
+
+
 def _schema_v1() -> list[str]:
-    features = ",\n  ".join(f"{name} FLOAT" for name in FEATURE_NAMES)
     return [
         """CREATE TABLE bars (
   asset VARCHAR NOT NULL, interval VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
@@ -62,14 +73,7 @@ def _schema_v1() -> list[str]:
   asset VARCHAR, interval VARCHAR, origin VARCHAR NOT NULL, reason VARCHAR NOT NULL,
   count INTEGER NOT NULL)""",
         "CREATE SEQUENCE snapshot_ids",
-        f"""CREATE TABLE snapshots (
-  id BIGINT DEFAULT nextval('snapshot_ids'), asset VARCHAR NOT NULL,
-  interval VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL,
-  {features},
-  probability FLOAT, model_version INTEGER, model_scope VARCHAR,
-  setup_generated BOOLEAN NOT NULL DEFAULT FALSE,
-  target FLOAT, target_ts TIMESTAMPTZ, pnl_pct FLOAT,
-  UNIQUE (asset, interval, ts, source))""",
+        _snapshots_table("snapshots", unique_key=True),
         "CREATE SEQUENCE setup_ids",
         """CREATE TABLE setups (
   id BIGINT PRIMARY KEY DEFAULT nextval('setup_ids'), asset VARCHAR NOT NULL,
@@ -114,15 +118,8 @@ def _schema_v1() -> list[str]:
 def _schema_v2() -> list[str]:
     """Snapshots without their UNIQUE index: at 83 bytes a row it cost more than the row's
     data. analysis.insert_snapshots keeps the key unique (this process is the only writer)."""
-    features = ",\n  ".join(f"{name} FLOAT" for name in FEATURE_NAMES)
     return [
-        f"""CREATE TABLE snapshots_v2 (
-  id BIGINT DEFAULT nextval('snapshot_ids'), asset VARCHAR NOT NULL,
-  interval VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL,
-  {features},
-  probability FLOAT, model_version INTEGER, model_scope VARCHAR,
-  setup_generated BOOLEAN NOT NULL DEFAULT FALSE,
-  target FLOAT, target_ts TIMESTAMPTZ, pnl_pct FLOAT)""",
+        _snapshots_table("snapshots_v2", unique_key=False),
         "INSERT INTO snapshots_v2 SELECT * FROM snapshots ORDER BY asset, interval, ts",
         "DROP TABLE snapshots",
         "ALTER TABLE snapshots_v2 RENAME TO snapshots",

@@ -3,9 +3,12 @@ source, stage by stage, at 100 and 500 series.
 
 The cycle is the worst case of a live day: the clock crosses midnight UTC, so a new bar closes
 on every timeframe of every asset at once; each pair is collected, snapshotted, predicted,
-tracked and its targets refreshed, exactly as the engine does it.
+tracked and its targets refreshed, exactly as the engine does it. Best of 3, each run on a copy
+of the same store (a midnight happens once per store).
 """
 
+import dataclasses
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -23,28 +26,54 @@ from bench.bench_training import training_frame
 from bench.timing import row
 
 HISTORY_DAYS = 20
+START_OFFSET = pd.Timedelta(minutes=-10)  # the replay's start is midnight UTC
+REPEATS = 3  # the cycle of a midnight happens once per store: each run gets a copy
 
 
-def build(folder: Path, assets: list[str], model) -> Alpha12:
-    """A store whose pairs are collected and analysed up to 5 minutes before midnight, every
-    asset served by the same (fallback) model, already loaded as in a running engine."""
+def build(folder: Path, assets: list[str], model) -> Settings:
+    """A store whose pairs are collected and analysed up to 10 minutes before midnight, every
+    asset served by the same (fallback) model; its settings."""
     settings = Settings(
         assets=tuple(assets),
         history_days=HISTORY_DAYS,
         db_path=folder / "bench.duckdb",
         models_dir=folder / "models",
     )
-    source = SyntheticReplay(settings.seed, HISTORY_DAYS, future_days=2)
-    clock = ManualClock(source.default_start - pd.Timedelta(minutes=10))
-    app = Alpha12.open(settings=settings, clock=clock, source=source)
+    app = open_at(settings, START_OFFSET)
     app.collect_once()
     app.backfill()
     for asset in assets:
-        app.registry.register(asset, FALLBACK_INTERVAL, model, clock.now(), "bench")
-    clock.advance(minutes=5)
-    cycle(app)  # the 5m pairs' bar: loads each asset's model, as a running engine has
-    clock.advance(minutes=5)
-    return app
+        app.registry.register(asset, FALLBACK_INTERVAL, model, app.clock.now(), "bench")
+    app.close()
+    return settings
+
+
+def open_at(settings: Settings, offset: pd.Timedelta) -> Alpha12:
+    source = SyntheticReplay(settings.seed, HISTORY_DAYS, future_days=2)
+    clock = ManualClock(source.default_start + offset)
+    return Alpha12.open(settings=settings, clock=clock, source=source)
+
+
+def timed_cycle(built: Settings, folder: Path) -> tuple[float, Counter]:
+    """A copy of the built store, warmed as a running engine is (the 5m bar before midnight
+    loads each asset's model), then the midnight cycle: (seconds, seconds per stage)."""
+    shutil.copytree(built.db_path.parent, folder, dirs_exist_ok=True)
+    settings = dataclasses.replace(
+        built, db_path=folder / built.db_path.name, models_dir=folder / built.models_dir.name
+    )
+    app = open_at(settings, START_OFFSET)
+    app.clock.advance(minutes=5)
+    cycle(app)
+    app.clock.advance(minutes=5)
+    started = time.perf_counter()
+    timings = cycle(app)
+    seconds = time.perf_counter() - started
+    closed = app.clock.now() - pd.Timedelta(minutes=5)
+    assert app.store.scalar("SELECT count(*) FROM snapshots WHERE ts = ?", [closed]) == len(
+        settings.assets
+    )  # every asset's 5m, 15m, 1h, 4h and 1d bar closed: one 5m snapshot each at 23:55
+    app.close()
+    return seconds, timings
 
 
 def cycle(app: Alpha12) -> Counter:
@@ -65,18 +94,9 @@ def run(quick: bool = False) -> list[dict]:
     rows, totals = [], {}
     for n_assets in sizes:
         with tempfile.TemporaryDirectory() as folder:
-            app = build(Path(folder), [f"A{i:03d}" for i in range(n_assets)], trained)
-            started = time.perf_counter()
-            timings = cycle(app)
-            totals[n_assets] = time.perf_counter() - started
-            assert (
-                app.store.scalar(
-                    "SELECT count(*) FROM snapshots WHERE ts = ?",
-                    [app.clock.now() - pd.Timedelta(minutes=5)],
-                )
-                == n_assets
-            )
-            app.close()
+            built = build(Path(folder) / "built", [f"A{i:03d}" for i in range(n_assets)], trained)
+            runs = [timed_cycle(built, Path(folder) / f"run{r}") for r in range(REPEATS)]
+        totals[n_assets], timings = min(runs, key=lambda run: run[0])  # best of REPEATS
         series = 5 * n_assets
         rows.append(
             row(

@@ -22,6 +22,15 @@ BTC_DIR = REPO.parent / "shared" / "data" / "btcusdt"
 CLOCK_START = pd.Timestamp("2025-01-11", tz="UTC")
 
 
+@pytest.fixture(autouse=True)
+def keep_main_module():
+    """AppTest runs app.py as __main__ and leaves it there; multiprocessing's spawn and
+    forkserver would then run app.py in every child they start (Dask workers, crash lives)."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Default settings with every file under tmp_path and a short synthetic history."""
@@ -99,6 +108,22 @@ def isolated_env(monkeypatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name)
     monkeypatch.setenv("ALPHA12_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path: Path):
+    """An empty store behind the ALPHA12_* variables app.py reads, engine off; the app's context
+    is released (store closed) after the test."""
+    import streamlit as st  # imported here: only the app tests pay for Streamlit
+
+    from tests.app.helpers import app_variables
+
+    for name in [n for n in os.environ if n.startswith("ALPHA12_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**app_variables(tmp_path), "ALPHA12_ENGINE": "off"}.items():
+        monkeypatch.setenv(name, value)
+    yield tmp_path
+    st.cache_resource.clear()
 
 
 @pytest.fixture

@@ -1,18 +1,16 @@
-"""Fixtures of the app tests: a store populated once per session by a real warm start, and
-per test an empty store or a copy of the populated one behind the ALPHA12_* variables the app
-reads, with the engine thread off so nothing races the assertions."""
+"""Fixtures of the app tests: a store populated once per session by a real warm start, and per
+test a copy of it behind the ALPHA12_* variables the app reads (app_env, in tests/conftest.py,
+gives the empty store, with the engine thread off so nothing races the assertions)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-import streamlit as st
 
 from alpha12.services import Alpha12
-from tests.app.helpers import app_variables, populated_settings
+from tests.app.helpers import populated_settings
 
 
 @pytest.fixture(scope="session")
@@ -25,17 +23,6 @@ def populated_dir(tmp_path_factory) -> Path:
     finally:
         app.close()
     return folder
-
-
-@pytest.fixture
-def app_env(monkeypatch, tmp_path: Path):
-    """An empty store; the app's context is released (store closed) after the test."""
-    for name in [n for n in os.environ if n.startswith("ALPHA12_")]:
-        monkeypatch.delenv(name)
-    for name, value in {**app_variables(tmp_path), "ALPHA12_ENGINE": "off"}.items():
-        monkeypatch.setenv(name, value)
-    yield tmp_path
-    st.cache_resource.clear()
 
 
 @pytest.fixture

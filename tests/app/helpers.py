@@ -28,14 +28,17 @@ def populated_settings(folder: Path) -> Settings:
     )
 
 
-def app_variables(folder: Path) -> dict[str, str]:
-    """The ALPHA12_* variables that point the app at the store in `folder`."""
+def app_variables(folder: Path, settings: Settings | None = None) -> dict[str, str]:
+    """The ALPHA12_* variables that point the app (or the CLI) at `settings`' store, by
+    default the test universe's store in `folder`."""
+    settings = settings or populated_settings(folder)
     return {
         "ALPHA12_CONFIG": str(folder / "absent.toml"),
-        "ALPHA12_ASSETS": ASSET,
-        "ALPHA12_HISTORY_DAYS": str(HISTORY_DAYS),
-        "ALPHA12_DB_PATH": str(folder / "storage.duckdb"),
-        "ALPHA12_MODELS_DIR": str(folder / "models"),
+        "ALPHA12_ASSETS": ",".join(settings.assets),
+        "ALPHA12_INTERVALS": ",".join(settings.intervals),
+        "ALPHA12_HISTORY_DAYS": str(settings.history_days),
+        "ALPHA12_DB_PATH": str(settings.db_path),
+        "ALPHA12_MODELS_DIR": str(settings.models_dir),
     }
 
 

@@ -24,6 +24,7 @@ Pause points (the first occurrence pauses the thread that reaches it, for good):
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import threading
 import time
@@ -205,6 +206,7 @@ def _wrap_engine(reporter: Reporter, retrain: list[tuple[str, str]]) -> None:
 def live(spec: dict, connection) -> None:
     """One life: the spec's ALPHA12_* variables, the wrappers, then `alpha12 run`."""
     _redirect_output(spec["log"])
+    faulthandler.enable()  # a native crash (not a kill) leaves its stack in the life's log
     for name in [n for n in os.environ if n.startswith("ALPHA12_")]:
         del os.environ[name]
     os.environ.update(spec["env"])

@@ -18,6 +18,7 @@ from pathlib import Path
 from alpha12.config import Settings
 from alpha12.services import Alpha12
 from alpha12.warmstart import WARM_STARTED_KEY
+from tests.app import helpers
 
 ASSET = "BTC"
 HISTORY_DAYS = 12
@@ -35,14 +36,8 @@ def small_settings(folder: Path) -> Settings:
 
 
 def app_variables(folder: Path) -> dict[str, str]:
-    """The ALPHA12_* variables that point app.py at the store in `folder`."""
-    return {
-        "ALPHA12_CONFIG": str(folder / "absent.toml"),
-        "ALPHA12_ASSETS": ASSET,
-        "ALPHA12_HISTORY_DAYS": str(HISTORY_DAYS),
-        "ALPHA12_DB_PATH": str(folder / "storage.duckdb"),
-        "ALPHA12_MODELS_DIR": str(folder / "models"),
-    }
+    """The ALPHA12_* variables that point app.py at the small store in `folder`."""
+    return helpers.app_variables(folder, small_settings(folder))
 
 
 @functools.cache

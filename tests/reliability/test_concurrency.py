@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from alpha12.monitor import PerformanceMonitor
 from alpha12.services import Alpha12
+from tests.app.helpers import open_page
 from tests.reliability.small_store import ASSET, app_variables, copy_small_store, small_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,14 +95,6 @@ def engine_env(monkeypatch, tmp_path):
     st.cache_resource.clear()  # stops the engine and closes the store
 
 
-def session(page: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    if page != "overview":
-        at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 class DuplicateWatcher(threading.Thread):
     """Polls the jobs table: a pair with two open retrain jobs at once is a duplicate."""
 
@@ -159,7 +151,7 @@ def wait_until(condition, timeout: float, what: str) -> None:
 @pytest.mark.timeout(240)
 def test_sessions_engine_retrains_and_edits_race_without_loss(engine_env):
     folder, monitor_runs = engine_env
-    overview, system = session("overview"), session("system")
+    overview, system = open_page("overview"), open_page("system")
     app: Alpha12 = overview.session_state["alpha12"]
     assert system.session_state["alpha12"] is app and app.engine.running
     assert monitor_runs.started.wait(60), "the engine's monitor never ran"

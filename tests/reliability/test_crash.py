@@ -47,6 +47,7 @@ from alpha12.registry import Registry
 from alpha12.services import REPLAY_CLOCK_KEY, Alpha12
 from alpha12.store import Store, StoreLockedError
 from alpha12.warmstart import WARM_STARTED_KEY
+from tests.app.helpers import app_variables
 from tests.reliability import crash_child
 
 SEED = 7_2025  # the kill schedule's seed: a failure replays exactly
@@ -462,15 +463,7 @@ def held_settings(folder: Path) -> Settings:
 
 def held_variables(folder: Path) -> dict[str, str]:
     """The ALPHA12_* variables that point the CLI and app.py at the store in `folder`."""
-    return {
-        "ALPHA12_CONFIG": str(folder / "absent.toml"),
-        "ALPHA12_ASSETS": ASSET,
-        "ALPHA12_INTERVALS": ",".join(HELD_INTERVALS),
-        "ALPHA12_HISTORY_DAYS": "5",
-        "ALPHA12_DB_PATH": str(folder / "storage.duckdb"),
-        "ALPHA12_MODELS_DIR": str(folder / "models"),
-        "ALPHA12_ENGINE": "off",
-    }
+    return {**app_variables(folder, held_settings(folder)), "ALPHA12_ENGINE": "off"}
 
 
 def table_contents(db: Path) -> dict[str, pd.DataFrame]:

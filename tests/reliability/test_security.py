@@ -37,6 +37,7 @@ from alpha12.features import FEATURE_NAMES
 from alpha12.registry import RegistryError
 from alpha12.services import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, Alpha12, SnapshotQuery
 from alpha12.ui import WRONG_PASSWORD
+from tests.app.helpers import open_page
 from tests.reliability.small_store import (
     ASSET,
     SWAPPED_INTERVAL,
@@ -218,14 +219,6 @@ def call_name(node: ast.Call) -> str:
     if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
         return f"{func.value.id}.{func.attr}"
     return ""
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    if page != "overview":
-        at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def run(at: AppTest) -> AppTest:
@@ -546,6 +539,8 @@ SQL_INTERPOLATIONS = {
     "limit": "LIMIT of an int",
     "options": "one of two constant COPY option lists",
     "_ARCHIVABLE": "a constant query with ? placeholders (archive.py)",
+    "name": "a constant table name (store._snapshots_table)",
+    "key": "a constant UNIQUE clause, or nothing (store._snapshots_table)",
 }
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|COPY|DROP)\b")
 

@@ -7,14 +7,12 @@ the whole range: no bar lost, no gap. A hung fetch never piles up threads."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import threading
 import time
 
 import pandas as pd
 import pytest
-import streamlit as st
 
 from alpha12 import collector
 from alpha12.clock import ManualClock
@@ -24,7 +22,7 @@ from alpha12.services import Alpha12
 from alpha12.sources import SourceError, TemporarySourceError
 from alpha12.sources.replay import SyntheticReplay
 from alpha12.store import Store
-from tests.app.helpers import app_variables, open_page
+from tests.app.helpers import open_page
 
 TIMEOUT_S = 0.5  # a hung fetch costs this much real time: small, yet no healthy fetch exceeds it
 pytestmark = pytest.mark.timeout(120)  # a regression that hangs must fail, not stall the suite
@@ -335,24 +333,13 @@ def test_the_engine_stays_up_through_every_fault_and_catches_up(engine, source, 
 # --- the System page shows the faults -------------------------------------------------------
 
 
-@pytest.fixture
-def app_folder(monkeypatch, tmp_path):
-    """The app's ALPHA12_* variables pointing at tmp_path, engine off (as tests/app's app_env)."""
-    for name in [n for n in os.environ if n.startswith("ALPHA12_")]:
-        monkeypatch.delenv(name)
-    for name, value in {**app_variables(tmp_path), "ALPHA12_ENGINE": "off"}.items():
-        monkeypatch.setenv(name, value)
-    yield tmp_path
-    st.cache_resource.clear()
-
-
-def test_the_system_page_lists_every_fault(app_folder, source, healthy):
+def test_the_system_page_lists_every_fault(app_env, source, healthy):
     faults = [f for f in FAULTS if f not in ("ok", "empty")]
     pairs = [(f"F{n}", "1h") for n in range(len(faults))]  # one pair per fault
     warm_up(healthy, [asset for asset, _ in pairs])
     for pair, fault in zip(pairs, faults, strict=True):
         source.scripts[pair] = [fault]
-    store = Store(app_folder / "storage.duckdb")
+    store = Store(app_env / "storage.duckdb")
     try:
         collect_once(
             store,
