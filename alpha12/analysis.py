@@ -123,6 +123,8 @@ def _optional_columns(rows: pd.DataFrame) -> list[str]:
 def update_targets(store: Store, rows: pd.DataFrame) -> int:
     """Fill the targets that have become known (rows of any pairs); a known target is never
     rewritten."""
+    if rows.empty:
+        return 0
     matured = rows.loc[rows["target"].notna(), ["asset", "interval", "ts", *TARGET_COLUMNS]]
     if matured.empty:
         return 0

@@ -44,7 +44,10 @@ class _PairWork:
     bars: pd.DataFrame
     rows: pd.DataFrame
     served: ServedModel | None = None
+    exits: pd.DataFrame | None = None  # the open setups its new bars resolved
+    still_open: int = 0
     setup: signals.Setup | None = None
+    matured: pd.DataFrame | None = None  # targets its new bars settled
 
 
 @contextmanager
@@ -105,17 +108,27 @@ def analyze_pairs(
     with stage(timings, "predict"):
         work = _predict_all(registry, work)
     with stage(timings, "tracker"):
-        still_open = _close_resolved(store, settings, work)
+        work = _close_resolved(store, settings, work)
     with stage(timings, "signals"):
-        for item in work:
-            if not still_open.get(_key(item)):
-                item.setup = _next_setup(settings, item)
+        work = _each(work, _choose_setup, settings)
         _insert_setups(store, work)
     with stage(timings, "snapshots"):
         _insert_snapshots(store, work)
     with stage(timings, "targets"):
-        _refresh_targets(store, settings, work)
+        work = _each(work, _mature, settings)
+        analysis.update_targets(store, _concat([item.matured for item in work]))
     return [results[pair] for pair in pairs]
+
+
+def _each(work: list[_PairWork], step, *args) -> list[_PairWork]:
+    """`step(item, *args)` for every pair's work; the pairs it failed drop out with their
+    error kept in their result."""
+    return [item for item in work if _guard(item.result, step, item, *args)]
+
+
+def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
+    frames = [f for f in frames if f is not None and not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _guard(result: PairAnalysis, step, *args) -> list:
@@ -176,33 +189,39 @@ def _key(item: _PairWork) -> Pair:
     return item.result.asset, item.result.interval
 
 
-def _close_resolved(store: Store, settings: Settings, work: list[_PairWork]) -> dict[Pair, int]:
-    """Resolve the open setups of the pairs against their bars; how many stay open per pair."""
+def _close_resolved(store: Store, settings: Settings, work: list[_PairWork]) -> list[_PairWork]:
+    """Resolve the open setups of the pairs against their bars, in one read and one write."""
     open_setups = store.open_setups([_key(item) for item in work])
     if open_setups.empty:
-        return {}
+        return work
     by_pair = dict(iter(open_setups.groupby(["asset", "interval"], sort=False)))
-    resolved, still_open = [], {}
-    for item in work:
-        setups = by_pair.get(_key(item))
-        if setups is None:
-            continue
-        asset, interval = _key(item)
-        bars = item.bars
-        if setups["ts"].min() < bars["ts"].iloc[0]:  # opened before the tail (a long outage)
-            bars = store.read_bars(asset, interval, start=setups["ts"].min())
-        exits = tracker.resolve(
-            setups,
-            bars,
-            interval,
-            settings.timeframe(interval).horizon_bars,
-            settings.round_trip_cost_bps,
-        )
-        resolved.append(exits)
-        item.result.closed = len(exits)
-        still_open[(asset, interval)] = len(setups) - len(exits)
-    store.close_setups(pd.concat(resolved, ignore_index=True))
-    return still_open
+    work = _each(work, _resolve, store, settings, by_pair)
+    store.close_setups(_concat([item.exits for item in work]))
+    return work
+
+
+def _resolve(item: _PairWork, store: Store, settings: Settings, by_pair: dict) -> None:
+    setups = by_pair.get(_key(item))
+    if setups is None:
+        return
+    asset, interval = _key(item)
+    bars = item.bars
+    if setups["ts"].min() < bars["ts"].iloc[0]:  # opened before the tail (a long outage)
+        bars = store.read_bars(asset, interval, start=setups["ts"].min())
+    item.exits = tracker.resolve(
+        setups,
+        bars,
+        interval,
+        settings.timeframe(interval).horizon_bars,
+        settings.round_trip_cost_bps,
+    )
+    item.result.closed = len(item.exits)
+    item.still_open = len(setups) - len(item.exits)
+
+
+def _choose_setup(item: _PairWork, settings: Settings) -> None:
+    if not item.still_open:
+        item.setup = _next_setup(settings, item)
 
 
 def _next_setup(settings: Settings, item: _PairWork) -> signals.Setup | None:
@@ -250,14 +269,9 @@ def _insert_snapshots(store: Store, work: list[_PairWork]) -> None:
         item.result.snapshots = len(item.rows)
 
 
-def _refresh_targets(store: Store, settings: Settings, work: list[_PairWork]) -> None:
-    """Fill the targets that matured with the newest bars, from the tails already read."""
-    if not work:
-        return
-    matured = [
-        analysis.for_pair(
-            analysis.matured_targets(item.bars, item.result.interval, settings), *_key(item)
-        )
-        for item in work
-    ]
-    analysis.update_targets(store, pd.concat(matured, ignore_index=True))
+def _mature(item: _PairWork, settings: Settings) -> None:
+    """The targets that matured with the newest bars, from the tail already read."""
+    asset, interval = _key(item)
+    item.matured = analysis.for_pair(
+        analysis.matured_targets(item.bars, interval, settings), asset, interval
+    )

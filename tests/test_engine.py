@@ -183,6 +183,30 @@ def test_a_failing_pair_is_an_event_and_the_others_keep_running(make_engine, mon
     assert engine.store.last_bar_ts("ETH", "1h") == engine.store.last_bar_ts("BTC", "1h")
 
 
+def test_a_pair_failing_late_in_the_batched_cycle_costs_only_that_pair(make_engine, monkeypatch):
+    engine = make_engine(assets=("BTC", "ETH"))
+    real_mature = pipeline._mature
+
+    def mature(item, settings):  # the last per-pair step, after the shared snapshot write
+        if item.result.asset == "ETH":
+            raise RuntimeError("ETH targets exploded")
+        return real_mature(item, settings)
+
+    monkeypatch.setattr(pipeline, "_mature", mature)
+    engine.tick()
+
+    def labelled(asset: str) -> int:
+        return engine.store.scalar(
+            "SELECT count(*) FROM snapshots WHERE asset = ? AND target IS NOT NULL", [asset]
+        )
+
+    assert labelled("BTC") > 0 and labelled("ETH") == 0
+    errors = engine.store.query("SELECT asset, message FROM events WHERE level = 'error'")
+    assert errors.to_dict("records") == [
+        {"asset": "ETH", "message": "RuntimeError: ETH targets exploded"}
+    ]
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dead_engine_thread_is_restarted_and_recorded(make_engine, no_warm_start, monkeypatch):
     engine = make_engine()
