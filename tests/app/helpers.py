@@ -18,11 +18,11 @@ INTERVALS = ("5m", "15m", "1h", "4h", "1d")
 PAGES = ("overview", "timeframe", "snapshots", "models", "system")
 
 
-def populated_settings(folder: Path) -> Settings:
+def populated_settings(folder: Path, history_days: int = HISTORY_DAYS) -> Settings:
     return dataclasses.replace(
         Settings(),
         assets=(ASSET,),
-        history_days=HISTORY_DAYS,
+        history_days=history_days,
         db_path=folder / "storage.duckdb",
         models_dir=folder / "models",
     )

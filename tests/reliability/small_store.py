@@ -9,30 +9,24 @@ warm-started so an engine started on it goes straight to its cycle. Built once p
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import functools
 import shutil
 import tempfile
 from pathlib import Path
 
+from alpha12.clock import ManualClock
 from alpha12.config import Settings
 from alpha12.services import Alpha12
 from alpha12.warmstart import WARM_STARTED_KEY
 from tests.app import helpers
 
-ASSET = "BTC"
+ASSET = helpers.ASSET  # the app tests' universe, with a shorter history
 HISTORY_DAYS = 12
 SWAPPED_INTERVAL = "5m"  # the pair with two versions
 
 
 def small_settings(folder: Path) -> Settings:
-    return dataclasses.replace(
-        Settings(),
-        assets=(ASSET,),
-        history_days=HISTORY_DAYS,
-        db_path=folder / "storage.duckdb",
-        models_dir=folder / "models",
-    )
+    return helpers.populated_settings(folder, HISTORY_DAYS)
 
 
 def app_variables(folder: Path) -> dict[str, str]:
@@ -70,3 +64,12 @@ def open_small_store(folder: Path, **kwargs) -> Alpha12:
     """An Alpha12 context on a private copy of the small store (kwargs: clock, source)."""
     copy_small_store(folder)
     return Alpha12.open(settings=small_settings(folder), **kwargs)
+
+
+def open_on_manual_clock(folder: Path) -> Alpha12:
+    """A private copy of the small store on a manual clock at its replay time, so the engine's
+    ticks do exactly (and only) what a test asks."""
+    probe = open_small_store(folder)
+    now = probe.clock.now()
+    probe.close()
+    return Alpha12.open(settings=small_settings(folder), clock=ManualClock(now))

@@ -23,14 +23,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alpha12.clock import ManualClock
 from alpha12.registry import ACTIVE, RegistryError
 from alpha12.services import Alpha12
 from tests.reliability.small_store import (
     ASSET,
     SWAPPED_INTERVAL,
-    copy_small_store,
-    small_settings,
+    open_on_manual_clock,
 )
 
 PAIR = (ASSET, SWAPPED_INTERVAL)
@@ -41,11 +39,7 @@ NEW_PAIR = ("NEW", "5m")  # no folder yet: its creation is what a read-only root
 @pytest.fixture
 def app(tmp_path):
     """The small store on a manual clock (the engine's ticks then do only what we ask)."""
-    copy_small_store(tmp_path)
-    probe = Alpha12.open(settings=small_settings(tmp_path))
-    now = probe.clock.now()
-    probe.close()
-    opened = Alpha12.open(settings=small_settings(tmp_path), clock=ManualClock(now))
+    opened = open_on_manual_clock(tmp_path)
     yield opened
     opened.close()
 

@@ -35,7 +35,7 @@ from alpha12.analysis import SNAPSHOT_SOURCE
 from alpha12.clock import ManualClock
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import RegistryError
-from alpha12.services import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, Alpha12, SnapshotQuery
+from alpha12.services import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, SnapshotQuery
 from alpha12.ui import WRONG_PASSWORD
 from tests.app.helpers import open_page
 from tests.reliability.small_store import (
@@ -43,8 +43,8 @@ from tests.reliability.small_store import (
     SWAPPED_INTERVAL,
     app_variables,
     copy_small_store,
+    open_on_manual_clock,
     open_small_store,
-    small_settings,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -572,11 +572,7 @@ def test_sql_text_interpolates_only_reviewed_identifiers():
 @pytest.fixture
 def manual_app(tmp_path):
     """The small store on a manual clock at its replay time, for ticks that are exact."""
-    copy_small_store(tmp_path)
-    probe = Alpha12.open(settings=small_settings(tmp_path))
-    now = probe.clock.now()
-    probe.close()
-    app = Alpha12.open(settings=small_settings(tmp_path), clock=ManualClock(now))
+    app = open_on_manual_clock(tmp_path)
     yield app
     app.close()
 
