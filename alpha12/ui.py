@@ -144,6 +144,14 @@ def missing(value) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
+def time_column(label: str, seconds: bool = False, **options) -> st.column_config.DatetimeColumn:
+    """A table's timestamp column: every table shows times the same way, to the minute (or
+    the second, for events that come in bursts)."""
+    return st.column_config.DatetimeColumn(
+        label, format="YYYY-MM-DD HH:mm:ss" if seconds else "YYYY-MM-DD HH:mm", **options
+    )
+
+
 def percent(value: float | None, digits: int = 1) -> str:
     return "—" if missing(value) else f"{value:.{digits}%}"
 

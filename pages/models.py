@@ -28,14 +28,10 @@ def versions_table() -> None:
         hide_index=True,
         column_config={
             "version": st.column_config.NumberColumn("v"),
-            "trained_at": st.column_config.DatetimeColumn(
-                "trained (UTC)", format="YYYY-MM-DD HH:mm"
-            ),
-            "as_of": st.column_config.DatetimeColumn("as of (UTC)", format="YYYY-MM-DD HH:mm"),
-            "window_start": st.column_config.DatetimeColumn(
-                "window from", format="YYYY-MM-DD HH:mm"
-            ),
-            "window_end": st.column_config.DatetimeColumn("window to", format="YYYY-MM-DD HH:mm"),
+            "trained_at": ui.time_column("trained (UTC)"),
+            "as_of": ui.time_column("as of (UTC)"),
+            "window_start": ui.time_column("window from"),
+            "window_end": ui.time_column("window to"),
             "brier": st.column_config.NumberColumn("Brier", format="%.4f"),
             "roc_auc": st.column_config.NumberColumn("AUC", format="%.3f"),
             "log_loss": st.column_config.NumberColumn("log loss", format="%.3f"),
@@ -95,7 +91,7 @@ def recalibration_log() -> None:
         ],
         hide_index=True,
         column_config={
-            "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm"),
+            "ts": ui.time_column("time (UTC)"),
             "before": st.column_config.TextColumn("trades judged (before)"),
             "after": st.column_config.TextColumn("challenger (after)"),
             "versus": st.column_config.TextColumn("Brier: challenger vs incumbent"),

@@ -61,7 +61,7 @@ def recalibration_feed() -> None:
         feed[["ts", "asset", "interval", "trigger", "action", "message"]],
         hide_index=True,
         column_config={
-            "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm"),
+            "ts": ui.time_column("time (UTC)"),
             "message": st.column_config.TextColumn("what happened", width="large"),
         },
     )

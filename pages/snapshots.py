@@ -109,10 +109,8 @@ def column_config() -> dict:
         for name in FEATURE_NAMES
     }
     return config | {
-        "ts": st.column_config.DatetimeColumn("bar (UTC)", format="YYYY-MM-DD HH:mm"),
-        "target_ts": st.column_config.DatetimeColumn(
-            "target known (UTC)", format="YYYY-MM-DD HH:mm"
-        ),
+        "ts": ui.time_column("bar (UTC)"),
+        "target_ts": ui.time_column("target known (UTC)"),
         "probability": st.column_config.ProgressColumn(
             "p(win)", min_value=0.0, max_value=1.0, format="%.3f"
         ),

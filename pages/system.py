@@ -72,16 +72,14 @@ def engine_and_clock() -> None:
         ],
         hide_index=True,
         column_config={
-            "first_bar": st.column_config.DatetimeColumn("first bar", format="YYYY-MM-DD HH:mm"),
-            "last_bar": st.column_config.DatetimeColumn("last bar", format="YYYY-MM-DD HH:mm"),
+            "first_bar": ui.time_column("first bar"),
+            "last_bar": ui.time_column("last bar"),
             "freshness_s": st.column_config.NumberColumn(
                 "since last close (s)",
                 format="%.0f",
                 help="clock seconds since the newest stored bar closed",
             ),
-            "next_close": st.column_config.DatetimeColumn(
-                "next bar closes", format="YYYY-MM-DD HH:mm", help="when it is collected next"
-            ),
+            "next_close": ui.time_column("next bar closes", help="when it is collected next"),
             "rejected": st.column_config.NumberColumn("rejected rows"),
         },
     )
@@ -95,9 +93,7 @@ def recent_errors() -> None:
     st.dataframe(
         errors[["ts", "level", "component", "asset", "interval", "message"]],
         hide_index=True,
-        column_config={
-            "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss")
-        },
+        column_config={"ts": ui.time_column("time (UTC)", seconds=True)},
     )
 
 
@@ -197,7 +193,5 @@ st.subheader("Settings changes")
 st.dataframe(
     app.settings_audit(),
     hide_index=True,
-    column_config={
-        "wall_ts": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm:ss")
-    },
+    column_config={"wall_ts": ui.time_column("when (UTC)", seconds=True)},
 )

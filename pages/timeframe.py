@@ -118,8 +118,8 @@ def trades_tab() -> None:
         ],
         hide_index=True,
         column_config={
-            "ts": st.column_config.DatetimeColumn("entry bar (UTC)", format="YYYY-MM-DD HH:mm"),
-            "exit_ts": st.column_config.DatetimeColumn("exit (UTC)", format="YYYY-MM-DD HH:mm"),
+            "ts": ui.time_column("entry bar (UTC)"),
+            "exit_ts": ui.time_column("exit (UTC)"),
             "origin": st.column_config.TextColumn("origin", help="live or warm_start"),
             "direction": st.column_config.NumberColumn("dir", help="1 long, -1 short"),
             "probability": st.column_config.NumberColumn("p(win)", format="%.3f"),
