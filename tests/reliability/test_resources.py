@@ -212,14 +212,7 @@ def test_full_disk_at_every_file_corrupts_nothing(app):
     files = count_written_files(app)
     assert files == 4  # the version's model and meta, then the serving copies of both
     for fail_at in range(1, files + 1):
-        before = state_of(app, PAIR)
-        with fault(FullDisk(app.registry.root, fail_at)), pytest.raises(RegistryError) as error:
-            register(app, PAIR)
-        assert_plain(error.value, os.strerror(errno.ENOSPC))
-        assert_unchanged(app, PAIR, before)
-        version = register(app, PAIR)  # space is back
-        assert app.registry.load_active(*PAIR).version == version
-        assert_verified(app, PAIR, version)
+        assert_refused_then_recovered(app, PAIR, FullDisk(app.registry.root, fail_at), errno.ENOSPC)
 
 
 READ_ONLY_CASES = {
@@ -233,12 +226,17 @@ READ_ONLY_CASES = {
 @pytest.mark.parametrize("case", list(READ_ONLY_CASES))
 def test_read_only_folder_corrupts_nothing(app, case):
     pair, folders = READ_ONLY_CASES[case]
+    assert_refused_then_recovered(app, pair, ReadOnly(folders(app.registry)), errno.EACCES)
+
+
+def assert_refused_then_recovered(app, pair, injected, error_number: int) -> None:
+    """Registering under the fault fails plainly and changes nothing; without it, it works."""
     before = state_of(app, pair)
-    with fault(ReadOnly(folders(app.registry))), pytest.raises(RegistryError) as error:
+    with fault(injected), pytest.raises(RegistryError) as error:
         register(app, pair)
-    assert_plain(error.value, os.strerror(errno.EACCES))
+    assert_plain(error.value, os.strerror(error_number))
     assert_unchanged(app, pair, before)
-    version = register(app, pair)  # permission is back
+    version = register(app, pair)  # the space or the permission is back
     assert app.registry.load_active(*pair).version == version
     assert_verified(app, pair, version)
 
