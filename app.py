@@ -10,10 +10,9 @@ import os
 import streamlit as st
 
 from alpha12 import ui
-from alpha12.config import SettingsError, load_settings
+from alpha12.config import load_settings
+from alpha12.errors import Alpha12Error
 from alpha12.services import Alpha12
-from alpha12.sources import SourceError
-from alpha12.store import StoreError
 
 # Read by the app, not settings: load_settings would reject them as unknown.
 APP_VARIABLES = ("ALPHA12_ENGINE", ui.ADMIN_PASSWORD_VARIABLE, "ALPHA12_REQUIRE_BROWSER")
@@ -61,7 +60,7 @@ try:
     context = open_context(
         settings_variables(), os.environ.get("ALPHA12_ENGINE", "on").lower() != "off"
     )
-except (SettingsError, StoreError, SourceError) as error:
+except Alpha12Error as error:
     st.error(f"alpha12 cannot start: {error}", icon=":material/error:")
     st.stop()
 st.session_state[ui.CONTEXT_KEY] = context

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from alpha12.errors import UserError
 from alpha12.timeframes import interval_delta, pandas_freq
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
@@ -21,7 +22,7 @@ UTC_MICROS = "datetime64[us, UTC]"
 EPOCH_MS_ABOVE = 1e11  # epoch seconds this large would be past the year 5000: milliseconds
 
 
-class BarsError(ValueError):
+class BarsError(UserError, ValueError):
     """The frame as a whole cannot be read as bars (e.g. a required column is missing)."""
 
 

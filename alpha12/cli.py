@@ -17,13 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from alpha12.collector import Backoff
-from alpha12.config import SettingsError
+from alpha12.errors import Alpha12Error
 from alpha12.services import Alpha12
-from alpha12.sources import SourceError
-from alpha12.sources.csv_files import CsvFileError
-from alpha12.store import StoreError
 
-EXPECTED_ERRORS = (SettingsError, StoreError, SourceError, CsvFileError, FileNotFoundError)
+# Alpha12Error carries a message for the user; a missing file named on the command line too.
+EXPECTED_ERRORS = (Alpha12Error, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

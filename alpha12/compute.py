@@ -18,6 +18,7 @@ import pandas as pd
 
 from alpha12 import models
 from alpha12.config import Settings, TimeframeSettings
+from alpha12.errors import TransientError
 from alpha12.features import FEATURE_NAMES
 
 CONNECT_TIMEOUT_S = 10
@@ -26,7 +27,7 @@ _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
 
 
-class ComputeError(RuntimeError):
+class ComputeError(TransientError):
     """The cluster cannot be reached, or a worker sent back something unusable."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alpha12.errors import UserError
 from alpha12.timeframes import INTERVALS
 
 SOURCES = ("synthetic", "csv", "yfinance")
@@ -22,7 +23,7 @@ BACKENDS = ("local", "dask")
 ENV_PREFIX = "ALPHA12_"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """Invalid settings; `problems` lists each one as 'key.path: what is wrong'."""
 
     def __init__(self, problems: list[str]):

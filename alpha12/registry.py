@@ -26,6 +26,7 @@ import pandas as pd
 import sklearn
 
 from alpha12.clock import Clock
+from alpha12.errors import UserError
 from alpha12.models import TrainedModel
 from alpha12.store import Store, to_json
 
@@ -33,7 +34,7 @@ FALLBACK_INTERVAL = "all"  # the asset-wide model, trained on its timeframes poo
 ACTIVE, RETIRED, REJECTED, CORRUPT = "active", "retired", "rejected", "corrupt"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(UserError):
     """A model could not be written (disk full, read-only folder, ...)."""
 
 

@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from alpha12.bars import NUMERIC_COLUMNS, empty_bars
+from alpha12.errors import UserError
 from alpha12.features import FEATURE_NAMES
 
 SCHEMA_VERSION = 2
@@ -41,7 +42,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError):
     """A problem with the database file that the user must act on."""
 
 

@@ -12,8 +12,10 @@ from typing import Protocol
 
 import pandas as pd
 
+from alpha12.errors import TransientError
 
-class SourceError(RuntimeError):
+
+class SourceError(TransientError):
     """The source cannot serve this request."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from alpha12.bars import BarsError, Validated, validate
+from alpha12.errors import UserError
 from alpha12.store import Store
 from alpha12.timeframes import INTERVALS
 
@@ -23,7 +24,7 @@ _FILE_NAME = re.compile(rf"^(?P<asset>{_ASSET})_(?P<interval>\w+)\.csv$")
 MAX_FILE_BYTES = 200 * 1024 * 1024  # a larger file is refused rather than read into memory
 
 
-class CsvFileError(ValueError):
+class CsvFileError(UserError, ValueError):
     """The file as a whole cannot be imported."""
 
 
