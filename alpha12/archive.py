@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from alpha12.analysis import MAX_TRAIN_ROWS
-from alpha12.registry import ACTIVE, FALLBACK_INTERVAL
+from alpha12.registry import FALLBACK_INTERVAL
 from alpha12.store import Store
+from alpha12.vocabulary import ModelStatus
 
 KEEP_ROWS = 2 * MAX_TRAIN_ROWS
 
@@ -56,7 +57,7 @@ def archive_snapshots(store: Store, older_than: pd.Timestamp, folder: Path) -> A
     with store.transaction() as cursor:
         cursor.execute(
             f"CREATE OR REPLACE TEMP TABLE archived AS {_ARCHIVABLE}",
-            [ACTIVE, FALLBACK_INTERVAL, older_than, KEEP_ROWS],
+            [ModelStatus.ACTIVE, FALLBACK_INTERVAL, older_than, KEEP_ROWS],
         )
         rows = cursor.execute("SELECT count(*) FROM archived").fetchall()[0][0]
         if rows:

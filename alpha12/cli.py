@@ -19,6 +19,7 @@ import pandas as pd
 from alpha12.collector import Backoff
 from alpha12.errors import Alpha12Error
 from alpha12.services import Alpha12
+from alpha12.vocabulary import Action
 
 # Alpha12Error carries a message for the user; a missing file named on the command line too.
 EXPECTED_ERRORS = (Alpha12Error, FileNotFoundError)
@@ -173,7 +174,7 @@ def _monitor(app: Alpha12, args) -> int:
 def _retrain(app: Alpha12, args) -> int:
     row = app.retrain(args.asset, args.interval, force=args.force)
     print(f"{row['asset']} {row['interval']}: {row['action']} {row['message']}")
-    return 0 if row["action"] != "failed" else 1
+    return 0 if row["action"] != Action.FAILED else 1
 
 
 def _collect(app: Alpha12, args) -> int:

@@ -20,15 +20,15 @@ import pandas as pd
 from alpha12 import pipeline
 from alpha12.clock import WallClock
 from alpha12.collector import Backoff, collect_pairs
-from alpha12.monitor import FAILED, Outcome
+from alpha12.monitor import Outcome
 from alpha12.timeframes import interval_delta
+from alpha12.vocabulary import ATTEMPTS, Action, EngineState, JobStatus
 from alpha12.warmstart import pending_pairs, warm_start
 
 if TYPE_CHECKING:
     from alpha12.services import Alpha12
 
 TICK_SECONDS = 1.0
-QUEUED, RUNNING, DONE = "queued", "running", "done"
 ENGINE_STATE_KEY = "engine"
 REPEAT_LOG_EVERY = 100
 
@@ -42,7 +42,7 @@ class Engine:
         self.monitor = context.monitor
         self.tick_seconds = tick_seconds
         self.backoff = Backoff()
-        self.state = "stopped"
+        self.state = EngineState.STOPPED
         self.last_heartbeat: pd.Timestamp | None = None
         self.restarts = 0
         self._stop = threading.Event()
@@ -84,7 +84,7 @@ class Engine:
                 self._event(
                     "warning", f"stopped while training was still running after {timeout:g} s"
                 )
-        self.state = "stopped"
+        self.state = EngineState.STOPPED
         self._heartbeat()
 
     @property
@@ -93,14 +93,14 @@ class Engine:
 
     def _spawn(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True, name="alpha12-engine")
-        self.state = "running"
+        self.state = EngineState.RUNNING
         self._thread.start()
 
     def _supervise(self) -> None:
         while not self._stop.wait(self.tick_seconds):
             if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
                 self.restarts += 1
-                self.state = "restarting"
+                self.state = EngineState.RESTARTING
                 self._event("error", f"the engine thread died ({self._death}); restarting it")
                 self._spawn()
 
@@ -213,10 +213,10 @@ class Engine:
             self._event("error", f"monitor run failed: {type(error).__name__}: {error}")
             return
         for key, row in report.items():
-            if row["action"] in ("recalibrated", "rejected_challenger", "failed"):
+            if row["action"] in ATTEMPTS:
                 asset, interval = key.rsplit("_", 1)
                 self._event(
-                    "info" if row["action"] != "failed" else "error",
+                    "info" if row["action"] != Action.FAILED else "error",
                     f"{row['action']}: {row['message']}",
                     asset,
                     interval,
@@ -228,7 +228,7 @@ class Engine:
             existing = cursor.execute(
                 "SELECT id FROM jobs WHERE asset = ? AND interval = ? AND kind = 'retrain' "
                 "AND status IN (?, ?) ORDER BY id LIMIT 1",
-                [asset, interval, QUEUED, RUNNING],
+                [asset, interval, JobStatus.QUEUED, JobStatus.RUNNING],
             ).fetchall()
             if existing:
                 return existing[0][0]
@@ -236,14 +236,14 @@ class Engine:
                 "INSERT INTO jobs (kind, asset, interval, requested_at, status, requested_by, "
                 "message) VALUES ('retrain', ?, ?, ?, ?, ?, 'waiting for the trainer') "
                 "RETURNING id",
-                [asset, interval, self.clock.now(), QUEUED, requested_by],
+                [asset, interval, self.clock.now(), JobStatus.QUEUED, requested_by],
             ).fetchall()[0][0]
 
     def _claim_job(self) -> dict | None:
         with self.store.transaction() as cursor:
             rows = cursor.execute(
                 "SELECT id, asset, interval FROM jobs WHERE status = ? ORDER BY id LIMIT 1",
-                [QUEUED],
+                [JobStatus.QUEUED],
             ).fetchall()
             if not rows:
                 return None
@@ -251,13 +251,13 @@ class Engine:
             cursor.execute(
                 "UPDATE jobs SET status = ?, started_at = ?, progress = 0.05, "
                 "message = 'preparing' WHERE id = ?",
-                [RUNNING, self.clock.now(), row[0]],
+                [JobStatus.RUNNING, self.clock.now(), row[0]],
             )
         return {"id": row[0], "asset": row[1], "interval": row[2]}
 
     def _run_job(self, job: dict) -> None:
         def progress(fraction: float, message: str) -> None:
-            self._update_job(job["id"], RUNNING, fraction, message)
+            self._update_job(job["id"], JobStatus.RUNNING, fraction, message)
 
         asset, interval = job["asset"], job["interval"]
         now = self.clock.now()
@@ -270,20 +270,20 @@ class Engine:
                 else self.monitor.recalibrate_many([assessment], now, "forced", progress)[0]
             )
         except Exception as error:
-            outcome, assessment = Outcome(FAILED, f"{type(error).__name__}: {error}"), None
+            outcome, assessment = Outcome(Action.FAILED, f"{type(error).__name__}: {error}"), None
         if assessment is not None:
             self.monitor.record(assessment, outcome, now, "forced")
-        status = "failed" if outcome.action == FAILED else DONE
+        status = JobStatus.FAILED if outcome.action == Action.FAILED else JobStatus.DONE
         self._update_job(job["id"], status, 1.0, f"{outcome.action}: {outcome.message}".strip())
         self._event(
-            "error" if status == "failed" else "info",
+            "error" if status == JobStatus.FAILED else "info",
             f"forced retrain {outcome.action}: {outcome.message}",
             asset,
             interval,
         )
 
     def _update_job(self, job_id: int, status: str, progress: float, message: str) -> None:
-        finished = self.clock.now() if status in (DONE, "failed") else None
+        finished = self.clock.now() if status in (JobStatus.DONE, JobStatus.FAILED) else None
         with self.store.transaction() as cursor:
             cursor.execute(
                 "UPDATE jobs SET status = ?, progress = ?, message = ?, "
@@ -297,7 +297,7 @@ class Engine:
             cursor.execute(
                 "UPDATE jobs SET status = ?, message = 're-queued after a restart' "
                 "WHERE status = ?",
-                [QUEUED, RUNNING],
+                [JobStatus.QUEUED, JobStatus.RUNNING],
             )
 
     # -- warm start, heartbeat, events ---------------------------------------------------
@@ -312,7 +312,7 @@ class Engine:
         if pause:
             pause()  # no market time passes unseen while history is being walked
         try:
-            self.state = "warming up"
+            self.state = EngineState.WARMING_UP
             summary = warm_start(self.monitor, pairs, self._warm_progress, self._stop.is_set)
             self._event("info", "warm start: " + "; ".join(f"{k} {v}" for k, v in summary.items()))
         except Exception as error:
@@ -324,7 +324,7 @@ class Engine:
         finally:
             if resume:
                 resume()
-            self.state = "running"
+            self.state = EngineState.RUNNING
 
     def _warm_progress(self, fraction: float, message: str) -> None:
         self.store.set_state("warm_start", {"progress": fraction, "message": message})

@@ -17,15 +17,9 @@ import pandas as pd
 from alpha12 import analysis, compute, metrics, models
 from alpha12.clock import Clock
 from alpha12.config import Settings, TimeframeSettings
-from alpha12.registry import ACTIVE, FALLBACK_INTERVAL, REJECTED, Registry, RegistryError
+from alpha12.registry import FALLBACK_INTERVAL, Registry, RegistryError
 from alpha12.store import Store, to_json
-
-HEALTHY, DEGRADED, COOLDOWN = "healthy", "degraded", "cooldown"
-INSUFFICIENT_TRADES, NO_MODEL = "insufficient_trades", "no_model"
-RECALIBRATED, REJECTED_CHALLENGER, FAILED = "recalibrated", "rejected_challenger", "failed"
-SKIPPED_COOLDOWN, SKIPPED_TRADES = "skipped_cooldown", "skipped_insufficient_trades"
-SKIPPED_DATA = "skipped_insufficient_data"
-ATTEMPTS = (RECALIBRATED, REJECTED_CHALLENGER, FAILED)  # what starts a cooldown
+from alpha12.vocabulary import ATTEMPTS, Action, ModelStatus, PairStatus
 
 
 @dataclass
@@ -73,26 +67,26 @@ class Assessment:
         return self.labelled_rows >= self.thresholds.min_rows
 
     @property
-    def status(self) -> str:
+    def status(self) -> PairStatus:
         if not self.has_model:
-            return NO_MODEL
+            return PairStatus.NO_MODEL
         if not self.enough_trades:
-            return INSUFFICIENT_TRADES
+            return PairStatus.INSUFFICIENT_TRADES
         if self.degraded:
-            return COOLDOWN if self.in_cooldown else DEGRADED
-        return HEALTHY
+            return PairStatus.COOLDOWN if self.in_cooldown else PairStatus.DEGRADED
+        return PairStatus.HEALTHY
 
-    def decision(self, forced: bool = False) -> str | None:
+    def decision(self, forced: bool = False) -> Action | None:
         """The skip action, or None when the pair should be (re)trained now."""
         if forced:
-            return None if self.enough_data else SKIPPED_DATA
+            return None if self.enough_data else Action.SKIPPED_DATA
         if self.has_model and not self.enough_trades:
-            return SKIPPED_TRADES
+            return Action.SKIPPED_TRADES
         if self.has_model and not self.degraded:
-            return HEALTHY
+            return Action.HEALTHY
         if self.in_cooldown:
-            return SKIPPED_COOLDOWN
-        return None if self.enough_data else SKIPPED_DATA
+            return Action.SKIPPED_COOLDOWN
+        return None if self.enough_data else Action.SKIPPED_DATA
 
     def as_dict(self) -> dict:
         return {
@@ -248,7 +242,7 @@ class PerformanceMonitor:
                 **assessment.as_dict(),
                 "action": outcome.action,
                 "message": outcome.message,
-                "recalibrated": outcome.action == RECALIBRATED,
+                "recalibrated": outcome.action == Action.RECALIBRATED,
             }
         return report
 
@@ -270,7 +264,8 @@ class PerformanceMonitor:
             )
         except Exception as error:  # a broken worker pool must not lose the decisions
             return [
-                Outcome(FAILED, f"training failed: {type(error).__name__}: {error}") for _ in due
+                Outcome(Action.FAILED, f"training failed: {type(error).__name__}: {error}")
+                for _ in due
             ]
         if progress:
             progress(0.8, "comparing challengers with incumbents")
@@ -284,9 +279,9 @@ class PerformanceMonitor:
     ) -> Outcome:
         asset, interval = assessment.asset, assessment.interval
         if isinstance(result, models.Insufficient):
-            return Outcome(SKIPPED_DATA, result.message)
+            return Outcome(Action.SKIPPED_DATA, result.message)
         if isinstance(result, compute.ComputeError):
-            return Outcome(FAILED, str(result))
+            return Outcome(Action.FAILED, str(result))
         challenger = result.metrics["brier"]
         incumbent = self.registry.load_active(asset, interval)
         incumbent_score = None
@@ -300,10 +295,15 @@ class PerformanceMonitor:
         promote = incumbent_score is None or challenger <= incumbent_score
         try:
             version = self.registry.register(
-                asset, interval, result, as_of, trigger, status=ACTIVE if promote else REJECTED
+                asset,
+                interval,
+                result,
+                as_of,
+                trigger,
+                status=ModelStatus.ACTIVE if promote else ModelStatus.REJECTED,
             )
         except RegistryError as error:
-            return Outcome(FAILED, str(error), challenger, incumbent_score)
+            return Outcome(Action.FAILED, str(error), challenger, incumbent_score)
         versus = (
             "no incumbent"
             if incumbent_score is None
@@ -311,7 +311,7 @@ class PerformanceMonitor:
         )
         if promote:
             return Outcome(
-                RECALIBRATED,
+                Action.RECALIBRATED,
                 f"v{version} promoted ({versus})",
                 challenger,
                 incumbent_score,
@@ -319,7 +319,7 @@ class PerformanceMonitor:
                 result.metrics,
             )
         return Outcome(
-            REJECTED_CHALLENGER,
+            Action.REJECTED_CHALLENGER,
             f"v{version} rejected ({versus}); v{incumbent.version} keeps serving",
             challenger,
             incumbent_score,

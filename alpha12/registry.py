@@ -29,9 +29,9 @@ from alpha12.clock import Clock
 from alpha12.errors import UserError
 from alpha12.models import TrainedModel
 from alpha12.store import Store, to_json
+from alpha12.vocabulary import ModelStatus
 
 FALLBACK_INTERVAL = "all"  # the asset-wide model, trained on its timeframes pooled
-ACTIVE, RETIRED, REJECTED, CORRUPT = "active", "retired", "rejected", "corrupt"
 
 
 class RegistryError(UserError):
@@ -78,7 +78,7 @@ class Registry:
         trained: TrainedModel,
         as_of: pd.Timestamp,
         trigger: str,
-        status: str = ACTIVE,
+        status: str = ModelStatus.ACTIVE,
     ) -> int:
         """Store a new version (active, or rejected for a losing challenger); its number."""
         with self._lock:
@@ -92,7 +92,7 @@ class Registry:
                     asset, interval, version, trained, as_of, trigger, digest, self.clock.now()
                 )
                 _write_atomic(folder / "meta.json", to_json(meta, indent=2).encode())
-                if status == ACTIVE:
+                if status == ModelStatus.ACTIVE:
                     self._publish(asset, interval, version)
             except (OSError, RegistryError) as error:
                 # Nothing refers to the half-written version: remove it, the table never saw it.
@@ -104,11 +104,11 @@ class Registry:
                     f"{folder}: {error.strerror or error}"
                 ) from None
             with self.store.transaction() as cursor:  # the new row and its activation together
-                if status == ACTIVE:
+                if status == ModelStatus.ACTIVE:
                     cursor.execute(
                         "UPDATE models SET status = ? WHERE asset = ? AND interval = ? "
                         "AND status = ?",
-                        [RETIRED, asset, interval, ACTIVE],
+                        [ModelStatus.RETIRED, asset, interval, ModelStatus.ACTIVE],
                     )
                 cursor.execute(
                     "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -140,11 +140,11 @@ class Registry:
             with self.store.transaction() as cursor:
                 cursor.execute(
                     "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND status = ?",
-                    [RETIRED, asset, interval, ACTIVE],
+                    [ModelStatus.RETIRED, asset, interval, ModelStatus.ACTIVE],
                 )
                 cursor.execute(
                     "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND version = ?",
-                    [ACTIVE, asset, interval, version],
+                    [ModelStatus.ACTIVE, asset, interval, version],
                 )
 
     def _publish(self, asset: str, interval: str, version: int) -> None:
@@ -176,7 +176,7 @@ class Registry:
     def active_version(self, asset: str, interval: str) -> int | None:
         return self.store.scalar(
             "SELECT version FROM models WHERE asset = ? AND interval = ? AND status = ?",
-            [asset, interval, ACTIVE],
+            [asset, interval, ModelStatus.ACTIVE],
         )
 
     def load_timeframe_model(self, asset: str, interval: str) -> ServedModel | None:
@@ -199,7 +199,7 @@ class Registry:
                 .execute(
                     "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
                     "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
-                    [asset, interval, ACTIVE, RETIRED, ACTIVE],
+                    [asset, interval, ModelStatus.ACTIVE, ModelStatus.RETIRED, ModelStatus.ACTIVE],
                 )
                 .fetchall()
             )
@@ -209,12 +209,12 @@ class Registry:
         folder = self.pair_dir(asset, interval)
         for version, sha256, status in candidates:
             kept = folder / "versions" / f"v{version}" / "model.joblib"
-            paths = [folder / "model.joblib", kept] if status == ACTIVE else [kept]
+            paths = [folder / "model.joblib", kept] if status == ModelStatus.ACTIVE else [kept]
             for path in paths:
                 model = self._verified(asset, interval, version, path, sha256)
                 if model is None:
                     continue
-                if path == kept and status == ACTIVE:
+                if path == kept and status == ModelStatus.ACTIVE:
                     self._repair(asset, interval, version)
                 return ServedModel(model, asset, interval, version)
         return None

@@ -21,24 +21,14 @@ from alpha12 import analysis, archive, collector
 from alpha12.clock import Clock, ReplayClock, WallClock, utc
 from alpha12.config import Settings, SettingsError, load_settings
 from alpha12.engine import ENGINE_STATE_KEY
-from alpha12.engine import QUEUED as JOB_QUEUED
-from alpha12.engine import RUNNING as JOB_RUNNING
 from alpha12.features import FEATURE_NAMES
-from alpha12.monitor import (
-    COOLDOWN,
-    DEGRADED,
-    HEALTHY,
-    INSUFFICIENT_TRADES,
-    NO_MODEL,
-    SKIPPED_TRADES,
-    Outcome,
-    PerformanceMonitor,
-)
+from alpha12.monitor import Outcome, PerformanceMonitor
 from alpha12.registry import FALLBACK_INTERVAL, Registry
 from alpha12.sources import Source, build_source
 from alpha12.sources.csv_files import ImportReport, import_csv
 from alpha12.store import Store, to_json
 from alpha12.timeframes import interval_delta
+from alpha12.vocabulary import OPEN_JOBS, ROUTINE_ACTIONS, EngineState, PairStatus
 
 REPLAY_CLOCK_KEY = "replay_clock"
 # Uploads in the app; .streamlit/config.toml's server.maxUploadSize says the same to the browser.
@@ -266,7 +256,7 @@ class Alpha12:
 
     def warm_start_progress(self) -> dict | None:
         """{progress, message} while this process's engine runs the warm start, else None."""
-        if self.engine.state != "warming up":
+        if self.engine.state != EngineState.WARMING_UP:
             return None
         return self.store.get_state(WARM_START_KEY) or {"progress": 0.0, "message": "starting"}
 
@@ -327,7 +317,7 @@ class Alpha12:
 
     def open_jobs(self) -> pd.DataFrame:
         return self.store.query(
-            "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY id", [JOB_QUEUED, JOB_RUNNING]
+            "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY id", list(OPEN_JOBS)
         )
 
     def latest_job(self, asset: str, interval: str) -> dict | None:
@@ -340,7 +330,7 @@ class Alpha12:
         if jobs.empty:
             return None
         job = jobs.iloc[0].to_dict()
-        job["active"] = job["status"] in (JOB_QUEUED, JOB_RUNNING)
+        job["active"] = job["status"] in OPEN_JOBS
         outcome = self.store.query(
             """SELECT action, challenger_score, incumbent_score, new_version FROM recalibrations
                WHERE asset = ? AND interval = ? AND trigger = 'forced' AND ts >= ?
@@ -635,8 +625,6 @@ def _default_clock(settings: Settings, store: Store, source: Source) -> Clock:
 WARM_START_KEY = "warm_start"
 SETTINGS_OVERRIDES_KEY = "settings_overrides"
 EDITABLE = ("win_rate", "profit_factor", "min_trades", "cooldown_hours", "min_rows")
-STATUSES = (HEALTHY, DEGRADED, COOLDOWN, INSUFFICIENT_TRADES, NO_MODEL)
-ROUTINE_ACTIONS = (HEALTHY, SKIPPED_TRADES)  # decided every monitor run for most pairs
 MODEL_METRICS = (
     "brier",
     "roc_auc",
@@ -712,7 +700,9 @@ def _equal_to(values: dict) -> tuple[list[str], list]:
 def timeframe_summary(grid: pd.DataFrame) -> pd.DataFrame:
     """One row per timeframe of an overview grid: pairs per status, trades and the pooled win
     rate of its pairs."""
-    counts = pd.crosstab(grid["interval"], grid["status"]).reindex(columns=STATUSES, fill_value=0)
+    counts = pd.crosstab(grid["interval"], grid["status"]).reindex(
+        columns=list(PairStatus), fill_value=0
+    )
     wins = (grid["win_rate"].fillna(0) * grid["trades"]).groupby(grid["interval"]).sum()
     summary = grid.groupby("interval", sort=False).agg(
         pairs=("asset", "size"),

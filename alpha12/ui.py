@@ -15,32 +15,32 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from alpha12.metrics import format_profit_factor
-from alpha12.monitor import ATTEMPTS
 from alpha12.services import Alpha12
+from alpha12.vocabulary import ATTEMPTS, Action, EngineState, PairStatus
 
 CONTEXT_KEY = "alpha12"  # where app.py leaves the shared context for the pages
 ADMIN_PASSWORD_VARIABLE = "ALPHA12_ADMIN_PASSWORD"
 WRONG_PASSWORD = "Wrong or missing admin password: nothing was changed."
 REFRESH_SECONDS = 3
 STATUS_COLOURS = {
-    "healthy": "green",
-    "degraded": "red",
-    "cooldown": "orange",
-    "insufficient_trades": "blue",
-    "no_model": "gray",
+    PairStatus.HEALTHY: "green",
+    PairStatus.DEGRADED: "red",
+    PairStatus.COOLDOWN: "orange",
+    PairStatus.INSUFFICIENT_TRADES: "blue",
+    PairStatus.NO_MODEL: "gray",
 }
 STATUS_ICONS = {
-    "healthy": "check_circle",
-    "degraded": "trending_down",
-    "cooldown": "hourglass_top",
-    "insufficient_trades": "pending",
-    "no_model": "block",
+    PairStatus.HEALTHY: "check_circle",
+    PairStatus.DEGRADED: "trending_down",
+    PairStatus.COOLDOWN: "hourglass_top",
+    PairStatus.INSUFFICIENT_TRADES: "pending",
+    PairStatus.NO_MODEL: "block",
 }
 ENGINE_COLOURS = {
-    "running": "green",
-    "warming up": "blue",
-    "restarting": "orange",
-    "stopped": "red",
+    EngineState.RUNNING: "green",
+    EngineState.WARMING_UP: "blue",
+    EngineState.RESTARTING: "orange",
+    EngineState.STOPPED: "red",
 }
 # Recalibration attempts (what starts a cooldown), as marked on the charts.
 ACTION_COLOURS = dict(zip(ATTEMPTS, ("#16a34a", "#f59e0b", "#dc2626"), strict=True))
@@ -272,11 +272,11 @@ def job_text(job: dict) -> str:
     if job["active"]:
         return f"{head}: {text(job['message'])} ({percent(job['progress'], 0)})"
     action = job.get("action")
-    if action in ("recalibrated", "rejected_challenger"):
+    if action in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER):
         incumbent = job["incumbent_score"]
         versus = "no incumbent" if missing(incumbent) else f"incumbent {number(incumbent, 4)}"
         verdict = (
-            "promoted" if action == "recalibrated" else "rejected; the incumbent keeps serving"
+            "promoted" if action == Action.RECALIBRATED else "rejected; the incumbent keeps serving"
         )
         return (
             f"{head}: challenger v{job['new_version']} Brier {number(job['challenger_score'], 4)} "

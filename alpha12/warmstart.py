@@ -18,9 +18,10 @@ import pandas as pd
 
 from alpha12 import analysis, features, metrics, models, signals
 from alpha12.features import FEATURE_NAMES, WARMUP_BARS
-from alpha12.monitor import ATTEMPTS, Assessment, Outcome, PerformanceMonitor
+from alpha12.monitor import Assessment, Outcome, PerformanceMonitor
 from alpha12.pipeline import predict
 from alpha12.timeframes import interval_delta
+from alpha12.vocabulary import ATTEMPTS
 
 WARM_START = "warm_start"
 WARM_STARTED_KEY = "warm_started_pairs"  # state: the pairs whose walk has finished

@@ -5,6 +5,7 @@ import streamlit as st
 
 from alpha12 import ui
 from alpha12.registry import FALLBACK_INTERVAL, RegistryError
+from alpha12.vocabulary import ModelStatus
 
 app = ui.context()
 st.title("Models")
@@ -46,7 +47,7 @@ def versions_table() -> None:
 
 
 def roll_back(versions) -> None:
-    others = versions.loc[versions["status"] != "active", "version"].tolist()
+    others = versions.loc[versions["status"] != ModelStatus.ACTIVE, "version"].tolist()
     if not others:
         return
     version = st.selectbox(

@@ -12,8 +12,8 @@ from distributed import LocalCluster
 
 from alpha12 import analysis, compute, models
 from alpha12.config import Settings, SettingsError, load_settings
-from alpha12.monitor import RECALIBRATED
 from alpha12.services import Alpha12
+from alpha12.vocabulary import Action
 
 INTERVALS = ("15m", "1h", "4h")
 
@@ -80,7 +80,7 @@ def test_the_monitor_registers_what_the_workers_trained(app, cluster):
     app.settings = on_dask(app.settings, cluster)
     assessments = app.monitor.assess_all([("BTC", i) for i in INTERVALS])
     outcomes = app.monitor.recalibrate_many(assessments, app.clock.now(), "forced")
-    assert [o.action for o in outcomes] == [RECALIBRATED] * len(INTERVALS)
+    assert [o.action for o in outcomes] == [Action.RECALIBRATED] * len(INTERVALS)
     for interval, outcome in zip(INTERVALS, outcomes, strict=True):
         served = app.registry.load_active("BTC", interval)  # sha256-checked on load
         assert served.version == outcome.new_version

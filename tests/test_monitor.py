@@ -13,22 +13,12 @@ from alpha12 import monitor as monitor_module
 from alpha12.bars import resample
 from alpha12.clock import ManualClock
 from alpha12.config import SEED_TIMEFRAMES, Settings
-from alpha12.monitor import (
-    ATTEMPTS,
-    DEGRADED,
-    HEALTHY,
-    INSUFFICIENT_TRADES,
-    NO_MODEL,
-    RECALIBRATED,
-    REJECTED_CHALLENGER,
-    SKIPPED_COOLDOWN,
-    SKIPPED_DATA,
-    Assessment,
-)
+from alpha12.monitor import Assessment
 from alpha12.services import Alpha12
 from alpha12.sources.replay import SYNTHETIC_ORIGIN, SyntheticReplay
 from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.store import Store
+from alpha12.vocabulary import ATTEMPTS, Action, PairStatus
 
 DAYS = 40
 END = SYNTHETIC_ORIGIN + pd.Timedelta(days=DAYS)
@@ -131,11 +121,11 @@ def test_the_same_trades_are_judged_by_each_timeframes_seed_thresholds(app, incu
         add_trades(app, interval, BALANCED)
     judged = {i: app.monitor.assess("BTC", i) for i in app.settings.intervals}
     assert {i: a.status for i, a in judged.items()} == {
-        "5m": HEALTHY,
-        "15m": HEALTHY,
-        "1h": DEGRADED,
-        "4h": DEGRADED,
-        "1d": DEGRADED,
+        "5m": PairStatus.HEALTHY,
+        "15m": PairStatus.HEALTHY,
+        "1h": PairStatus.DEGRADED,
+        "4h": PairStatus.DEGRADED,
+        "1d": PairStatus.DEGRADED,
     }
     assert judged["1h"].reasons == ["win rate 50.0% below 52%"]
     assert judged["1d"].reasons == [
@@ -151,11 +141,11 @@ def test_the_same_trades_are_judged_by_each_timeframes_seed_thresholds(app, incu
 @pytest.mark.parametrize(
     ("interval", "status"),
     [
-        ("5m", INSUFFICIENT_TRADES),  # needs 50 trades
-        ("15m", INSUFFICIENT_TRADES),  # 40
-        ("1h", INSUFFICIENT_TRADES),  # 30
-        ("4h", DEGRADED),  # 20: judged
-        ("1d", DEGRADED),  # 15: judged
+        ("5m", PairStatus.INSUFFICIENT_TRADES),  # needs 50 trades
+        ("15m", PairStatus.INSUFFICIENT_TRADES),  # 40
+        ("1h", PairStatus.INSUFFICIENT_TRADES),  # 30
+        ("4h", PairStatus.DEGRADED),  # 20: judged
+        ("1d", PairStatus.DEGRADED),  # 15: judged
     ],
 )
 def test_twenty_trades_are_enough_to_judge_only_the_slower_timeframes(interval, status):
@@ -172,7 +162,7 @@ def test_twenty_trades_are_enough_to_judge_only_the_slower_timeframes(interval, 
     )
     assert assessment.status == status
     assert assessment.decision() == (
-        monitor_module.SKIPPED_TRADES if status == INSUFFICIENT_TRADES else None
+        Action.SKIPPED_TRADES if status == PairStatus.INSUFFICIENT_TRADES else None
     )
 
 
@@ -180,8 +170,8 @@ def test_only_the_serving_models_trades_count(app, incumbent):
     app.registry.register("BTC", "1h", incumbent, END, "test")
     add_trades(app, "1h", LOSING, version=7)  # an older model's record
     assessment = app.monitor.assess("BTC", "1h")
-    assert (assessment.summary["trades"], assessment.status) == (0, INSUFFICIENT_TRADES)
-    assert app.monitor.assess("BTC", "4h").status == NO_MODEL
+    assert (assessment.summary["trades"], assessment.status) == (0, PairStatus.INSUFFICIENT_TRADES)
+    assert app.monitor.assess("BTC", "4h").status == PairStatus.NO_MODEL
 
 
 # --- acting -------------------------------------------------------------------------------
@@ -197,21 +187,21 @@ def test_a_cooldown_blocks_the_next_recalibration_until_it_ends(app, incumbent):
 
     app.clock.advance(hours=1)
     second = app.monitor_once()
-    assert second["BTC_1h"]["action"] == SKIPPED_COOLDOWN
+    assert second["BTC_1h"]["action"] == Action.SKIPPED_COOLDOWN
     assert second["BTC_1h"]["status"] == "cooldown"
     assert second["BTC_1h"]["cooldown_remaining_s"] == 7 * 3600  # 1h's cooldown is 8 hours
     assert_recorded(app, second, "monitor")
 
     app.clock.set(attempted_at + pd.Timedelta(hours=8) - pd.Timedelta(minutes=1))
-    assert app.monitor_once()["BTC_1h"]["action"] == SKIPPED_COOLDOWN
+    assert app.monitor_once()["BTC_1h"]["action"] == Action.SKIPPED_COOLDOWN
     app.clock.advance(minutes=2)
     third = app.monitor_once()
     assert third["BTC_1h"]["action"] in ATTEMPTS
     assert_recorded(app, third, "monitor")
     assert recalibrations(app, "1h")["action"].tolist() == [
         first["action"],
-        SKIPPED_COOLDOWN,
-        SKIPPED_COOLDOWN,
+        Action.SKIPPED_COOLDOWN,
+        Action.SKIPPED_COOLDOWN,
         third["BTC_1h"]["action"],
     ]
 
@@ -222,9 +212,9 @@ def test_a_forced_retrain_ignores_the_cooldown_and_says_so(app, incumbent):
     assert app.monitor_once()["BTC_1h"]["action"] in ATTEMPTS
     keep_degraded(app)
     app.clock.advance(minutes=10)
-    assert app.retrain("BTC", "1h")["action"] == SKIPPED_COOLDOWN
+    assert app.retrain("BTC", "1h")["action"] == Action.SKIPPED_COOLDOWN
     forced = app.retrain("BTC", "1h", force=True)
-    assert forced["action"] in (RECALIBRATED, REJECTED_CHALLENGER)
+    assert forced["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
     last = recalibrations(app, "1h").iloc[-1]
     assert (last["trigger"], last["action"]) == ("forced", forced["action"])
     assert last["new_version"] == forced["new_version"]
@@ -238,16 +228,16 @@ def test_insufficient_data_is_reported_not_raised(app):
         app.store.upsert_bars("BTC", interval, synthetic(interval, days))
         analysis.backfill_pair(app.store, app.settings, "BTC", interval)
     report = app.monitor.monitor_all_timeframes(["BTC"], ["4h", "1d"])
-    assert report["BTC_1d"]["action"] == SKIPPED_DATA
+    assert report["BTC_1d"]["action"] == Action.SKIPPED_DATA
     assert report["BTC_1d"]["labelled_rows"] < SEED_TIMEFRAMES["1d"].min_rows
     assert report["BTC_4h"]["labelled_rows"] >= SEED_TIMEFRAMES["4h"].min_rows
-    assert report["BTC_4h"]["action"] == SKIPPED_DATA
+    assert report["BTC_4h"]["action"] == Action.SKIPPED_DATA
     assert report["BTC_4h"]["message"].startswith("insufficient data: have ")
     assert report["BTC_4h"]["message"].endswith(", need 100")
     assert_recorded(app, report, "monitor")
     assert app.store.scalar("SELECT count(*) FROM models") == 0
     forced = app.retrain("BTC", "1d", force=True)
-    assert forced["action"] == SKIPPED_DATA
+    assert forced["action"] == Action.SKIPPED_DATA
     assert recalibrations(app).iloc[-1]["trigger"] == "forced"
 
 
@@ -291,11 +281,11 @@ def test_a_challenger_must_beat_the_incumbent_on_the_same_window(
     versions = app.store.query("SELECT version, status FROM models ORDER BY version")
     serving = app.registry.load_timeframe_model("BTC", "1h").version
     if challenger_wins:
-        assert row["action"] == RECALIBRATED
+        assert row["action"] == Action.RECALIBRATED
         assert row["challenger_score"] < row["incumbent_score"]
         assert versions["status"].tolist() == ["retired", "active"] and serving == 2
     else:
-        assert row["action"] == REJECTED_CHALLENGER
+        assert row["action"] == Action.REJECTED_CHALLENGER
         assert row["challenger_score"] > row["incumbent_score"] + 0.1
         assert versions["status"].tolist() == ["active", "rejected"] and serving == 1
         assert "v2 rejected" in row["message"] and "v1 keeps serving" in row["message"]

@@ -16,16 +16,14 @@ from alpha12.clock import ManualClock
 from alpha12.config import Settings
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import (
-    ACTIVE,
     FALLBACK_INTERVAL,
-    REJECTED,
-    RETIRED,
     Registry,
     RegistryError,
 )
 from alpha12.sources.replay import SYNTHETIC_ORIGIN
 from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.store import Store
+from alpha12.vocabulary import ModelStatus
 
 SETTINGS = Settings()
 NOW = pd.Timestamp("2025-02-01", tz="UTC")
@@ -98,7 +96,7 @@ def test_layout_and_the_models_table_mirror_each_other(two_versions, store, tmp_
 
     table = store.query("SELECT * FROM models ORDER BY version")
     assert table["version"].tolist() == [1, 2]
-    assert table["status"].tolist() == [RETIRED, ACTIVE]
+    assert table["status"].tolist() == [ModelStatus.RETIRED, ModelStatus.ACTIVE]
     assert (table["scope"] == "timeframe").all() and (table["trigger"] == "test").all()
     for row in table.itertuples():
         folder = pair / "versions" / f"v{row.version}"
@@ -128,12 +126,16 @@ def test_the_active_version_serves_and_a_rollback_serves_the_earlier_one(two_ver
 
 def test_a_rejected_challenger_is_kept_but_never_serves(two_versions, trained, store):
     first, _ = trained[0]
-    version = two_versions.register("BTC", "1h", first, NOW, "test", status=REJECTED)
+    version = two_versions.register("BTC", "1h", first, NOW, "test", status=ModelStatus.REJECTED)
     assert version == 3
     assert (two_versions.pair_dir("BTC", "1h") / "versions" / "v3" / "model.joblib").is_file()
     assert two_versions.load_active("BTC", "1h").version == 2
     statuses = store.query("SELECT version, status FROM models ORDER BY version")
-    assert statuses["status"].tolist() == [RETIRED, ACTIVE, REJECTED]
+    assert statuses["status"].tolist() == [
+        ModelStatus.RETIRED,
+        ModelStatus.ACTIVE,
+        ModelStatus.REJECTED,
+    ]
 
 
 # --- damaged files ------------------------------------------------------------------------

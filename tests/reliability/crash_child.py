@@ -33,9 +33,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alpha12 import cli, registry
-from alpha12.engine import RUNNING, Engine
+from alpha12.engine import Engine
 from alpha12.registry import Registry
 from alpha12.store import Store
+from alpha12.vocabulary import JobStatus
 
 PAUSE_POINTS = (
     "upsert_bars:before-commit",
@@ -166,7 +167,9 @@ def _wrap_engine(reporter: Reporter, retrain: list[tuple[str, str]]) -> None:
 
     def wrapped_requeue(self):
         requeue(self)
-        running = self.store.scalar("SELECT count(*) FROM jobs WHERE status = ?", [RUNNING])
+        running = self.store.scalar(
+            "SELECT count(*) FROM jobs WHERE status = ?", [JobStatus.RUNNING]
+        )
         reporter.send("requeued", running=running)
 
     def wrapped_start(self):
@@ -192,7 +195,7 @@ def _wrap_engine(reporter: Reporter, retrain: list[tuple[str, str]]) -> None:
 
     def wrapped_update_job(self, job_id, status, progress, message):
         update_job(self, job_id, status, progress, message)
-        if status == RUNNING:
+        if status == JobStatus.RUNNING:
             reporter.pause("job:running", id=job_id, progress=progress)
 
     Engine.start, Engine._requeue_interrupted_jobs = wrapped_start, wrapped_requeue

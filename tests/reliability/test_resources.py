@@ -23,8 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alpha12.registry import ACTIVE, RegistryError
+from alpha12.registry import RegistryError
 from alpha12.services import Alpha12
+from alpha12.vocabulary import ModelStatus
 from tests.reliability.small_store import (
     ASSET,
     SWAPPED_INTERVAL,
@@ -189,7 +190,9 @@ def trained_model(app: Alpha12):
 
 
 def register(app: Alpha12, pair) -> int:
-    return app.registry.register(*pair, trained_model(app), app.clock.now(), "test", ACTIVE)
+    return app.registry.register(
+        *pair, trained_model(app), app.clock.now(), "test", ModelStatus.ACTIVE
+    )
 
 
 def assert_plain(error: RegistryError, reason: str) -> None:

@@ -1,0 +1,72 @@
+"""The words alpha12 stores and shows, each defined once.
+
+They are `StrEnum`s: a member equals its text, so the values in the database, in JSON and in
+tests stay plain strings, while the code names each idea in one place.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+Pair = tuple[str, str]  # (asset, interval)
+
+
+class PairStatus(StrEnum):
+    """A pair's standing as the monitor sees it."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    COOLDOWN = "cooldown"
+    INSUFFICIENT_TRADES = "insufficient_trades"
+    NO_MODEL = "no_model"
+
+
+class Action(StrEnum):
+    """What one monitor decision did (a row of the recalibrations table)."""
+
+    HEALTHY = "healthy"
+    RECALIBRATED = "recalibrated"
+    REJECTED_CHALLENGER = "rejected_challenger"
+    FAILED = "failed"
+    SKIPPED_COOLDOWN = "skipped_cooldown"
+    SKIPPED_TRADES = "skipped_insufficient_trades"
+    SKIPPED_DATA = "skipped_insufficient_data"
+
+
+# A training attempt starts the pair's cooldown, whatever its result.
+ATTEMPTS = (Action.RECALIBRATED, Action.REJECTED_CHALLENGER, Action.FAILED)
+# Decided at every monitor run for most pairs: the log hides them unless asked.
+ROUTINE_ACTIONS = (Action.HEALTHY, Action.SKIPPED_TRADES)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+OPEN_JOBS = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class EngineState(StrEnum):
+    STOPPED = "stopped"
+    RUNNING = "running"
+    WARMING_UP = "warming up"
+    RESTARTING = "restarting"
+
+
+class ModelStatus(StrEnum):
+    """A model version's place in the registry."""
+
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REJECTED = "rejected"
+
+
+class Level(StrEnum):
+    """An event's level."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
