@@ -186,7 +186,7 @@ def _collect(app: Alpha12, args) -> int:
         errors = [r for r in results if r.error]
         line = (
             f"{app.clock.now():%Y-%m-%d %H:%M} UTC  +{new} bars  "
-            f"{app.store.scalar('SELECT count(*) FROM bars'):,} stored  "
+            f"{app.store.bar_count():,} stored  "
             f"{len(errors)} pair errors"
         )
         if not args.follow:

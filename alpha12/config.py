@@ -21,6 +21,8 @@ from alpha12.timeframes import INTERVALS
 SOURCES = ("synthetic", "csv", "yfinance")
 BACKENDS = ("local", "dask")
 ENV_PREFIX = "ALPHA12_"
+# The timeframe settings an admin may edit in the app (saved in the store, audited).
+EDITABLE = ("win_rate", "profit_factor", "min_trades", "cooldown_hours", "min_rows")
 
 
 class SettingsError(UserError, ValueError):

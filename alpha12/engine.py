@@ -13,20 +13,17 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from alpha12 import pipeline
+from alpha12 import cycle
 from alpha12.clock import WallClock
 from alpha12.collector import Backoff, collect_pairs
+from alpha12.context import Context
 from alpha12.monitor import Outcome
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS, Action, EngineState, JobStatus
-from alpha12.warmstart import pending_pairs, warm_start
-
-if TYPE_CHECKING:
-    from alpha12.services import Alpha12
+from alpha12.warmstart import WARM_START_PROGRESS_KEY, pending_pairs, warm_start
 
 TICK_SECONDS = 1.0
 ENGINE_STATE_KEY = "engine"
@@ -34,7 +31,7 @@ REPEAT_LOG_EVERY = 100
 
 
 class Engine:
-    def __init__(self, context: Alpha12, tick_seconds: float = TICK_SECONDS):
+    def __init__(self, context: Context, tick_seconds: float = TICK_SECONDS):
         self.context = context
         self.store = context.store
         self.clock = context.clock
@@ -137,12 +134,12 @@ class Engine:
         self._heartbeat()
 
     def cycle(self, due: list[tuple[str, str]], now: pd.Timestamp, timings=None) -> None:
-        """Collect the due pairs, then analyse them together (pipeline.analyze_pairs);
+        """Collect the due pairs, then analyse them together (cycle.analyze_pairs);
         `timings` (a Counter, optional) collects seconds per stage."""
-        with pipeline.stage(timings, "collect"):
+        with cycle.stage(timings, "collect"):
             collected = self._collect(due, now)
         try:
-            results = pipeline.analyze_pairs(
+            results = cycle.analyze_pairs(
                 self.store, self.registry, self.context.settings, collected, timings
             )
         except Exception as error:  # the store failed the whole batch: every pair retries
@@ -224,55 +221,20 @@ class Engine:
 
     def request_retrain(self, asset: str, interval: str, requested_by: str = "ui") -> int:
         """Queue a forced retrain; a pair already queued or running gets that job's id."""
-        with self.store.transaction() as cursor:
-            existing = cursor.execute(
-                "SELECT id FROM jobs WHERE asset = ? AND interval = ? AND kind = 'retrain' "
-                "AND status IN (?, ?) ORDER BY id LIMIT 1",
-                [asset, interval, JobStatus.QUEUED, JobStatus.RUNNING],
-            ).fetchall()
-            if existing:
-                return existing[0][0]
-            return cursor.execute(
-                "INSERT INTO jobs (kind, asset, interval, requested_at, status, requested_by, "
-                "message) VALUES ('retrain', ?, ?, ?, ?, ?, 'waiting for the trainer') "
-                "RETURNING id",
-                [asset, interval, self.clock.now(), JobStatus.QUEUED, requested_by],
-            ).fetchall()[0][0]
+        return self.store.queue_job("retrain", asset, interval, self.clock.now(), requested_by)
 
     def _claim_job(self) -> dict | None:
-        with self.store.transaction() as cursor:
-            rows = cursor.execute(
-                "SELECT id, asset, interval FROM jobs WHERE status = ? ORDER BY id LIMIT 1",
-                [JobStatus.QUEUED],
-            ).fetchall()
-            if not rows:
-                return None
-            row = rows[0]
-            cursor.execute(
-                "UPDATE jobs SET status = ?, started_at = ?, progress = 0.05, "
-                "message = 'preparing' WHERE id = ?",
-                [JobStatus.RUNNING, self.clock.now(), row[0]],
-            )
-        return {"id": row[0], "asset": row[1], "interval": row[2]}
+        return self.store.claim_job(self.clock.now())
 
     def _run_job(self, job: dict) -> None:
         def progress(fraction: float, message: str) -> None:
             self._update_job(job["id"], JobStatus.RUNNING, fraction, message)
 
         asset, interval = job["asset"], job["interval"]
-        now = self.clock.now()
         try:
-            assessment = self.monitor.assess(asset, interval, now)
-            skip = assessment.decision(forced=True)
-            outcome = (
-                Outcome(skip)
-                if skip
-                else self.monitor.recalibrate_many([assessment], now, "forced", progress)[0]
-            )
-        except Exception as error:
-            outcome, assessment = Outcome(Action.FAILED, f"{type(error).__name__}: {error}"), None
-        if assessment is not None:
-            self.monitor.record(assessment, outcome, now, "forced")
+            outcome = self.monitor.retrain(asset, interval, True, "forced", progress)[1]
+        except Exception as error:  # the pair could not even be assessed: nothing to record
+            outcome = Outcome(Action.FAILED, f"{type(error).__name__}: {error}")
         status = JobStatus.FAILED if outcome.action == Action.FAILED else JobStatus.DONE
         self._update_job(job["id"], status, 1.0, f"{outcome.action}: {outcome.message}".strip())
         self._event(
@@ -282,23 +244,13 @@ class Engine:
             interval,
         )
 
-    def _update_job(self, job_id: int, status: str, progress: float, message: str) -> None:
-        finished = self.clock.now() if status in (JobStatus.DONE, JobStatus.FAILED) else None
-        with self.store.transaction() as cursor:
-            cursor.execute(
-                "UPDATE jobs SET status = ?, progress = ?, message = ?, "
-                "finished_at = coalesce(?, finished_at) WHERE id = ?",
-                [status, progress, message, finished, job_id],
-            )
-
     def _requeue_interrupted_jobs(self) -> None:
         """Jobs left running by a crash go back to the queue instead of hanging forever."""
-        with self.store.transaction() as cursor:
-            cursor.execute(
-                "UPDATE jobs SET status = ?, message = 're-queued after a restart' "
-                "WHERE status = ?",
-                [JobStatus.QUEUED, JobStatus.RUNNING],
-            )
+        self.store.requeue_running_jobs()
+
+    def _update_job(self, job_id: int, status: JobStatus, progress: float, message: str) -> None:
+        finished = self.clock.now() if status in (JobStatus.DONE, JobStatus.FAILED) else None
+        self.store.update_job(job_id, status, progress, message, finished)
 
     # -- warm start, heartbeat, events ---------------------------------------------------
 
@@ -327,8 +279,12 @@ class Engine:
             self.state = EngineState.RUNNING
 
     def _warm_progress(self, fraction: float, message: str) -> None:
-        self.store.set_state("warm_start", {"progress": fraction, "message": message})
+        self.store.set_state(WARM_START_PROGRESS_KEY, {"progress": fraction, "message": message})
         self._heartbeat()
+
+    def saved_heartbeat(self) -> dict:
+        """The engine's last written heartbeat (state, times, restarts); {} before the first."""
+        return self.store.get_state(ENGINE_STATE_KEY) or {}
 
     def _heartbeat(self) -> None:
         self.last_heartbeat = WallClock().now()  # real time: a paused replay is still alive

@@ -1,4 +1,5 @@
-"""Performance metrics of a list of closed trades: pure functions of their pnl and R multiples.
+"""Performance metrics of a list of closed trades: pure functions of their pnl and R multiples,
+and the per-timeframe and rolling views of them the pages chart.
 
 Inputs are array-likes of per-trade values; NaN entries (trades not resolved yet) are ignored,
 so a label frame's pnl column can be passed as it is.
@@ -8,6 +9,9 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
+
+from alpha12.vocabulary import PairStatus
 
 WILSON_Z_95 = 1.959963984540054
 # Bounds how many resampled pnl values the bootstrap holds in memory at once.
@@ -23,7 +27,15 @@ def win_rate(pnl_pct: np.ndarray) -> float:
 def profit_factor(pnl_pct: np.ndarray) -> float:
     """Gross profit over gross loss; inf with profit and no loss, NaN if both are zero."""
     pnl = _closed(pnl_pct)
-    return _profit_factor(pnl[pnl > 0].sum(), -pnl[pnl < 0].sum())
+    return float(profit_factors(pnl[pnl > 0].sum(), -pnl[pnl < 0].sum()))
+
+
+def profit_factors(gross_profit, gross_loss) -> np.ndarray:
+    """The profit factor rule, element by element: gross profit over gross loss, inf with a
+    profit and no loss, NaN with neither."""
+    profit, loss = np.asarray(gross_profit, dtype=float), np.asarray(gross_loss, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(loss > 0, profit / loss, np.where(profit > 0, np.inf, np.nan))
 
 
 def expectancy(pnl_pct: np.ndarray) -> float:
@@ -78,8 +90,7 @@ def _bootstrap_interval(
 ) -> tuple[float, float]:
     pnl = np.frombuffer(pnl_bytes, dtype=float)
     gross_profit, gross_loss = _resampled_gross(pnl, n_boot, np.random.default_rng(seed))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factors = gross_profit / gross_loss
+    factors = profit_factors(gross_profit, gross_loss)
     factors = factors[~np.isnan(factors)]
     if factors.size == 0:
         return math.nan, math.nan
@@ -113,6 +124,39 @@ def summarize(pnl_pct: np.ndarray, r_multiples: np.ndarray, pending: int = 0) ->
     }
 
 
+def rolling_performance(closed: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Closed trades (oldest first; pnl_pct, r_multiple) with the rolling win rate and profit
+    factor over the last `window` trades (shown from min(window, 10) trades on) and the
+    cumulative R."""
+    pnl = closed["pnl_pct"].astype(float)
+    rolling = {"window": window, "min_periods": min(window, 10)}
+    gross_profit = pnl.clip(lower=0).rolling(**rolling).sum()
+    gross_loss = (-pnl).clip(lower=0).rolling(**rolling).sum()
+    factor = profit_factors(gross_profit, gross_loss)
+    return closed.assign(
+        win_rate=(pnl > 0).astype(float).rolling(**rolling).mean(),
+        profit_factor=np.where(gross_profit.isna(), np.nan, factor),
+        equity_r=closed["r_multiple"].astype(float).cumsum(),
+    )
+
+
+def timeframe_summary(grid: pd.DataFrame) -> pd.DataFrame:
+    """One row per timeframe of an overview grid: pairs per status, trades and the pooled win
+    rate of its pairs."""
+    counts = pd.crosstab(grid["interval"], grid["status"]).reindex(
+        columns=list(PairStatus), fill_value=0
+    )
+    wins = (grid["win_rate"].fillna(0) * grid["trades"]).groupby(grid["interval"]).sum()
+    summary = grid.groupby("interval", sort=False).agg(
+        pairs=("asset", "size"),
+        trades=("trades", "sum"),
+        pending=("pending", "sum"),
+        win_rate_threshold=("win_rate_threshold", "first"),
+    )
+    summary["win_rate"] = (wins / summary["trades"]).where(summary["trades"] > 0)
+    return summary.join(counts).reset_index()
+
+
 def format_profit_factor(value: float) -> str:
     """A profit factor for display: "∞" for inf, "—" for NaN, else two decimals."""
     if math.isnan(value):
@@ -129,12 +173,6 @@ def _closed(values: np.ndarray) -> np.ndarray:
 
 def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if values.size else math.nan
-
-
-def _profit_factor(gross_profit: float, gross_loss: float) -> float:
-    if gross_loss == 0:
-        return math.inf if gross_profit > 0 else math.nan
-    return float(gross_profit / gross_loss)
 
 
 def _resampled_gross(

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from alpha12 import analysis, compute, metrics, models
+from alpha12 import metrics, models, training
 from alpha12.clock import Clock
 from alpha12.config import Settings, TimeframeSettings
+from alpha12.features import FEATURE_NAMES
 from alpha12.registry import FALLBACK_INTERVAL, Registry, RegistryError
 from alpha12.store import Store, to_json
-from alpha12.vocabulary import ATTEMPTS, Action, ModelStatus, PairStatus
+from alpha12.vocabulary import Action, ModelStatus, PairStatus
 
 
 @dataclass
@@ -160,31 +161,8 @@ class PerformanceMonitor:
             ],
             columns=["asset", "interval", "version", "scope"],
         ).astype({"version": "Int64", "scope": "object"})
-        trades = self.store.query_with(
-            keys,
-            """SELECT s.asset, s.interval, s.exit_ts, s.pnl_pct, s.r_multiple
-               FROM setups s JOIN incoming k ON s.asset = k.asset AND s.interval = k.interval
-                AND s.model_version IS NOT DISTINCT FROM k.version
-                AND s.model_scope IS NOT DISTINCT FROM k.scope
-               WHERE s.status = 'closed' AND s.exit_ts <= ?
-               QUALIFY row_number() OVER (PARTITION BY s.asset, s.interval
-                                          ORDER BY s.exit_ts DESC) <= ?
-               ORDER BY s.asset, s.interval, s.exit_ts""",  # oldest first: the equity curve
-            [now, settings.trade_window],
-        )
-        counts = self.store.query_with(
-            keys,
-            """SELECT k.asset, k.interval,
-                 (SELECT count(*) FROM setups s WHERE s.asset = k.asset
-                   AND s.interval = k.interval AND s.status = 'open') AS pending,
-                 (SELECT count(*) FROM snapshots n WHERE n.asset = k.asset
-                   AND n.interval = k.interval AND n.source = ? AND n.target IS NOT NULL
-                   AND n.target_ts <= ?) AS labelled,
-                 (SELECT max(r.ts) FROM recalibrations r WHERE r.asset = k.asset
-                   AND r.interval = k.interval AND r.action IN (SELECT unnest(?))) AS last_attempt
-               FROM incoming k""",
-            [analysis.SNAPSHOT_SOURCE, now, list(ATTEMPTS)],
-        )
+        trades = self.store.serving_trades(keys, now, settings.trade_window)
+        counts = self.store.pair_counts(keys, now)
         counts = {(c.asset, c.interval): c for c in counts.itertuples(index=False)}
         by_pair = {key: group for key, group in trades.groupby(["asset", "interval"], sort=False)}
         assessments = []
@@ -216,11 +194,7 @@ class PerformanceMonitor:
         self, asset: str, interval: str, thresholds: TimeframeSettings, now: pd.Timestamp
     ) -> pd.Timedelta:
         """Clock time left before the pair may be recalibrated again (zero when it may)."""
-        last = self.store.scalar(
-            "SELECT max(ts) FROM recalibrations WHERE asset = ? AND interval = ? "
-            "AND action IN (SELECT unnest(?))",
-            [asset, interval, list(ATTEMPTS)],
-        )
+        last = self.store.last_attempt(asset, interval)
         return cooldown_left(last, thresholds, now)
 
     # -- acting --------------------------------------------------------------------------
@@ -246,6 +220,29 @@ class PerformanceMonitor:
             }
         return report
 
+    def retrain(
+        self,
+        asset: str,
+        interval: str,
+        force: bool = False,
+        trigger: str = "forced",
+        progress=None,
+    ) -> tuple[Assessment, Outcome]:
+        """Recalibrate one pair now if the rules allow it (or whatever its trades, with
+        force), and record the decision. A training that raises is recorded as failed."""
+        now = self.clock.now()
+        assessment = self.assess(asset, interval, now)
+        skip = assessment.decision(forced=force)
+        if skip is not None:
+            outcome = Outcome(skip)
+        else:
+            try:
+                outcome = self.recalibrate_many([assessment], now, trigger, progress)[0]
+            except Exception as error:
+                outcome = Outcome(Action.FAILED, f"{type(error).__name__}: {error}")
+        self.record(assessment, outcome, now, trigger)
+        return assessment, outcome
+
     def recalibrate_many(
         self, due: list[Assessment], as_of: pd.Timestamp, trigger: str, progress=None
     ) -> list[Outcome]:
@@ -254,12 +251,12 @@ class PerformanceMonitor:
             return []
         settings = self.settings()
         frames = [
-            analysis.training_frame(self.store, settings, x.asset, x.interval, as_of) for x in due
+            training.training_frame(self.store, settings, x.asset, x.interval, as_of) for x in due
         ]
         if progress:
             progress(0.2, f"training {len(due)} challenger(s)")
         try:
-            results = compute.fit_many(
+            results = training.fit_many(
                 [(f, x.thresholds) for f, x in zip(frames, due, strict=True)], settings
             )
         except Exception as error:  # a broken worker pool must not lose the decisions
@@ -280,14 +277,14 @@ class PerformanceMonitor:
         asset, interval = assessment.asset, assessment.interval
         if isinstance(result, models.Insufficient):
             return Outcome(Action.SKIPPED_DATA, result.message)
-        if isinstance(result, compute.ComputeError):
+        if isinstance(result, training.ComputeError):
             return Outcome(Action.FAILED, str(result))
         challenger = result.metrics["brier"]
         incumbent = self.registry.load_active(asset, interval)
         incumbent_score = None
         if incumbent is not None:
             eval_rows = models.split_for_evaluation(
-                frame.dropna(subset=[*analysis.FEATURE_NAMES, "label"]).reset_index(drop=True)
+                frame.dropna(subset=[*FEATURE_NAMES, "label"]).reset_index(drop=True)
             )[1]
             incumbent_score = float(
                 np.mean((incumbent.model.predict_proba(eval_rows) - eval_rows["label"]) ** 2)
@@ -332,41 +329,36 @@ class PerformanceMonitor:
     ) -> None:
         summary = assessment.summary
         message = outcome.message or "; ".join(assessment.reasons)
-        with self.store.transaction() as cursor:
-            cursor.execute(
-                """INSERT INTO recalibrations (asset, interval, ts, trigger, action, win_rate,
-                   profit_factor, trades, reasons, challenger_score, incumbent_score,
-                   new_version, metrics_before, metrics_after, message)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [
-                    assessment.asset,
-                    assessment.interval,
-                    now,
-                    trigger,
-                    outcome.action,
-                    _finite(summary["win_rate"]),
-                    _finite(summary["profit_factor"]),
-                    summary["trades"],
-                    "; ".join(assessment.reasons),
-                    outcome.challenger_score,
-                    outcome.incumbent_score,
-                    outcome.new_version,
-                    to_json(summary),
-                    to_json(outcome.metrics_after) if outcome.metrics_after else None,
-                    message,
-                ],
-            )
+        self.store.record_recalibration(
+            {
+                "asset": assessment.asset,
+                "interval": assessment.interval,
+                "ts": now,
+                "trigger": trigger,
+                "action": outcome.action,
+                "win_rate": _finite(summary["win_rate"]),
+                "profit_factor": _finite(summary["profit_factor"]),
+                "trades": summary["trades"],
+                "reasons": "; ".join(assessment.reasons),
+                "challenger_score": outcome.challenger_score,
+                "incumbent_score": outcome.incumbent_score,
+                "new_version": outcome.new_version,
+                "metrics_before": to_json(summary),
+                "metrics_after": to_json(outcome.metrics_after) if outcome.metrics_after else None,
+                "message": message,
+            }
+        )
 
     def train_fallbacks(self, assets, as_of: pd.Timestamp, trigger: str) -> dict[str, str]:
         """Each asset's pooled model, for timeframes that have none of their own yet."""
         settings = self.settings()
-        frames = {a: analysis.pooled_training_frame(self.store, settings, a, as_of) for a in assets}
-        results = compute.fit_many(
+        frames = {a: training.pooled_training_frame(self.store, settings, a, as_of) for a in assets}
+        results = training.fit_many(
             [(f, settings.timeframe("1h")) for f in frames.values()], settings
         )
         outcome = {}
         for asset, result in zip(frames, results, strict=True):
-            if isinstance(result, models.Insufficient | compute.ComputeError):
+            if isinstance(result, models.Insufficient | training.ComputeError):
                 outcome[asset] = str(getattr(result, "message", result))
                 continue
             version = self.registry.register(asset, FALLBACK_INTERVAL, result, as_of, trigger)

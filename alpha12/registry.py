@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import platform
 import shutil
@@ -29,9 +30,7 @@ from alpha12.clock import Clock
 from alpha12.errors import UserError
 from alpha12.models import TrainedModel
 from alpha12.store import Store, to_json
-from alpha12.vocabulary import ModelStatus
-
-FALLBACK_INTERVAL = "all"  # the asset-wide model, trained on its timeframes pooled
+from alpha12.vocabulary import FALLBACK_INTERVAL, ModelStatus
 
 
 class RegistryError(UserError):
@@ -103,32 +102,24 @@ class Registry:
                     f"cannot write model {asset} {interval} v{version} to "
                     f"{folder}: {error.strerror or error}"
                 ) from None
-            with self.store.transaction() as cursor:  # the new row and its activation together
-                if status == ModelStatus.ACTIVE:
-                    cursor.execute(
-                        "UPDATE models SET status = ? WHERE asset = ? AND interval = ? "
-                        "AND status = ?",
-                        [ModelStatus.RETIRED, asset, interval, ModelStatus.ACTIVE],
-                    )
-                cursor.execute(
-                    "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        asset,
-                        interval,
-                        version,
-                        _scope(interval),
-                        meta["trained_at"],
-                        as_of,
-                        trained.rows,
-                        trained.window_start,
-                        trained.window_end,
-                        to_json(meta["metrics"]),
-                        str(model_path),
-                        digest,
-                        status,
-                        trigger,
-                    ],
-                )
+            self.store.insert_model(  # the new row and its activation together
+                {
+                    "asset": asset,
+                    "interval": interval,
+                    "version": version,
+                    "scope": _scope(interval),
+                    "trained_at": meta["trained_at"],
+                    "as_of": as_of,
+                    "rows": trained.rows,
+                    "window_start": trained.window_start,
+                    "window_end": trained.window_end,
+                    "metrics": to_json(meta["metrics"]),
+                    "path": str(model_path),
+                    "sha256": digest,
+                    "status": status,
+                    "trigger": trigger,
+                }
+            )
             self._servable.pop((asset, interval), None)
             return version
 
@@ -137,15 +128,7 @@ class Registry:
         with self._lock:
             self._servable.pop((asset, interval), None)
             self._publish(asset, interval, version)
-            with self.store.transaction() as cursor:
-                cursor.execute(
-                    "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND status = ?",
-                    [ModelStatus.RETIRED, asset, interval, ModelStatus.ACTIVE],
-                )
-                cursor.execute(
-                    "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND version = ?",
-                    [ModelStatus.ACTIVE, asset, interval, version],
-                )
+            self.store.activate_model(asset, interval, version)
 
     def _publish(self, asset: str, interval: str, version: int) -> None:
         """Copy version's files to the pair's top level (the SEED layout's active model)."""
@@ -167,17 +150,20 @@ class Registry:
 
     # -- reading -------------------------------------------------------------------------
 
+    def version_meta(self, asset: str, interval: str, version: int) -> dict:
+        """A version's meta.json (importances, hyper-parameters, ...); {} when unreadable,
+        which only costs a model card its details."""
+        path = self.pair_dir(asset, interval) / "versions" / f"v{version}" / "meta.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
     def versions(self, asset: str, interval: str) -> pd.DataFrame:
-        return self.store.query(
-            "SELECT * FROM models WHERE asset = ? AND interval = ? ORDER BY version DESC",
-            [asset, interval],
-        )
+        return self.store.model_versions(asset, interval)
 
     def active_version(self, asset: str, interval: str) -> int | None:
-        return self.store.scalar(
-            "SELECT version FROM models WHERE asset = ? AND interval = ? AND status = ?",
-            [asset, interval, ModelStatus.ACTIVE],
-        )
+        return self.store.active_version(asset, interval)
 
     def load_timeframe_model(self, asset: str, interval: str) -> ServedModel | None:
         """The pair's own model; only when it has none, the asset's fallback; else None."""
@@ -194,15 +180,7 @@ class Registry:
         (this process is the store's only writer), so the live cycle does not query per bar."""
         key = (asset, interval)
         if key not in self._servable:
-            self._servable[key] = (
-                self.store.cursor()
-                .execute(
-                    "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
-                    "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
-                    [asset, interval, ModelStatus.ACTIVE, ModelStatus.RETIRED, ModelStatus.ACTIVE],
-                )
-                .fetchall()
-            )
+            self._servable[key] = self.store.servable_versions(asset, interval)
         return self._servable[key]
 
     def _first_valid(self, asset: str, interval: str, candidates) -> ServedModel | None:
@@ -268,10 +246,7 @@ class Registry:
         )
 
     def _next_version(self, asset: str, interval: str) -> int:
-        latest = self.store.scalar(
-            "SELECT max(version) FROM models WHERE asset = ? AND interval = ?", [asset, interval]
-        )
-        return (latest or 0) + 1
+        return self.store.latest_version(asset, interval) + 1
 
 
 def _scope(interval: str) -> str:

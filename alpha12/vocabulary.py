@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 Pair = tuple[str, str]  # (asset, interval)
+FALLBACK_INTERVAL = "all"  # the interval under which an asset's pooled model is kept
 
 
 class PairStatus(StrEnum):

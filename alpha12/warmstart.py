@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from alpha12 import analysis, features, metrics, models, signals
-from alpha12.features import FEATURE_NAMES, WARMUP_BARS
+from alpha12 import cycle, features, metrics, models, signals, snapshots, training
+from alpha12.features import WARMUP_BARS
 from alpha12.monitor import Assessment, Outcome, PerformanceMonitor
-from alpha12.pipeline import predict
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS
 
 WARM_START = "warm_start"
 WARM_STARTED_KEY = "warm_started_pairs"  # state: the pairs whose walk has finished
+WARM_START_PROGRESS_KEY = "warm_start"  # state: {progress, message} while it runs
 # Bars walked per timeframe: about two weeks of 5m trading up to four months of daily bars.
 WARM_START_BARS = {"5m": 1152, "15m": 960, "1h": 720, "4h": 360, "1d": 120}
 MONITOR_STEP = pd.Timedelta(hours=1)
@@ -53,7 +53,7 @@ def warm_start(
     store, settings = monitor.store, monitor.settings()
     for n, (asset, interval) in enumerate(pairs):
         progress(0.3 * n / len(pairs), f"backfilling snapshots: {asset} {interval}")
-        analysis.backfill_pair(store, settings, asset, interval)
+        cycle.backfill_pair(store, settings, asset, interval)
     walks = {pair: PairWalk(monitor, *pair) for pair in pairs}
     for asset in sorted({asset for asset, _ in pairs}):
         starts = [w.start_time for (a, _), w in walks.items() if a == asset and w.start_time]
@@ -101,9 +101,9 @@ class PairWalk:
         self.bars = store.read_bars(self.asset, self.interval)
         self.closes = (self.bars["ts"] + interval_delta(self.interval)).reset_index(drop=True)
         self.atr = features.atr(self.bars["high"], self.bars["low"], self.bars["close"])
-        self.history = analysis.labelled_history(store, settings, self.asset, self.interval)
+        self.history = training.labelled_history(store, settings, self.asset, self.interval)
         self.outcome = {
-            direction: analysis.outcomes(
+            direction: snapshots.outcomes(
                 self.bars, self.interval, self.timeframe, settings.round_trip_cost_bps, direction
             )
             for direction in (signals.LONG, signals.SHORT)
@@ -138,16 +138,12 @@ class PairWalk:
         self._attempt(as_of, self._assessment(as_of, None), forced=True)
         served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
         walked = self.bars["ts"].iloc[self.start :]
-        frame = (
-            self.monitor.store.query(
-                f"SELECT ts, {', '.join(FEATURE_NAMES)} FROM snapshots WHERE asset = ? AND "
-                "interval = ? AND source = ? AND ts >= ? ORDER BY ts",
-                [self.asset, self.interval, analysis.SNAPSHOT_SOURCE, walked.iloc[0]],
-            )
+        frame = (  # one row per walked bar
+            self.monitor.store.snapshot_features(self.asset, self.interval, start=walked.iloc[0])
             .set_index("ts")
             .reindex(walked)
             .reset_index()
-        )  # one row per walked bar
+        )
         marks = self._walk(frame, served)
         self._save(frame, marks)
         closed = [t for t in self.trades if t["status"] == "closed"]
@@ -171,7 +167,7 @@ class PairWalk:
             if stale:  # one batch per model, not one call per bar
                 stale = False
                 rest = slice(k - self.start, n)
-                probability[rest] = predict(served, frame.iloc[rest])
+                probability[rest] = cycle.predict(served, frame.iloc[rest])
                 version[rest] = served.version if served else np.nan
                 scope[rest] = served.scope if served else None
             j = max(int(self.closes.searchsorted(tick, side="right")), k)
@@ -274,7 +270,7 @@ class PairWalk:
     def _attempt(self, tick: pd.Timestamp, assessment: Assessment, forced: bool = False) -> Outcome:
         decision = assessment.decision(forced=forced)
         if decision is None:
-            frame = analysis.as_of_view(self.history, tick)
+            frame = snapshots.as_of_view(self.history, tick)
             result = models.fit(frame, self.timeframe, self.monitor.settings().seed)
             outcome = self.monitor.promote_or_reject(assessment, frame, result, tick, WARM_START)
         else:
@@ -288,12 +284,4 @@ class PairWalk:
             store.insert_setups(pd.DataFrame(self.trades))
         rows = pd.concat([frame[["ts"]], marks], axis=1)
         rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
-        store.write_frame(
-            rows,
-            """UPDATE snapshots s SET probability = m.probability,
-                      model_version = m.model_version, model_scope = m.model_scope,
-                      setup_generated = m.setup_generated
-               FROM incoming m WHERE s.asset = ? AND s.interval = ? AND s.source = ?
-                 AND s.ts = m.ts""",
-            [self.asset, self.interval, analysis.SNAPSHOT_SOURCE],
-        )
+        store.mark_walked(self.asset, self.interval, rows)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pandas as pd
 
-from alpha12 import analysis, compute, features, models
+from alpha12 import features, models, snapshots, training
 from alpha12.config import Settings
 from alpha12.sources.synthetic import SyntheticMarket
 from bench.timing import best_seconds, row
@@ -17,8 +17,8 @@ def training_frame(rows: int) -> pd.DataFrame:
     settings = Settings()
     days = (rows + features.WARMUP_BARS) // 288 + 2
     bars = SyntheticMarket(12, pd.Timestamp("2025-01-01", tz="UTC")).base_bars("BTC", days)
-    table = analysis.snapshot_rows(bars, "5m", settings)
-    short = analysis.outcomes(
+    table = snapshots.snapshot_rows(bars, "5m", settings)
+    short = snapshots.outcomes(
         bars, "5m", settings.timeframe("5m"), settings.round_trip_cost_bps, direction=-1
     )
     frame = table.rename(columns={"target": "label", "pnl_pct": "pnl_long"})
@@ -43,13 +43,13 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def retrain_burst(frame: pd.DataFrame, timeframe, burst: int) -> list[dict]:
-    """`burst` retrains of 1000-row windows: through compute.fit_many (n_jobs = the cores), and
+    """`burst` retrains of 1000-row windows: through training.fit_many (n_jobs = the cores), and
     the reference, the same fits one after another in this process."""
     windows = [
-        (frame.iloc[i * 50 : i * 50 + analysis.MAX_TRAIN_ROWS], timeframe) for i in range(burst)
+        (frame.iloc[i * 50 : i * 50 + snapshots.MAX_TRAIN_ROWS], timeframe) for i in range(burst)
     ]
     settings = dataclasses.replace(Settings(), n_jobs=2)
-    parallel = best_seconds(lambda: compute.fit_many(windows, settings), 1)
+    parallel = best_seconds(lambda: training.fit_many(windows, settings), 1)
     sequential = best_seconds(lambda: [models.fit(f, t) for f, t in windows], 1)
     return [
         row(

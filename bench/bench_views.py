@@ -19,8 +19,9 @@ from alpha12.clock import ManualClock
 from alpha12.config import Settings
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import FALLBACK_INTERVAL
-from alpha12.services import Alpha12, SnapshotQuery
+from alpha12.services import Alpha12
 from alpha12.sources.replay import SyntheticReplay
+from alpha12.store import SnapshotQuery
 from alpha12.timeframes import INTERVALS
 from bench.bench_cycle import cycle_model
 from bench.timing import best_seconds, row

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from alpha12 import ui
-from alpha12.services import timeframe_summary
+from alpha12.metrics import timeframe_summary
 
 app = ui.context()
 intervals = list(app.settings.intervals)

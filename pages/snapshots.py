@@ -7,8 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from alpha12 import ui
+from alpha12.drift import MIN_DRIFT_ROWS
 from alpha12.features import FEATURE_NAMES, FEATURES
-from alpha12.services import MIN_DRIFT_ROWS, SNAPSHOT_COLUMNS, SnapshotQuery
+from alpha12.store import SnapshotQuery
+from alpha12.store.snapshots import SNAPSHOT_COLUMNS
 
 ANY = "any"
 PAGE_SIZES = (50, 100, 500)

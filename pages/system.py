@@ -5,7 +5,8 @@ bars (through the same gate as `python -m alpha12 import-csv`)."""
 import streamlit as st
 
 from alpha12 import ui
-from alpha12.services import EDITABLE, MAX_UPLOAD_MB
+from alpha12.config import EDITABLE
+from alpha12.sources.csv_files import MAX_UPLOAD_MB
 from alpha12.timeframes import INTERVALS
 
 app = ui.context()

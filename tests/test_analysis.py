@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import analysis, models, pipeline
+from alpha12 import cycle, models, snapshots, training
 from alpha12.bars import resample
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
@@ -45,7 +45,7 @@ def rewritten_after(bars: pd.DataFrame, cut: pd.Timestamp, seed: int = 1) -> pd.
 def backfilled_store(path, bars: pd.DataFrame) -> Store:
     store = Store(path)
     store.upsert_bars("BTC", INTERVAL, bars)
-    analysis.backfill_pair(store, SETTINGS, "BTC", INTERVAL)
+    cycle.backfill_pair(store, SETTINGS, "BTC", INTERVAL)
     return store
 
 
@@ -79,8 +79,8 @@ def two_stores(tmp_path_factory, bars, rewritten):
 
 
 def test_snapshot_rows_at_or_before_t_ignore_every_bar_after_t(bars, rewritten, cut):
-    original = analysis.snapshot_rows(bars, INTERVAL, SETTINGS)
-    changed = analysis.snapshot_rows(rewritten, INTERVAL, SETTINGS)
+    original = snapshots.snapshot_rows(bars, INTERVAL, SETTINGS)
+    changed = snapshots.snapshot_rows(rewritten, INTERVAL, SETTINGS)
     past = (bars["ts"] <= cut).to_numpy()
     features = list(FEATURE_NAMES)
     pd.testing.assert_frame_equal(original.loc[past, features], changed.loc[past, features])
@@ -109,7 +109,7 @@ def test_stored_snapshots_at_or_before_t_are_identical(two_stores, cut):
 
 def test_a_model_trained_as_of_t_is_the_same_whatever_happens_after_t(two_stores, cut):
     original = two_stores[0]
-    frames = [analysis.training_frame(s, SETTINGS, "BTC", INTERVAL, cut) for s in two_stores]
+    frames = [training.training_frame(s, SETTINGS, "BTC", INTERVAL, cut) for s in two_stores]
     pd.testing.assert_frame_equal(frames[0], frames[1])
     assert (frames[0]["target_ts"] <= cut).all()
     timeframe = SETTINGS.timeframe(INTERVAL)
@@ -133,15 +133,15 @@ def test_a_model_trained_as_of_t_is_the_same_whatever_happens_after_t(two_stores
 def test_training_later_than_t_does_see_the_rewritten_future(two_stores):
     """The control: the two stores differ once their futures are allowed in."""
     end = SYNTHETIC_ORIGIN + pd.Timedelta(days=DAYS)
-    frames = [analysis.training_frame(s, SETTINGS, "BTC", INTERVAL, end) for s in two_stores]
+    frames = [training.training_frame(s, SETTINGS, "BTC", INTERVAL, end) for s in two_stores]
     assert not frames[0]["logret_1"].equals(frames[1]["logret_1"])
 
 
 def test_as_of_view_shows_only_outcomes_known_by_then(two_stores, cut):
     # Unequal barriers, so a short can resolve later than the long at the same bar.
     asymmetric = SETTINGS.with_timeframe(INTERVAL, tp_mult=3.0, sl_mult=1.0)
-    history = analysis.labelled_history(two_stores[0], asymmetric, "BTC", INTERVAL)
-    view = analysis.as_of_view(history, cut)
+    history = training.labelled_history(two_stores[0], asymmetric, "BTC", INTERVAL)
+    view = snapshots.as_of_view(history, cut)
     assert (view["target_ts"] <= cut).all()
     assert len(view) == (history["target_ts"] <= cut).sum()
     # A short outcome resolving after t is hidden even when the long one resolved by t.
@@ -158,9 +158,9 @@ def test_as_of_view_shows_only_outcomes_known_by_then(two_stores, cut):
 def test_training_frames_keep_the_most_recent_rows(two_stores):
     store = two_stores[0]
     end = SYNTHETIC_ORIGIN + pd.Timedelta(days=DAYS)
-    frame = analysis.training_frame(store, SETTINGS, "BTC", INTERVAL, end)
-    history = analysis.labelled_history(store, SETTINGS, "BTC", INTERVAL)
-    assert len(frame) == analysis.MAX_TRAIN_ROWS
+    frame = training.training_frame(store, SETTINGS, "BTC", INTERVAL, end)
+    history = training.labelled_history(store, SETTINGS, "BTC", INTERVAL)
+    assert len(frame) == snapshots.MAX_TRAIN_ROWS
     assert frame["ts"].iloc[-1] == history["ts"].iloc[-1]
     assert frame["ts"].is_monotonic_increasing
 
@@ -170,12 +170,12 @@ def test_training_frames_keep_the_most_recent_rows(two_stores):
 
 def test_backfill_is_idempotent_and_known_targets_are_never_rewritten(tmp_path, bars):
     store = backfilled_store(tmp_path / "s.duckdb", bars.iloc[:400])
-    assert analysis.backfill_pair(store, SETTINGS, "BTC", INTERVAL) == 0
+    assert cycle.backfill_pair(store, SETTINGS, "BTC", INTERVAL) == 0
     assert store.scalar("SELECT count(*) FROM snapshots") == 400
     before = store.query("SELECT ts, target, target_ts, pnl_pct FROM snapshots ORDER BY ts")
     assert before["target"].notna().sum() > 350
     tampered = before.assign(target=1 - before["target"], pnl_pct=before["pnl_pct"] + 5)
-    assert analysis.update_targets(store, analysis.for_pair(tampered, "BTC", INTERVAL)) == 0
+    assert store.update_targets(snapshots.for_pair(tampered, "BTC", INTERVAL)) == 0
     after = store.query("SELECT ts, target, target_ts, pnl_pct FROM snapshots ORDER BY ts")
     pd.testing.assert_frame_equal(before, after)
     store.close()
@@ -183,14 +183,14 @@ def test_backfill_is_idempotent_and_known_targets_are_never_rewritten(tmp_path, 
 
 @pytest.mark.parametrize("arriving", [1, LIVE_BARS])
 def test_live_update_matches_a_full_backfill(tmp_path, bars, arriving):
-    """Bars arriving one at a time (or as a catch-up batch) through pipeline.analyze_pair
+    """Bars arriving one at a time (or as a catch-up batch) through cycle.analyze_pair
     store the same features and, once known, the same targets as a backfill of all bars."""
     n = 600
     live = backfilled_store(tmp_path / "live.duckdb", bars.iloc[: n - LIVE_BARS])
     registry = Registry(tmp_path / "models", live, ManualClock(bars["ts"].iloc[n]))
     for start in range(n - LIVE_BARS, n, arriving):
         live.upsert_bars("BTC", INTERVAL, bars.iloc[start : start + arriving])
-        result = pipeline.analyze_pair(live, registry, SETTINGS, "BTC", INTERVAL)
+        result = cycle.analyze_pair(live, registry, SETTINGS, "BTC", INTERVAL)
         assert result.snapshots == len(bars.iloc[start : start + arriving])
     full = backfilled_store(tmp_path / "full.duckdb", bars.iloc[:n])
     columns = f"ts, {', '.join(FEATURE_NAMES)}, target, target_ts, pnl_pct"

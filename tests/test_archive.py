@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from alpha12 import analysis, archive, cli
+from alpha12 import archive, cli, training
 from alpha12.config import Settings
 from alpha12.services import Alpha12
 
@@ -45,7 +45,7 @@ def archived(folder) -> pd.DataFrame:
 
 def test_old_rows_move_to_parquet_and_nothing_is_lost(app, tmp_path):
     before = snapshots(app.store)
-    frame_before = analysis.training_frame(app.store, app.settings, "BTC", "1h", app.clock.now())
+    frame_before = training.training_frame(app.store, app.settings, "BTC", "1h", app.clock.now())
     report = app.archive_snapshots(30, tmp_path / "archive")
     kept, moved = snapshots(app.store), archived(tmp_path / "archive")
     assert report.rows == len(moved) == len(before) - archive.KEEP_ROWS > 1000
@@ -53,7 +53,7 @@ def test_old_rows_move_to_parquet_and_nothing_is_lost(app, tmp_path):
     assert moved["ts"].max() < kept["ts"].min()  # the oldest rows moved
     rejoined = pd.concat([moved, kept], ignore_index=True)
     pd.testing.assert_frame_equal(rejoined, before, check_dtype=False)  # not a row lost
-    frame_after = analysis.training_frame(app.store, app.settings, "BTC", "1h", app.clock.now())
+    frame_after = training.training_frame(app.store, app.settings, "BTC", "1h", app.clock.now())
     pd.testing.assert_frame_equal(frame_after, frame_before)  # what the models learn from
     assert app.archive_snapshots(30, tmp_path / "archive").rows == 0  # idempotent
 

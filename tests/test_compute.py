@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from distributed import LocalCluster
 
-from alpha12 import analysis, compute, models
+from alpha12 import models, training
 from alpha12.config import Settings, SettingsError, load_settings
 from alpha12.services import Alpha12
 from alpha12.vocabulary import Action
@@ -51,7 +51,7 @@ def app(tmp_path_factory):
 def frames(app: Alpha12) -> list[tuple[pd.DataFrame, object]]:
     now = app.clock.now()
     return [
-        (analysis.training_frame(app.store, app.settings, "BTC", i, now), app.settings.timeframe(i))
+        (training.training_frame(app.store, app.settings, "BTC", i, now), app.settings.timeframe(i))
         for i in INTERVALS
     ]
 
@@ -62,8 +62,8 @@ def on_dask(settings: Settings, address: str) -> Settings:
 
 def test_the_cluster_trains_the_same_models_as_the_local_cores(app, cluster):
     work = frames(app)
-    local = compute.fit_many(work, app.settings)
-    remote = compute.fit_many(work, on_dask(app.settings, cluster))
+    local = training.fit_many(work, app.settings)
+    remote = training.fit_many(work, on_dask(app.settings, cluster))
     assert all(isinstance(r, models.TrainedModel) for r in local + remote), local + remote
     for here, there, (frame, _) in zip(local, remote, work, strict=True):
         assert there.metrics == here.metrics
@@ -72,7 +72,7 @@ def test_the_cluster_trains_the_same_models_as_the_local_cores(app, cluster):
         pd.testing.assert_series_equal(
             pd.Series(there.predict_proba(rows)), pd.Series(here.predict_proba(rows))
         )
-    ran_on = compute.dask_client(cluster).run(lambda: "worker")  # the workers did the work
+    ran_on = training.dask_client(cluster).run(lambda: "worker")  # the workers did the work
     assert len(ran_on) == 2
 
 
@@ -90,17 +90,17 @@ def test_the_monitor_registers_what_the_workers_trained(app, cluster):
 def test_a_worker_answer_that_does_not_match_its_frame_is_refused(app):
     frame, timeframe = frames(app)[0]
     trained = models.fit(frame, timeframe)
-    assert compute.verified(trained, frame) is trained
-    with pytest.raises(compute.ComputeError, match="does not match its training frame"):
-        compute.verified(trained, frame.iloc[:-50])
-    with pytest.raises(compute.ComputeError, match="not a trained model"):
-        compute.verified({"pickled": "anything"}, frame)
+    assert training.verified(trained, frame) is trained
+    with pytest.raises(training.ComputeError, match="does not match its training frame"):
+        training.verified(trained, frame.iloc[:-50])
+    with pytest.raises(training.ComputeError, match="not a trained model"):
+        training.verified({"pickled": "anything"}, frame)
 
 
 def test_an_unreachable_scheduler_fails_the_retrain_with_a_plain_message(app):
     settings = on_dask(app.settings, "tcp://127.0.0.1:9")  # nothing listens on the discard port
-    with pytest.raises(compute.ComputeError, match="cannot reach the Dask scheduler"):
-        compute.fit_many(frames(app), settings)
+    with pytest.raises(training.ComputeError, match="cannot reach the Dask scheduler"):
+        training.fit_many(frames(app), settings)
 
 
 def test_the_backend_is_chosen_by_variables_and_checked():

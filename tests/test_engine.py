@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from alpha12 import analysis, models, pipeline
+from alpha12 import cycle, models, snapshots, training
 from alpha12 import engine as engine_module
 from alpha12.clock import ManualClock
 from alpha12.engine import Engine
@@ -46,7 +46,7 @@ def make_engine(settings):
             clock=ManualClock(source.default_start),
             source=source,
         )
-        engine = Engine(app, tick_seconds=0.01)
+        engine = Engine(app.context, tick_seconds=0.01)
         opened.append((app, engine))
         return engine
 
@@ -151,7 +151,7 @@ def test_jobs_left_running_by_a_crash_are_requeued_on_start(
 
 def test_a_failing_pair_is_an_event_and_the_others_keep_running(make_engine, monkeypatch):
     engine = make_engine(assets=("BTC", "ETH"))
-    real_step, attempts = pipeline._features, []
+    real_step, attempts = cycle._features, []
 
     def step(result, tail, timings):  # the per-pair part of the engine's batched analysis
         if tail.asset == "ETH":
@@ -159,7 +159,7 @@ def test_a_failing_pair_is_an_event_and_the_others_keep_running(make_engine, mon
             raise RuntimeError("ETH analysis exploded")
         return real_step(result, tail, timings)
 
-    monkeypatch.setattr(pipeline, "_features", step)
+    monkeypatch.setattr(cycle, "_features", step)
 
     def snapshots(asset: str) -> int:
         return engine.store.scalar("SELECT count(*) FROM snapshots WHERE asset = ?", [asset])
@@ -185,14 +185,14 @@ def test_a_failing_pair_is_an_event_and_the_others_keep_running(make_engine, mon
 
 def test_a_pair_failing_late_in_the_batched_cycle_costs_only_that_pair(make_engine, monkeypatch):
     engine = make_engine(assets=("BTC", "ETH"))
-    real_mature = pipeline._mature
+    real_mature = cycle._mature
 
     def mature(item, settings):  # the last per-pair step, after the shared snapshot write
         if item.result.asset == "ETH":
             raise RuntimeError("ETH targets exploded")
         return real_mature(item, settings)
 
-    monkeypatch.setattr(pipeline, "_mature", mature)
+    monkeypatch.setattr(cycle, "_mature", mature)
     engine.tick()
 
     def labelled(asset: str) -> int:
@@ -277,8 +277,8 @@ def test_live_setups_open_and_close_as_bars_arrive(make_engine):
     engine = make_engine(history_days=40)
     settings, start = engine.context.settings, engine.clock.now()
     engine.store.upsert_bars("BTC", "1h", engine.context.source.fetch("BTC", "1h", None, start))
-    analysis.backfill_pair(engine.store, settings, "BTC", "1h")
-    frame = analysis.training_frame(engine.store, settings, "BTC", "1h", start)
+    cycle.backfill_pair(engine.store, settings, "BTC", "1h")
+    frame = training.training_frame(engine.store, settings, "BTC", "1h", start)
     timeframe = settings.timeframe("1h")
     engine.registry.register("BTC", "1h", models.fit(frame, timeframe), start, "test")
     engine.context.settings = settings.with_timeframe("1h", entry_threshold=0.51)
@@ -293,7 +293,7 @@ def test_live_setups_open_and_close_as_bars_arrive(make_engine):
     bars = engine.store.read_bars("BTC", "1h")
     cost = settings.round_trip_cost_bps
     outcomes = {
-        direction: analysis.outcomes(bars, "1h", timeframe, cost, direction).set_index(bars["ts"])
+        direction: snapshots.outcomes(bars, "1h", timeframe, cost, direction).set_index(bars["ts"])
         for direction in (1, -1)
     }
     for trade in closed.itertuples():

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import analysis, models
+from alpha12 import cycle, models, snapshots, training
 from alpha12.bars import resample
 from alpha12.clock import ManualClock, WallClock
 from alpha12.config import Settings
@@ -60,7 +60,7 @@ META = {
 def backfilled(store: Store, asset: str, bars: pd.DataFrame) -> pd.Timestamp:
     """Store and backfill 1h bars; the close of the last one."""
     store.upsert_bars(asset, "1h", bars)
-    analysis.backfill_pair(store, SETTINGS, asset, "1h")
+    cycle.backfill_pair(store, SETTINGS, asset, "1h")
     return bars["ts"].iloc[-1] + pd.Timedelta(hours=1)
 
 
@@ -70,7 +70,7 @@ def synthetic(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("synthetic") / "s.duckdb")
     base = SyntheticMarket(seed=12, origin=SYNTHETIC_ORIGIN).base_bars("BTC", 30)
     as_of = backfilled(store, "BTC", resample(base, "1h"))
-    yield store, as_of, analysis.training_frame(store, SETTINGS, "BTC", "1h", as_of)
+    yield store, as_of, training.training_frame(store, SETTINGS, "BTC", "1h", as_of)
     store.close()
 
 
@@ -82,9 +82,9 @@ def btc(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("btc") / "s.duckdb")
     [report] = import_csv(store, BTC_DIR / "BTCUSDT_1h.csv", WallClock().now())
     assert report.error is None and report.imported > 12_000
-    analysis.backfill_pair(store, SETTINGS, "BTCUSDT", "1h")
+    cycle.backfill_pair(store, SETTINGS, "BTCUSDT", "1h")
     as_of = store.last_bar_ts("BTCUSDT", "1h") + pd.Timedelta(hours=1)
-    yield store, as_of, analysis.training_frame(store, SETTINGS, "BTCUSDT", "1h", as_of)
+    yield store, as_of, training.training_frame(store, SETTINGS, "BTCUSDT", "1h", as_of)
     store.close()
 
 
@@ -180,7 +180,7 @@ def test_small_frames_calibrate_with_sigmoid_and_the_cv_gap_covers_the_horizon(s
 
 
 def test_a_thousand_rows_of_btc_calibrate_isotonic(btc_model):
-    assert btc_model.rows == analysis.MAX_TRAIN_ROWS == models.ISOTONIC_FROM_ROWS
+    assert btc_model.rows == snapshots.MAX_TRAIN_ROWS == models.ISOTONIC_FROM_ROWS
     assert btc_model.params["calibration"] == "isotonic" == btc_model.estimator.method
     assert btc_model.estimator.cv.gap >= TIMEFRAME.horizon_bars
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import analysis, metrics, models
+from alpha12 import cycle, metrics, models, snapshots, training
 from alpha12 import monitor as monitor_module
 from alpha12.bars import resample
 from alpha12.clock import ManualClock
@@ -37,8 +37,8 @@ def frame_1h(tmp_path_factory) -> pd.DataFrame:
     """The 1h training frame of the synthetic market at END."""
     store = Store(tmp_path_factory.mktemp("frame") / "s.duckdb")
     store.upsert_bars("BTC", "1h", synthetic("1h"))
-    analysis.backfill_pair(store, Settings(), "BTC", "1h")
-    frame = analysis.training_frame(store, Settings(), "BTC", "1h", END)
+    cycle.backfill_pair(store, Settings(), "BTC", "1h")
+    frame = training.training_frame(store, Settings(), "BTC", "1h", END)
     store.close()
     return frame
 
@@ -57,7 +57,7 @@ def app(settings, tmp_path):
         source=SyntheticReplay(12, DAYS),
     )
     opened.store.upsert_bars("BTC", "1h", synthetic("1h"))
-    analysis.backfill_pair(opened.store, opened.settings, "BTC", "1h")
+    cycle.backfill_pair(opened.store, opened.settings, "BTC", "1h")
     yield opened
     opened.close()
 
@@ -226,7 +226,7 @@ def test_insufficient_data_is_reported_not_raised(app):
     but too few once the feature warm-up is left out, so the training itself says so."""
     for interval, days in (("4h", 34), ("1d", 34)):
         app.store.upsert_bars("BTC", interval, synthetic(interval, days))
-        analysis.backfill_pair(app.store, app.settings, "BTC", interval)
+        cycle.backfill_pair(app.store, app.settings, "BTC", interval)
     report = app.monitor.monitor_all_timeframes(["BTC"], ["4h", "1d"])
     assert report["BTC_1d"]["action"] == Action.SKIPPED_DATA
     assert report["BTC_1d"]["labelled_rows"] < SEED_TIMEFRAMES["1d"].min_rows
@@ -252,7 +252,7 @@ def rule_labels(frame: pd.DataFrame) -> pd.Series:
 def noise_before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
     """The rule's labels on the evaluation slice, coin flips before it: a challenger
     trained on this has learned nothing the slice rewards."""
-    rows = frame.dropna(subset=list(analysis.FEATURE_NAMES)).reset_index(drop=True)
+    rows = frame.dropna(subset=list(snapshots.FEATURE_NAMES)).reset_index(drop=True)
     _, evaluation = models.split_for_evaluation(rows)
     noise = np.random.default_rng(5).integers(0, 2, len(rows)).astype(float)
     noise[-len(evaluation) :] = rule_labels(evaluation)
@@ -274,7 +274,7 @@ def test_a_challenger_must_beat_the_incumbent_on_the_same_window(
     incumbent_frame, challenger_frame = (noisy, ruled) if challenger_wins else (ruled, noisy)
     app.registry.register("BTC", "1h", train_on(incumbent_frame), END, "test")
     add_trades(app, "1h", LOSING)
-    monkeypatch.setattr(monitor_module.analysis, "training_frame", lambda *args: challenger_frame)
+    monkeypatch.setattr(monitor_module.training, "training_frame", lambda *args: challenger_frame)
     report = app.monitor_once()
     row = recalibrations(app, "1h").iloc[-1]
     assert_recorded(app, report, "monitor")

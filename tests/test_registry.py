@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import analysis, models
+from alpha12 import cycle, models, training
 from alpha12.bars import resample
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
@@ -35,10 +35,10 @@ def trained(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("training") / "s.duckdb")
     base = SyntheticMarket(seed=12, origin=SYNTHETIC_ORIGIN).base_bars("BTC", 30)
     store.upsert_bars("BTC", "1h", resample(base, "1h"))
-    analysis.backfill_pair(store, SETTINGS, "BTC", "1h")
+    cycle.backfill_pair(store, SETTINGS, "BTC", "1h")
     fitted = [
         models.fit(
-            analysis.training_frame(store, SETTINGS, "BTC", "1h", NOW - days),
+            training.training_frame(store, SETTINGS, "BTC", "1h", NOW - days),
             SETTINGS.timeframe("1h"),
         )
         for days in (pd.Timedelta(days=3), pd.Timedelta(0))

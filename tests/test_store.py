@@ -139,8 +139,8 @@ def test_a_version_1_store_migrates_with_its_snapshots_and_keys(settings):
     """v2 dropped the snapshots' UNIQUE index; the rows stay and the key stays unique."""
     import duckdb
 
-    from alpha12 import analysis
-    from alpha12.store import _schema_v1
+    from alpha12 import snapshots
+    from alpha12.store.schema import _schema_v1
 
     old = duckdb.connect(str(settings.db_path))
     old.execute("CREATE TABLE schema_version (version INTEGER)")
@@ -150,7 +150,7 @@ def test_a_version_1_store_migrates_with_its_snapshots_and_keys(settings):
     old.execute(
         "INSERT INTO snapshots (asset, interval, ts, source, rsi_14) "
         "VALUES ('BTC', '1h', '2025-01-01 00:00+00', ?, 55.5)",
-        [analysis.SNAPSHOT_SOURCE],
+        [snapshots.SNAPSHOT_SOURCE],
     )
     old.close()
     migrated = Store(settings.db_path)
@@ -163,8 +163,8 @@ def test_a_version_1_store_migrates_with_its_snapshots_and_keys(settings):
         for column in ("target", "pnl_pct"):
             row[column] = float("nan")
         row["target_ts"] = pd.Series(pd.NaT, dtype="datetime64[us, UTC]")
-        again = analysis.for_pair(row, "BTC", "1h")
-        assert analysis.insert_snapshots(migrated, again) == 0  # the key is taken
+        again = snapshots.for_pair(row, "BTC", "1h")
+        assert migrated.insert_snapshots(again) == 0  # the key is taken
         assert migrated.scalar("SELECT count(*) FROM snapshots") == 1
     finally:
         migrated.close()

@@ -6,7 +6,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from alpha12 import analysis, warmstart
+from alpha12 import snapshots, warmstart
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
 from alpha12.registry import FALLBACK_INTERVAL
@@ -114,7 +114,7 @@ def test_warm_start_trades_resolve_as_the_targets_say(warmed):
     for interval, trades in setups.groupby("interval"):
         bars = app.store.read_bars("BTC", interval)
         outcome = {
-            d: analysis.outcomes(
+            d: snapshots.outcomes(
                 bars,
                 interval,
                 app.settings.timeframe(interval),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from alpha12.timeframes import INTERVALS
 _ASSET = r"[A-Za-z0-9.\-]+"  # letters, digits, dots and dashes: safe in a folder name too
 _FILE_NAME = re.compile(rf"^(?P<asset>{_ASSET})_(?P<interval>\w+)\.csv$")
 MAX_FILE_BYTES = 200 * 1024 * 1024  # a larger file is refused rather than read into memory
+# Uploads in the app; .streamlit/config.toml's server.maxUploadSize says the same to the browser.
+MAX_UPLOAD_MB = 50
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 
 
 class CsvFileError(UserError, ValueError):
@@ -127,6 +131,59 @@ def import_csv(
     if path.is_dir():
         return [import_file(store, p, now, a, i) for (a, i), p in scan_folder(path).items()]
     return [import_file(store, path, now, asset, interval)]
+
+
+def import_logged(
+    store: Store,
+    path: Path,
+    now: pd.Timestamp,
+    at: pd.Timestamp,
+    asset: str | None = None,
+    interval: str | None = None,
+) -> list[ImportReport]:
+    """import_csv, each file's outcome also an event stamped `at` (the context's clock)."""
+    reports = import_csv(store, path, now, asset, interval)
+    for report in reports:
+        level = "error" if report.error else "info"
+        message = report.error or (
+            f"imported {report.imported} bars from {Path(report.path).name} "
+            f"({report.rejected_total} rejected, {report.duplicates} duplicates)"
+        )
+        store.log_event(at, level, "csv-import", message, report.asset, report.interval)
+    return reports
+
+
+def import_upload(
+    store: Store,
+    name: str,
+    data: bytes,
+    now: pd.Timestamp,
+    at: pd.Timestamp,
+    asset: str | None = None,
+    interval: str | None = None,
+) -> list[ImportReport]:
+    """A CSV uploaded in the app, imported as `import_logged` imports a file (its name, or
+    `asset` and `interval`, tell the pair). Over MAX_UPLOAD_BYTES it is refused before the
+    store is touched."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        error = (
+            f"{name}: {len(data):,} bytes is over the upload limit of {MAX_UPLOAD_MB} MB; "
+            "import larger files with `python -m alpha12 import-csv`"
+        )
+        return [ImportReport(name, asset, interval, error=error)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / upload_file_name(name)  # the user's name never picks a path
+        path.write_bytes(data)
+        reports = import_logged(store, path, now, at, asset, interval)
+    for report in reports:
+        report.path = name
+    return reports
+
+
+def upload_file_name(name: str) -> str:
+    """An uploaded file's name, reduced to a plain file name (BTC_1h.csv stays as it is)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".")
+    return safe or "upload.csv"
 
 
 def import_file(

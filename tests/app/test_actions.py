@@ -6,7 +6,8 @@ import time
 
 import pandas as pd
 
-from alpha12.services import SETTINGS_OVERRIDES_KEY, Alpha12
+from alpha12.context import SETTINGS_OVERRIDES_KEY
+from alpha12.services import Alpha12
 from tests.app.helpers import ASSET, click, context, open_page
 
 
@@ -128,7 +129,7 @@ def test_saved_settings_are_applied_when_the_app_opens_again(populated_env):
     context(at).close()
     reopened = Alpha12.open(settings=settings.with_timeframe("5m", cooldown_hours=2.0))
     try:
-        reopened.apply_saved_settings()
+        reopened.context.apply_saved_settings()
         assert reopened.settings.timeframe("5m").cooldown_hours == 5.0
     finally:
         reopened.close()

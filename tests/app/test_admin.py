@@ -3,7 +3,7 @@ it (or with a wrong one) nothing changes; with it the change goes through."""
 
 import pytest
 
-from alpha12.services import SETTINGS_OVERRIDES_KEY
+from alpha12.context import SETTINGS_OVERRIDES_KEY
 from alpha12.ui import WRONG_PASSWORD
 from tests.app.helpers import ASSET, click, context, open_page
 

@@ -12,13 +12,10 @@ import pytest
 
 from alpha12 import ui
 from alpha12.config import Settings
-from alpha12.services import (
-    Alpha12,
-    SnapshotQuery,
-    population_stability,
-    rolling_performance,
-    timeframe_summary,
-)
+from alpha12.drift import population_stability
+from alpha12.metrics import rolling_performance, timeframe_summary
+from alpha12.services import Alpha12
+from alpha12.store import SnapshotQuery
 
 MILLION = 1_000_000
 

@@ -42,9 +42,10 @@ from streamlit.testing.v1 import AppTest
 from alpha12 import cli
 from alpha12.clock import WallClock
 from alpha12.config import Settings
+from alpha12.context import REPLAY_CLOCK_KEY
 from alpha12.engine import ENGINE_STATE_KEY
 from alpha12.registry import Registry
-from alpha12.services import REPLAY_CLOCK_KEY, Alpha12
+from alpha12.services import Alpha12
 from alpha12.store import Store, StoreLockedError
 from alpha12.warmstart import WARM_STARTED_KEY
 from tests.app.helpers import app_variables

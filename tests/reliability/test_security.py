@@ -31,11 +31,12 @@ import streamlit as st
 from hypothesis import HealthCheck, given, settings, strategies
 from streamlit.testing.v1 import AppTest
 
-from alpha12.analysis import SNAPSHOT_SOURCE
 from alpha12.clock import ManualClock
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import RegistryError
-from alpha12.services import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, SnapshotQuery
+from alpha12.snapshots import SNAPSHOT_SOURCE
+from alpha12.sources.csv_files import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB
+from alpha12.store import SnapshotQuery
 from alpha12.ui import WRONG_PASSWORD
 from tests.app.helpers import open_page
 from tests.reliability.small_store import (
@@ -522,10 +523,11 @@ SQL_INTERPOLATIONS = {
     "', '.join(FEATURE_NAMES)": "the fixed feature list",
     "names": "column names from FEATURE_NAMES/TARGET_COLUMNS or frames built in code",
     "features": "column definitions built from FEATURE_NAMES",
-    "columns": "', '.join(FEATURE_NAMES)",
-    "pair": "a constant clause with ? placeholders",
-    "where": "clauses of fixed column names with ? placeholders (services._equal_to)",
-    "' AND '.join([*clauses, 'id > ?'])": "the same fixed clauses",
+    "where": "clauses of fixed column names with ? placeholders (store.snapshots.equal_to)",
+    "' AND '.join(clauses)": "the same kind of fixed clauses, built in the store",
+    "', '.join(_COLUMNS)": "the recalibrations table's fixed column list",
+    "', '.join('?' * len(_COLUMNS))": "placeholders only",
+    "', '.join('?' * len(row))": "placeholders only (the registry's fixed models row)",
     "order": "ORDER BY a column checked against SNAPSHOT_COLUMNS, or ASC/DESC",
     "order_by": "checked against SNAPSHOT_COLUMNS before use",
     "'DESC' if descending else 'ASC'": "one of two constants",
@@ -533,9 +535,9 @@ SQL_INTERPOLATIONS = {
     "int(rows)": "an int",
     "limit": "LIMIT of an int",
     "options": "one of two constant COPY option lists",
-    "_ARCHIVABLE": "a constant query with ? placeholders (archive.py)",
-    "name": "a constant table name (store._snapshots_table)",
-    "key": "a constant UNIQUE clause, or nothing (store._snapshots_table)",
+    "_ARCHIVABLE": "a constant query with ? placeholders (store/snapshots.py)",
+    "name": "a constant table name (store.schema._snapshots_table)",
+    "key": "a constant UNIQUE clause, or nothing (store.schema._snapshots_table)",
 }
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|COPY|DROP)\b")
 
@@ -678,7 +680,9 @@ def test_upload_file_name_never_picks_a_path(manual_app):
 
 
 def test_page_shows_a_plain_error_for_an_over_cap_upload(admin_env, monkeypatch):
-    monkeypatch.setattr("alpha12.services.MAX_UPLOAD_BYTES", 1000)  # a small cap, same code
+    monkeypatch.setattr(
+        "alpha12.sources.csv_files.MAX_UPLOAD_BYTES", 1000
+    )  # a small cap, same code
     at = open_page("system")
     at.file_uploader(key="upload_file").set_value(("XYZ_1h.csv", csv_bytes(48), "text/csv"))
     run(at)

@@ -296,7 +296,7 @@ def engine(settings, source, healthy):
         clock=ManualClock(healthy.default_start),
         source=source,
     )
-    engine = Engine(app, tick_seconds=0.01)
+    engine = Engine(app.context, tick_seconds=0.01)
     yield engine
     engine.stop()  # waits for a monitor run still writing on the trainer thread
     app.close()

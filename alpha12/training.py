@@ -1,4 +1,5 @@
-"""Where models train: on this machine's cores, or on a Dask cluster — chosen by a setting.
+"""What models train on and where: the training frames a model may learn from as of a time,
+and the backend that fits them — this machine's cores, or a Dask cluster, chosen by a setting.
 
 Training fans out through joblib, so the choice is joblib's backend: its default process pool
 locally (`backend = "local"`), or its Dask backend (`backend = "dask"`, `dask_scheduler =
@@ -16,10 +17,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from alpha12 import models
+from alpha12 import models, snapshots
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.errors import TransientError
 from alpha12.features import FEATURE_NAMES
+from alpha12.store import Store
 
 CONNECT_TIMEOUT_S = 10
 
@@ -29,6 +31,39 @@ _clients_lock = threading.Lock()
 
 class ComputeError(TransientError):
     """The cluster cannot be reached, or a worker sent back something unusable."""
+
+
+def labelled_history(store: Store, settings: Settings, asset: str, interval: str) -> pd.DataFrame:
+    """Every labelled snapshot of the pair with both directions' outcomes, oldest first.
+
+    Columns: ts, target_ts, label, pnl_long, short_target_ts, pnl_short and the features.
+    Only `snapshots.as_of_view` of it may be shown to a model.
+    """
+    return snapshots.with_short_outcomes(
+        store.labelled_snapshots(asset, interval),
+        store.read_bars(asset, interval),
+        interval,
+        settings,
+    )
+
+
+def training_frame(
+    store: Store, settings: Settings, asset: str, interval: str, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """The rows a model trained `as_of` may learn from (see `labelled_history`)."""
+    return snapshots.as_of_view(labelled_history(store, settings, asset, interval), as_of)
+
+
+def pooled_training_frame(
+    store: Store, settings: Settings, asset: str, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """All of an asset's timeframes together, for its fallback model, oldest first."""
+    frames = [training_frame(store, settings, asset, i, as_of) for i in settings.intervals]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return training_frame(store, settings, asset, settings.intervals[0], as_of)
+    pooled = pd.concat(frames).sort_values("ts", kind="stable")
+    return pooled.iloc[-snapshots.MAX_TRAIN_ROWS :].reset_index(drop=True)
 
 
 def fit_many(

@@ -1,5 +1,6 @@
-"""The analysis of the pairs whose bars have closed: snapshot the new bars, predict with each
-pair's serving model, resolve open setups, maybe open new ones, and fill matured targets.
+"""The cycle: for the pairs whose bars have closed, snapshot the new bars, predict with each
+pair's serving model, resolve open setups, maybe open new ones, and fill matured targets; and
+the backfill, the same snapshots for a pair's whole stored history at once.
 
 The work is set-based: whatever the number of pairs, a cycle reads and writes the store with a
 handful of statements (the per-pair statements were most of a cycle's time), while the maths
@@ -16,12 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from alpha12 import analysis, signals, tracker
+from alpha12 import signals, snapshots, tracker
 from alpha12.config import Settings
 from alpha12.registry import Registry, ServedModel
-from alpha12.store import Store
-
-Pair = tuple[str, str]
+from alpha12.store import PendingTail, Store
+from alpha12.vocabulary import Pair
 
 
 @dataclass
@@ -68,11 +68,22 @@ def predict(served: ServedModel | None, rows: pd.DataFrame) -> np.ndarray:
     probability = np.full(len(rows), np.nan)
     if served is None or rows.empty:
         return probability
-    values = analysis.stored_features(rows)  # exactly what training saw
+    values = snapshots.stored_features(rows)  # exactly what training saw
     complete = values.notna().all(axis=1).to_numpy()
     if complete.any():
         probability[complete] = served.model.predict_proba(values[complete])
     return probability
+
+
+def backfill_pair(store: Store, settings: Settings, asset: str, interval: str) -> int:
+    """Snapshots and targets for the pair's whole stored history; returns rows added."""
+    bars = store.read_bars(asset, interval)
+    if bars.empty:
+        return 0
+    rows = snapshots.for_pair(snapshots.snapshot_rows(bars, interval, settings), asset, interval)
+    added = store.insert_snapshots(rows)
+    store.update_targets(rows)
+    return added
 
 
 def analyze_pair(
@@ -95,7 +106,7 @@ def analyze_pairs(
     """The new bars' snapshots, predictions, trade exits and entries of every pair, one result
     per pair (in `pairs` order); `timings` (optional) collects seconds per stage."""
     with stage(timings, "read"):
-        tails = analysis.pending_tails(store, pairs)
+        tails = store.pending_tails(pairs)
     results = {
         (t.asset, t.interval): PairAnalysis(t.asset, t.interval, newest_bar=t.newest_bar)
         for t in tails
@@ -116,7 +127,7 @@ def analyze_pairs(
         _insert_snapshots(store, work)
     with stage(timings, "targets"):
         work = _each(work, _mature, settings)
-        analysis.update_targets(store, _concat([item.matured for item in work]))
+        store.update_targets(_concat([item.matured for item in work]))
     return [results[pair] for pair in pairs]
 
 
@@ -140,9 +151,9 @@ def _guard(result: PairAnalysis, step, *args) -> list:
         return []
 
 
-def _features(result: PairAnalysis, tail: analysis.PendingTail, timings) -> _PairWork:
+def _features(result: PairAnalysis, tail: PendingTail, timings) -> _PairWork:
     with stage(timings, "features"):
-        rows = analysis.tail_features(tail.bars, tail.pending)
+        rows = snapshots.tail_features(tail.bars, tail.pending)
     rows["setup_generated"] = False
     return _PairWork(result, tail.bars, rows)
 
@@ -260,11 +271,11 @@ def _insert_setups(store: Store, work: list[_PairWork]) -> None:
 def _insert_snapshots(store: Store, work: list[_PairWork]) -> None:
     if not work:
         return
-    rows = pd.concat([analysis.for_pair(item.rows, *_key(item)) for item in work])
+    rows = pd.concat([snapshots.for_pair(item.rows, *_key(item)) for item in work])
     for column in ("target", "pnl_pct"):
         rows[column] = np.nan
     rows["target_ts"] = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us, UTC]")
-    analysis.insert_snapshots(store, rows.reset_index(drop=True))
+    store.insert_snapshots(rows.reset_index(drop=True))
     for item in work:
         item.result.snapshots = len(item.rows)
 
@@ -272,6 +283,6 @@ def _insert_snapshots(store: Store, work: list[_PairWork]) -> None:
 def _mature(item: _PairWork, settings: Settings) -> None:
     """The targets that matured with the newest bars, from the tail already read."""
     asset, interval = _key(item)
-    item.matured = analysis.for_pair(
-        analysis.matured_targets(item.bars, interval, settings), asset, interval
+    item.matured = snapshots.for_pair(
+        snapshots.matured_targets(item.bars, interval, settings), asset, interval
     )

@@ -1,0 +1,150 @@
+"""The context: what one alpha12 process works with — its settings, store, source, clock,
+model registry and monitor — opened and wired together in one place.
+
+The engine needs only this; the facade (services.Alpha12) holds one and answers the pages and
+the CLI from it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alpha12 import collector
+from alpha12.clock import Clock, ReplayClock, WallClock, utc
+from alpha12.config import EDITABLE, Settings, SettingsError, load_settings
+from alpha12.monitor import PerformanceMonitor
+from alpha12.registry import Registry
+from alpha12.sources import Source, build_source
+from alpha12.store import Store, to_json
+from alpha12.vocabulary import Pair
+
+REPLAY_CLOCK_KEY = "replay_clock"
+SETTINGS_OVERRIDES_KEY = "settings_overrides"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    source: Source
+    clock: Clock
+    registry: Registry = field(init=False)
+    monitor: PerformanceMonitor = field(init=False)
+    _settings_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.registry = Registry(self.settings.models_dir, self.store, self.clock)
+        # The monitor reads the settings at every run, so edited thresholds apply next run.
+        self.monitor = PerformanceMonitor(
+            self.store, self.registry, lambda: self.settings, self.clock
+        )
+
+    @classmethod
+    def open(
+        cls,
+        db: str | Path | None = None,
+        config: str | Path | None = None,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        source: Source | None = None,
+    ) -> Context:
+        settings = settings or load_settings(Path(config) if config else None)
+        store = Store(db or settings.db_path)
+        source = source or build_source(settings)
+        clock = clock or _default_clock(settings, store, source)
+        context = cls(settings, store, source, clock)
+        context.apply_saved_settings()  # thresholds edited in the app hold for every front end
+        return context
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def live(self) -> bool:
+        return bool(self.source.live) and not self.clock.replayed
+
+    def universe(self) -> list[str]:
+        """The configured assets plus every asset with stored bars (e.g. imported from CSV)."""
+        stored = self.store.bar_assets()
+        return list(self.settings.assets) + [a for a in stored if a not in self.settings.assets]
+
+    def pairs(self) -> list[Pair]:
+        return [(a, i) for a in self.universe() for i in self.settings.intervals]
+
+    def collect_once(self, backoff: collector.Backoff | None = None):
+        results = collector.collect_once(
+            self.store,
+            self.source,
+            self.settings.assets,
+            self.settings.intervals,
+            self.clock.now(),
+            backoff,
+            timeout_s=self.settings.source_timeout_s,
+        )
+        self.remember_clock()
+        return results
+
+    def remember_clock(self) -> None:
+        """Persist replay time, so a restarted app resumes the replay where it stopped."""
+        if self.clock.replayed:
+            self.store.set_state(REPLAY_CLOCK_KEY, self.clock.now().isoformat())
+
+    # -- settings edited in the app -------------------------------------------------------
+
+    def update_timeframe_settings(self, interval: str, changes: dict) -> list[str]:
+        """Validate, save, audit and apply new values for one timeframe; the problems found
+        (then nothing changes)."""
+        unknown = [
+            f"{interval}.{key}: cannot be edited here" for key in changes if key not in EDITABLE
+        ]
+        if unknown:
+            return unknown
+        # Two sessions (or threads) editing at once: each edit reads what the last one wrote,
+        # so none is lost from the saved overrides, the audit or the settings in memory.
+        with self._settings_lock:
+            current = self.settings.timeframe(interval)
+            changed = {k: v for k, v in changes.items() if getattr(current, k) != v}
+            if not changed:
+                return []
+            try:
+                updated = self.settings.with_timeframe(interval, **changed)
+            except SettingsError as error:
+                return error.problems
+            saved = self.store.get_state(SETTINGS_OVERRIDES_KEY, {})
+            saved[interval] = {**saved.get(interval, {}), **changed}
+            audit = [
+                [f"timeframes.{interval}.{k}", to_json(getattr(current, k)), to_json(v)]
+                for k, v in changed.items()
+            ]
+            self.store.save_settings(SETTINGS_OVERRIDES_KEY, saved, audit)
+            self.settings = updated
+            return []
+
+    def apply_saved_settings(self) -> None:
+        """Put the timeframe settings saved from the app on top of the loaded ones. A saved
+        value that no longer validates is skipped, with a warning event."""
+        for interval, changes in self.store.get_state(SETTINGS_OVERRIDES_KEY, {}).items():
+            try:
+                self.settings = self.settings.with_timeframe(interval, **changes)
+            except (SettingsError, KeyError, TypeError) as error:
+                self.store.log_event(
+                    self.clock.now(),
+                    "warning",
+                    "settings",
+                    f"saved settings for {interval} not applied: {error}",
+                )
+
+
+def _default_clock(settings: Settings, store: Store, source: Source) -> Clock:
+    if source.live:
+        return WallClock()
+    saved = store.get_state(REPLAY_CLOCK_KEY)
+    if saved:
+        start = utc(saved)
+    elif settings.replay_start:
+        start = utc(settings.replay_start)
+    else:
+        start = source.default_start
+    return ReplayClock(start, settings.replay_speed)

@@ -1,0 +1,124 @@
+"""The maths of feature snapshots and their targets: the rows of a whole history in one pass,
+the rows of a live tail, the targets a new bar settles, and what a model may learn from.
+
+A snapshot row holds bar t's 39 features (from bars <= t), the serving model's probability and
+whether a setup was generated; its target (the long triple-barrier outcome) is filled only
+once it is known, with `target_ts` saying when that was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from alpha12 import features, targets
+from alpha12.config import Settings, TimeframeSettings
+from alpha12.features import FEATURE_NAMES
+
+SNAPSHOT_SOURCE = "background_analysis"
+MAX_TRAIN_ROWS = 1000  # the most recent labelled rows: recalibration follows the current regime
+TARGET_COLUMNS = ("target", "target_ts", "pnl_pct")
+STORED_DIGITS = 4  # significant digits of a stored feature (see stored_features)
+
+
+def outcomes(
+    bars: pd.DataFrame,
+    interval: str,
+    timeframe: TimeframeSettings,
+    round_trip_cost_bps: float,
+    direction: int = 1,
+    last: int | None = None,
+) -> pd.DataFrame:
+    """Triple-barrier outcomes of a setup at every bar (or only the `last` bars), barriers
+    from the bar's ATR(14) over all of `bars`."""
+    atr = features.atr(bars["high"], bars["low"], bars["close"])
+    if last is not None:
+        bars, atr = bars.iloc[-last:], np.asarray(atr)[-last:]
+    return targets.triple_barrier(
+        bars,
+        atr,
+        interval=interval,
+        tp_mult=timeframe.tp_mult,
+        sl_mult=timeframe.sl_mult,
+        horizon=timeframe.horizon_bars,
+        direction=direction,
+        round_trip_cost_bps=round_trip_cost_bps,
+    )
+
+
+def snapshot_rows(bars: pd.DataFrame, interval: str, settings: Settings) -> pd.DataFrame:
+    """Features and (where known) long targets for every bar of `bars`, in one pass."""
+    table = features.compute_features(bars)
+    table.insert(0, "ts", bars["ts"].to_numpy())
+    known = outcomes(bars, interval, settings.timeframe(interval), settings.round_trip_cost_bps)
+    table["target"] = known["label"].to_numpy()
+    table["target_ts"] = known["target_ts"].to_numpy()
+    table["pnl_pct"] = known["pnl_pct"].to_numpy()
+    return table
+
+
+def for_pair(rows: pd.DataFrame, asset: str, interval: str) -> pd.DataFrame:
+    """`rows` tagged with their pair, as the snapshot writes take them."""
+    return rows.assign(asset=asset, interval=interval)
+
+
+def stored_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """The features as snapshots store them and models see them: STORED_DIGITS significant
+    digits in float32. Far below what the models can tell apart (their trees split on 255
+    bins), and it lets DuckDB compress the features to about 2.9 bytes a value instead of 4."""
+    values = rows[list(FEATURE_NAMES)].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(values)))
+    scale = 10.0 ** (STORED_DIGITS - 1 - np.where(np.isfinite(magnitude), magnitude, 0))
+    rounded = np.round(values * scale) / scale
+    return pd.DataFrame(
+        rounded.astype("float32").astype("float64"), columns=FEATURE_NAMES, index=rows.index
+    )
+
+
+def tail_features(bars: pd.DataFrame, pending: int) -> pd.DataFrame:
+    """Feature rows (with ts) of the last `pending` bars of a tail."""
+    if pending == 1:
+        latest = features.latest_features(bars.iloc[-features.TAIL_BARS :])
+        table = pd.DataFrame([latest.to_numpy()], columns=FEATURE_NAMES)
+    else:
+        table = features.compute_features(bars).iloc[-pending:].reset_index(drop=True)
+    table.insert(0, "ts", bars["ts"].iloc[-pending:].to_numpy())
+    return table
+
+
+def matured_targets(bars: pd.DataFrame, interval: str, settings: Settings) -> pd.DataFrame:
+    """The targets the newest bars of a tail may have settled (ts, target, target_ts, pnl_pct)."""
+    timeframe = settings.timeframe(interval)
+    recent = (timeframe.horizon_bars + 2) * 4
+    known = outcomes(bars, interval, timeframe, settings.round_trip_cost_bps, last=recent)
+    return pd.DataFrame(
+        {
+            "ts": bars["ts"].iloc[-recent:].to_numpy(),
+            "target": known["label"].to_numpy(),
+            "target_ts": known["target_ts"].to_numpy(),
+            "pnl_pct": known["pnl_pct"].to_numpy(),
+        }
+    )
+
+
+def with_short_outcomes(
+    labelled: pd.DataFrame, bars: pd.DataFrame, interval: str, settings: Settings
+) -> pd.DataFrame:
+    """Labelled snapshots (ts, target_ts, label, pnl_long, features) with the short setup's
+    outcome at each bar added: short_target_ts and pnl_short, from the pair's `bars`."""
+    short = outcomes(
+        bars, interval, settings.timeframe(interval), settings.round_trip_cost_bps, direction=-1
+    ).set_index(bars["ts"])
+    return labelled.assign(
+        short_target_ts=short["target_ts"].reindex(labelled["ts"]).to_numpy(),
+        pnl_short=short["pnl_pct"].reindex(labelled["ts"]).to_numpy(),
+    )
+
+
+def as_of_view(history: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """What a model trained at `as_of` may see: labels known by then, the most recent
+    MAX_TRAIN_ROWS, and short outcomes only where they too were known."""
+    view = history[history["target_ts"] <= as_of].iloc[-MAX_TRAIN_ROWS:].copy()
+    view.loc[~(view["short_target_ts"] <= as_of), "pnl_short"] = np.nan
+    return view.drop(columns="short_target_ts").reset_index(drop=True)

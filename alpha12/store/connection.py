@@ -1,0 +1,148 @@
+"""The connection to the DuckDB file: opening it, migrating its schema, and the plumbing every
+table family's reads and writes go through.
+
+DuckDB allows one read-write process per file, so the process that opens the store owns it:
+one connection, a cursor per thread, and writes serialised by a lock so that a unit of work
+(an upsert, a job claim) is one transaction. Every SQL value travels as a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from alpha12.errors import UserError
+from alpha12.store.schema import MIGRATIONS, SCHEMA_VERSION
+from alpha12.vocabulary import Pair
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """JSON for a JSON column: non-finite floats become "inf"/"-inf" or null (JSON has none)."""
+    return json.dumps(_finite(value), default=str, indent=indent)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+class StoreError(UserError):
+    """A problem with the database file that the user must act on."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the database file."""
+
+
+class Connection:
+    """One DuckDB file, opened read-write by this process."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._connection = _connect(self.path)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._spans: dict[Pair, tuple[pd.Timestamp, pd.Timestamp]] | None = None  # _bar_spans
+        self._migrate()
+
+    # -- connection plumbing -------------------------------------------------------------
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (DuckDB connections are not shared across threads)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._connection.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+            self._local.cursor = cursor
+        return cursor
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A serialised write transaction: all of it lands, or none of it."""
+        with self._write_lock:
+            cursor = self.cursor()
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def write_frame(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> list:
+        """Run one write statement that reads `frame` as the table `incoming`, in its own
+        transaction; returns the statement's rows (DuckDB returns the count for DML)."""
+        with self.transaction() as cursor:
+            cursor.register("incoming", frame)
+            try:
+                return cursor.execute(sql, params or []).fetchall()
+            finally:
+                cursor.unregister("incoming")
+
+    def query_with(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> pd.DataFrame:
+        """A read that can join `frame` as the table `incoming` (e.g. a list of keys)."""
+        cursor = self.cursor()
+        cursor.register("incoming", frame)
+        try:
+            return cursor.execute(sql, params or []).df()
+        finally:
+            cursor.unregister("incoming")
+
+    def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
+        return self.cursor().execute(sql, params or []).df()
+
+    def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
+        # fetchall, not fetchone: DuckDB refuses other work on a cursor with an unread result.
+        rows = self.cursor().execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _migrate(self) -> None:
+        with self.transaction() as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            current = (
+                cursor.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] or 0
+            )
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer alpha12 (schema {current}); "
+                    "upgrade alpha12 or use another --db file"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version]():
+                    cursor.execute(statement)
+                cursor.execute("INSERT INTO schema_version VALUES (?)", [version])
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(path))
+    except duckdb.IOException as error:
+        text = str(error)
+        if "lock" in text.lower():
+            holder = re.search(r"PID (\d+)", text)
+            who = f"process {holder.group(1)}" if holder else "another process"
+            raise StoreLockedError(
+                f"{path} is in use by {who} (DuckDB allows one writer per file). "
+                f"Stop that alpha12 app or command, or use another file with --db."
+            ) from None
+        raise StoreError(f"cannot open {path}: {text}") from None
+    except duckdb.Error as error:
+        raise StoreError(f"cannot open {path}: {error}") from None

@@ -1,0 +1,104 @@
+"""The recalibrations table: every decision the monitor took, and the counts it judges by."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from alpha12.snapshots import SNAPSHOT_SOURCE
+from alpha12.vocabulary import ATTEMPTS, ROUTINE_ACTIONS
+
+_COLUMNS = (
+    "asset",
+    "interval",
+    "ts",
+    "trigger",
+    "action",
+    "win_rate",
+    "profit_factor",
+    "trades",
+    "reasons",
+    "challenger_score",
+    "incumbent_score",
+    "new_version",
+    "metrics_before",
+    "metrics_after",
+    "message",
+)
+
+
+class RecalibrationsTable:
+    def record_recalibration(self, row: dict) -> None:
+        """One decision (the keys of _COLUMNS)."""
+        with self.transaction() as cursor:
+            cursor.execute(
+                f"INSERT INTO recalibrations ({', '.join(_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                [row[column] for column in _COLUMNS],
+            )
+
+    def last_attempt(self, asset: str, interval: str) -> pd.Timestamp | None:
+        """When the pair's last training attempt (what starts a cooldown) was decided."""
+        return self.scalar(
+            "SELECT max(ts) FROM recalibrations WHERE asset = ? AND interval = ? "
+            "AND action IN (SELECT unnest(?))",
+            [asset, interval, list(ATTEMPTS)],
+        )
+
+    def pair_counts(self, keys: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+        """Per pair of `keys` (asset, interval): open setups, targets known by `now` and the
+        last training attempt, in one query."""
+        return self.query_with(
+            keys[["asset", "interval"]],
+            """SELECT k.asset, k.interval,
+                 (SELECT count(*) FROM setups s WHERE s.asset = k.asset
+                   AND s.interval = k.interval AND s.status = 'open') AS pending,
+                 (SELECT count(*) FROM snapshots n WHERE n.asset = k.asset
+                   AND n.interval = k.interval AND n.source = ? AND n.target IS NOT NULL
+                   AND n.target_ts <= ?) AS labelled,
+                 (SELECT max(r.ts) FROM recalibrations r WHERE r.asset = k.asset
+                   AND r.interval = k.interval AND r.action IN (SELECT unnest(?))) AS last_attempt
+               FROM incoming k""",
+            [SNAPSHOT_SOURCE, now, list(ATTEMPTS)],
+        )
+
+    def recalibration_log(
+        self,
+        asset: str | None,
+        interval: str | None,
+        actions: tuple[str, ...] | None,
+        routine: bool,
+        after_id: int,
+        limit: int,
+    ) -> pd.DataFrame:
+        """Decisions, newest (clock time) first; `routine=False` leaves out the pairs merely
+        found healthy or waiting for trades (most rows)."""
+        clauses, params = ["id > ?"], [after_id]
+        for column, value in (("asset", asset), ("interval", interval)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if actions is not None:
+            clauses.append("list_contains(?, action)")
+            params.append(list(actions))
+        if not routine:
+            clauses.append("NOT list_contains(?, action)")
+            params.append(list(ROUTINE_ACTIONS))
+        return self.query(
+            f"SELECT * FROM recalibrations WHERE {' AND '.join(clauses)} "
+            "ORDER BY ts DESC, id DESC LIMIT ?",
+            [*params, limit],
+        )
+
+    def latest_recalibration_id(self) -> int:
+        return int(self.scalar("SELECT coalesce(max(id), 0) FROM recalibrations"))
+
+    def first_forced_since(self, asset: str, interval: str, since: pd.Timestamp) -> dict | None:
+        """The pair's first forced recalibration at or after `since` (what a job recorded):
+        action, challenger and incumbent scores, new version."""
+        found = self.query(
+            """SELECT action, challenger_score, incumbent_score, new_version FROM recalibrations
+               WHERE asset = ? AND interval = ? AND trigger = 'forced' AND ts >= ?
+               ORDER BY id LIMIT 1""",
+            [asset, interval, since],
+        )
+        return None if found.empty else found.iloc[0].to_dict()
