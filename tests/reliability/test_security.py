@@ -536,6 +536,8 @@ SQL_INTERPOLATIONS = {
     "_ARCHIVABLE": "a constant query with ? placeholders (archive.py)",
     "name": "a constant table name (store._snapshots_table)",
     "key": "a constant UNIQUE clause, or nothing (store._snapshots_table)",
+    "_quoted(name)": "a table/database name from DuckDB's own catalogue, quoted (backup.py)",
+    "BACKUP_ALIAS": "a constant database alias (backup.py)",
 }
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|COPY|DROP)\b")
 
