@@ -113,6 +113,8 @@ class Alerter:
         self._lock = threading.Condition()
         self._closing = False
         self._worker: threading.Thread | None = None
+        if settings.urls and _apprise() is None:
+            self._report("warning", f"alerts are off: {APPRISE_MISSING}")
 
     @property
     def enabled(self) -> bool:
@@ -237,8 +239,7 @@ def _targets(urls: tuple[str, ...], timeout_s: float) -> list[_Target]:
     """One apprise plugin per URL, each with the send timeout (unless the URL sets cto/rto),
     and every URL's text registered as a secret for the log."""
     apprise = _apprise() if urls else None
-    if urls and apprise is None:
-        _default_result("warning", f"alerts are off: {APPRISE_MISSING}")
+    if apprise is None:
         return []
     targets = []
     for url in urls:

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,7 +41,10 @@ def _quoted(name: str) -> str:
 
 
 def _checkpoint(cursor: duckdb.DuckDBPyConnection) -> None:
-    cursor.execute("CHECKPOINT")
+    """Fold the WAL into the file first, when no write is in flight; the copy does not depend
+    on it (it reads a snapshot), so a checkpoint refused by a concurrent write is skipped."""
+    with suppress(duckdb.TransactionException):
+        cursor.execute("CHECKPOINT")
 
 
 def _database_name(cursor: duckdb.DuckDBPyConnection) -> str:
@@ -196,7 +199,8 @@ def _empty_folder(folder: Path) -> Path:
 def _copy_store(store: Store, path: Path) -> tuple[dict[str, int], int]:
     """Rows per table and schema version, of the same snapshot that is copied to `path`."""
     cursor = store.cursor()
-    _checkpoint(cursor)
+    with store._write_lock:  # this process's writers wait the moment the checkpoint takes
+        _checkpoint(cursor)
     _attach(cursor, path)
     try:
         with _read_snapshot(cursor):
