@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alpha12.alerts import SUBSCRIBABLE, url_problem
 from alpha12.errors import UserError
+from alpha12.logs import LEVEL_NAMES
 from alpha12.timeframes import INTERVALS
 
-SOURCES = ("synthetic", "csv", "yfinance")
+SOURCES = ("synthetic", "csv", "yfinance", "ccxt")
 BACKENDS = ("local", "dask")
 ENV_PREFIX = "ALPHA12_"
 # The timeframe settings an admin may edit in the app (saved in the store, audited).
@@ -87,6 +89,28 @@ SEED_TIMEFRAMES: dict[str, TimeframeSettings] = {
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go (apprise URLs), which kinds are sent, and how often at most."""
+
+    urls: tuple[str, ...] = ()  # apprise URLs, e.g. "tgram://TOKEN/CHAT"; secrets: never shown
+    kinds: tuple[str, ...] = SUBSCRIBABLE
+    rate_limit_minutes: float = 30.0  # one alert per (asset, interval, kind) in this window
+    source_down_minutes: float = 60.0  # a source failing this long raises source_down
+
+    def problems(self, path: str) -> list[str]:
+        found = [
+            f"{path}.kinds: unknown kind {kind!r} (valid: {', '.join(SUBSCRIBABLE)})"
+            for kind in self.kinds
+            if kind not in SUBSCRIBABLE
+        ]
+        found += [f"{path}.urls: {problem}" for url in self.urls if (problem := url_problem(url))]
+        for name in ("rate_limit_minutes", "source_down_minutes"):
+            if getattr(self, name) < 0:
+                found.append(f"{path}.{name}: must be >= 0")
+        return found
+
+
+@dataclass(frozen=True)
 class Settings:
     assets: tuple[str, ...] = ("BTC", "ETH", "SOL")
     intervals: tuple[str, ...] = INTERVALS
@@ -109,7 +133,15 @@ class Settings:
     yfinance_tickers: dict[str, str] = field(
         default_factory=lambda: {"BTC": "BTC-USD", "ETH": "ETH-USD", "SOL": "SOL-USD"}
     )
+    ccxt_exchange: str = "binance"  # a ccxt exchange id, for source = "ccxt"
+    ccxt_symbols: dict[str, str] = field(
+        default_factory=lambda: {"BTC": "BTC/USDT", "ETH": "ETH/USDT", "SOL": "SOL/USDT"}
+    )
     timeframes: dict[str, TimeframeSettings] = field(default_factory=lambda: dict(SEED_TIMEFRAMES))
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL
+    log_file: Path | None = None  # also log to this file, rotated
+    log_json: bool = False  # JSON lines instead of plain lines
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
     def round_trip_cost_bps(self) -> float:
@@ -145,7 +177,11 @@ class Settings:
             found.append("trade_window, n_jobs and history_days: must be >= 1")
         for interval, tf in self.timeframes.items():
             found += tf.problems(f"timeframes.{interval}")
-        return found
+        if self.log_level.upper() not in LEVEL_NAMES:
+            found.append(f"log_level: {self.log_level!r} is not one of {', '.join(LEVEL_NAMES)}")
+        if self.source == "ccxt" and not self.ccxt_exchange:
+            found.append("ccxt_exchange: required when source = 'ccxt'")
+        return found + self.alerts.problems("alerts")
 
     def with_timeframe(self, interval: str, **changes: Any) -> Settings:
         """A copy with some of one timeframe's settings changed, validated."""
@@ -235,6 +271,11 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
 
 def _coerce(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is AlertSettings:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a table, got {value!r}")
+            return AlertSettings()
+        return _build(AlertSettings, value, f"{path}.", problems)
     if origin in (types.UnionType, typing.Union):
         if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
             return None

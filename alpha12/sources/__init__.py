@@ -45,10 +45,16 @@ def closed_between(
 
 
 def build_source(settings) -> Source:
-    """The source the settings name: synthetic replay (default), CSV replay, or yfinance."""
+    """The source the settings name: synthetic replay (default), CSV replay, yfinance or an
+    exchange through ccxt."""
+    from alpha12.sources.exchange import ExchangeSource
     from alpha12.sources.replay import CsvReplay, SyntheticReplay
     from alpha12.sources.yahoo import YFinanceSource
 
+    if settings.source == "ccxt":
+        return ExchangeSource(
+            settings.ccxt_exchange, settings.ccxt_symbols, settings.source_timeout_s
+        )
     if settings.source == "yfinance":
         return YFinanceSource(settings.yfinance_tickers)
     if settings.source == "csv":

@@ -5,6 +5,7 @@ each table family: bars, snapshots, setups, models, recalibrations, jobs, and ev
 state and the settings audit. Every other module calls these methods.
 """
 
+from alpha12.store.backup import BackupCopy
 from alpha12.store.bars import BarsTable
 from alpha12.store.connection import Connection, StoreError, StoreLockedError, to_json
 from alpha12.store.events import EventsTable
@@ -35,6 +36,7 @@ class Store(
     RecalibrationsTable,
     JobsTable,
     EventsTable,
+    BackupCopy,
 ):
     """One DuckDB file, opened read-write by this process, with every table's reads and
     writes."""

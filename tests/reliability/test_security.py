@@ -538,6 +538,8 @@ SQL_INTERPOLATIONS = {
     "_ARCHIVABLE": "a constant query with ? placeholders (store/snapshots.py)",
     "name": "a constant table name (store.schema._snapshots_table)",
     "key": "a constant UNIQUE clause, or nothing (store.schema._snapshots_table)",
+    "_quoted(name)": "a table/database name from DuckDB's own catalogue, quoted (store/backup.py)",
+    "BACKUP_ALIAS": "a constant database alias (store/backup.py)",
 }
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|COPY|DROP)\b")
 
