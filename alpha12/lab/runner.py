@@ -82,8 +82,15 @@ class LabRun:
     gaps: dict[Pair, dict] = field(default_factory=dict)  # count and longest gap in the bars
     stopped: bool = False
 
-    def equity(self, asset: str, interval: str, policy: str) -> pd.DataFrame:
-        return stats.equity(self.parts[(asset, interval, policy)].trades)
+    def curves(self, asset: str, interval: str) -> tuple[dict, dict]:
+        """The pair's equity curves and retrain times by policy, as figures.equity_chart
+        takes them."""
+        mine = {k[2]: p for k, p in self.parts.items() if k[:2] == (asset, interval)}
+        walked = {name: p for name, p in mine.items() if name != ORACLE and p.start is not None}
+        return (
+            {name: stats.equity(p.trades) for name, p in walked.items()},
+            {name: p.retrain_times for name, p in walked.items()},
+        )
 
     def oracle(self, asset: str, interval: str) -> oracle.OracleResult | None:
         part = self.parts.get((asset, interval, ORACLE))
