@@ -149,6 +149,12 @@ def test_policies_parse_and_name_themselves_back():
     assert policies[5].params()["win_rate"] == 0.5 and not policies[5].always_promote
     with pytest.raises(LabError, match="hours: must be > 0"):
         Timer(hours=0)
+    base = Settings().timeframe("4h")
+    adjusted = policies[5].adjust(base)
+    assert (adjusted.win_rate, adjusted.cooldown_hours) == (0.5, 24.0)
+    assert dataclasses.replace(adjusted, win_rate=base.win_rate, cooldown_hours=24) == (
+        dataclasses.replace(base, cooldown_hours=24)
+    )
 
 
 # -- (d) the oracle -------------------------------------------------------------------------

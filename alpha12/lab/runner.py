@@ -119,7 +119,7 @@ def run_lab(
     if oracle_candidates:
         jobs += [(pair, None) for pair in pairs]
     todo = [(pair, p) for pair, p in jobs if (*pair, p.name if p else ORACLE) not in parts]
-    batch = len(todo) if settings.backend == "dask" else settings.n_jobs
+    batch = max(len(todo), 1) if settings.backend == "dask" else settings.n_jobs
     stopped = False
     for first in range(0, len(todo), batch):
         if should_stop():
