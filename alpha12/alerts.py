@@ -16,14 +16,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from alpha12 import logs
-
-if TYPE_CHECKING:
-    from alpha12.config import AlertSettings
 
 APPRISE_MISSING = "alerts need the optional package apprise (pip install apprise)"
 DEFAULT_SEND_TIMEOUT_S = 10.0  # connect and read timeout of one send to one URL
@@ -62,6 +59,28 @@ def url_problem(url: str) -> str | None:
     if apprise.Apprise.instantiate(url) is None:
         return f"{logs.mask_url(url)} is not a URL apprise understands (see its wiki for forms)"
     return None
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go (apprise URLs), which kinds are sent, and how often at most."""
+
+    urls: tuple[str, ...] = ()  # apprise URLs, e.g. "tgram://TOKEN/CHAT"; secrets: never shown
+    kinds: tuple[str, ...] = SUBSCRIBABLE
+    rate_limit_minutes: float = 30.0  # one alert per (asset, interval, kind) in this window
+    source_down_minutes: float = 60.0  # a source failing this long raises source_down
+
+    def problems(self, path: str) -> list[str]:
+        found = [
+            f"{path}.kinds: unknown kind {kind!r} (valid: {', '.join(SUBSCRIBABLE)})"
+            for kind in self.kinds
+            if kind not in SUBSCRIBABLE
+        ]
+        found += [f"{path}.urls: {problem}" for url in self.urls if (problem := url_problem(url))]
+        for name in ("rate_limit_minutes", "source_down_minutes"):
+            if getattr(self, name) < 0:
+                found.append(f"{path}.{name}: must be >= 0")
+        return found
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alpha12.alerts import SUBSCRIBABLE, url_problem
+from alpha12.alerts import AlertSettings
 from alpha12.errors import UserError
 from alpha12.logs import LEVEL_NAMES
 from alpha12.timeframes import INTERVALS
@@ -86,28 +86,6 @@ SEED_TIMEFRAMES: dict[str, TimeframeSettings] = {
     "4h": _tf(0.55, 1.3, 20, 24, 100, 12),
     "1d": _tf(0.58, 1.4, 15, 72, 80, 10),
 }
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    """Where alerts go (apprise URLs), which kinds are sent, and how often at most."""
-
-    urls: tuple[str, ...] = ()  # apprise URLs, e.g. "tgram://TOKEN/CHAT"; secrets: never shown
-    kinds: tuple[str, ...] = SUBSCRIBABLE
-    rate_limit_minutes: float = 30.0  # one alert per (asset, interval, kind) in this window
-    source_down_minutes: float = 60.0  # a source failing this long raises source_down
-
-    def problems(self, path: str) -> list[str]:
-        found = [
-            f"{path}.kinds: unknown kind {kind!r} (valid: {', '.join(SUBSCRIBABLE)})"
-            for kind in self.kinds
-            if kind not in SUBSCRIBABLE
-        ]
-        found += [f"{path}.urls: {problem}" for url in self.urls if (problem := url_problem(url))]
-        for name in ("rate_limit_minutes", "source_down_minutes"):
-            if getattr(self, name) < 0:
-                found.append(f"{path}.{name}: must be >= 0")
-        return found
 
 
 @dataclass(frozen=True)

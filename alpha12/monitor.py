@@ -272,8 +272,17 @@ class PerformanceMonitor:
         ]
 
     def promote_or_reject(
-        self, assessment: Assessment, frame: pd.DataFrame, result, as_of: pd.Timestamp, trigger: str
+        self,
+        assessment: Assessment,
+        frame: pd.DataFrame,
+        result,
+        as_of: pd.Timestamp,
+        trigger: str,
+        always_promote: bool = False,
     ) -> Outcome:
+        """Register the challenger: active if it scores at least as well as the incumbent on
+        the newest evaluation slice (or `always_promote`: a policy that retrains blindly),
+        else rejected."""
         asset, interval = assessment.asset, assessment.interval
         if isinstance(result, models.Insufficient):
             return Outcome(Action.SKIPPED_DATA, result.message)
@@ -289,7 +298,7 @@ class PerformanceMonitor:
             incumbent_score = float(
                 np.mean((incumbent.model.predict_proba(eval_rows) - eval_rows["label"]) ** 2)
             )
-        promote = incumbent_score is None or challenger <= incumbent_score
+        promote = always_promote or incumbent_score is None or challenger <= incumbent_score
         try:
             version = self.registry.register(
                 asset,

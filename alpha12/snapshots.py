@@ -116,9 +116,18 @@ def with_short_outcomes(
     )
 
 
-def as_of_view(history: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """What a model trained at `as_of` may see: labels known by then, the most recent
-    MAX_TRAIN_ROWS, and short outcomes only where they too were known."""
-    view = history[history["target_ts"] <= as_of].iloc[-MAX_TRAIN_ROWS:].copy()
+def as_of_view(
+    history: pd.DataFrame,
+    as_of: pd.Timestamp,
+    rows: int = MAX_TRAIN_ROWS,
+    hours: float | None = None,
+) -> pd.DataFrame:
+    """What a model trained at `as_of` may see: labels known by then, the most recent `rows`
+    (and, given `hours`, only bars of that much market time before `as_of`), and short
+    outcomes only where they too were known."""
+    known = history[history["target_ts"] <= as_of]
+    if hours is not None:
+        known = known[known["ts"] > as_of - pd.Timedelta(hours=hours)]
+    view = known.iloc[-rows:].copy()
     view.loc[~(view["short_target_ts"] <= as_of), "pnl_short"] = np.nan
     return view.drop(columns="short_target_ts").reset_index(drop=True)

@@ -77,12 +77,18 @@ def fit_many(
     if settings.backend == "local" and len(frames) == 1:  # no pool for a single model
         results = [models.fit(frames[0][0], frames[0][1], settings.seed)]
     else:
-        with _backend(settings):
-            results = joblib.Parallel(n_jobs=_n_jobs(settings, len(frames)))(
-                joblib.delayed(models.fit)(frame, timeframe, settings.seed)
-                for frame, timeframe in frames
-            )
+        tasks = [(frame, timeframe, settings.seed) for frame, timeframe in frames]
+        results = run_tasks(models.fit, tasks, settings)
     return [_checked(result, frame) for result, (frame, _) in zip(results, frames, strict=True)]
+
+
+def run_tasks(function, tasks: list[tuple], settings: Settings) -> list:
+    """function(*task) for every task, in parallel on the configured backend; results in
+    order. `function` and the tasks must pickle: plain data in, plain data out."""
+    with _backend(settings):
+        return joblib.Parallel(n_jobs=_n_jobs(settings, len(tasks)))(
+            joblib.delayed(function)(*task) for task in tasks
+        )
 
 
 def _checked(result, frame: pd.DataFrame):

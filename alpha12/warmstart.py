@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from alpha12 import cycle, features, metrics, models, signals, snapshots, training
-from alpha12.features import WARMUP_BARS
+from alpha12.features import FEATURE_NAMES, WARMUP_BARS
+from alpha12.lab.policies import Policy, Seed, Tick
 from alpha12.monitor import Assessment, Outcome, PerformanceMonitor
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS
@@ -88,16 +89,21 @@ def _walk_cost(timeframe, interval: str) -> float:
 
 @dataclass
 class PairWalk:
-    """One pair's walk forward through its stored history."""
+    """One pair's walk forward through its stored history under a retraining `policy` (the
+    seed policy: what the live monitor does). The warm start walks the last WARM_START_BARS;
+    with `whole_history` (the lab) the walk starts where a first model can be trained."""
 
     monitor: PerformanceMonitor
     asset: str
     interval: str
+    policy: Policy = field(default_factory=Seed)
+    whole_history: bool = False
     trades: list[dict] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
 
     def __post_init__(self) -> None:
         store, settings = self.monitor.store, self.monitor.settings()
-        self.timeframe = settings.timeframe(self.interval)
+        self.timeframe = self.policy.adjust(settings.timeframe(self.interval))
         self.bars = store.read_bars(self.asset, self.interval)
         self.closes = (self.bars["ts"] + interval_delta(self.interval)).reset_index(drop=True)
         self.atr = features.atr(self.bars["high"], self.bars["low"], self.bars["close"])
@@ -115,15 +121,22 @@ class PairWalk:
         return None if self.start is None else self.closes[self.start - 1]
 
     def _start_index(self) -> int | None:
-        """The first walked bar: WARM_START_BARS before the end, but late enough that the
-        rows labelled by then meet the timeframe's minimum."""
+        """The first walked bar: WARM_START_BARS before the end (or the first bar, walking
+        the whole history), but late enough that the rows labelled by then meet the
+        timeframe's minimum. The whole-history walk counts only rows a model can learn from
+        (all features known) and has no fallback model: too little history walks nothing."""
         n = len(self.bars)
         if n < 2:
             return None
-        known = np.sort(self.history["target_ts"].to_numpy())
+        rows = self.history
+        if self.whole_history:
+            rows = rows.dropna(subset=list(FEATURE_NAMES))
+        known = np.sort(rows["target_ts"].to_numpy())
         labelled_by = np.searchsorted(known, self.closes.to_numpy(), side="right")
         enough = np.flatnonzero(labelled_by >= self.timeframe.min_rows)
         earliest = enough[0] + 1 if len(enough) else n
+        if self.whole_history:
+            return earliest if earliest < n else None
         start = max(n - WARM_START_BARS[self.interval], earliest, 1)
         return start if start < n else self._fallback_start(n)
 
@@ -135,21 +148,26 @@ class PairWalk:
         if self.start is None:
             return "no bars"
         as_of = self.start_time
-        self._attempt(as_of, self._assessment(as_of, None), forced=True)
+        first = self._assessment(as_of, None)
+        self._attempt(as_of, first, first.decision(forced=True))
         served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
-        walked = self.bars["ts"].iloc[self.start :]
-        frame = (  # one row per walked bar
-            self.monitor.store.snapshot_features(self.asset, self.interval, start=walked.iloc[0])
-            .set_index("ts")
-            .reindex(walked)
-            .reset_index()
-        )
+        frame = self.walked_features()
         marks = self._walk(frame, served)
         self._save(frame, marks)
         closed = [t for t in self.trades if t["status"] == "closed"]
         return (
             f"{len(self.trades)} setups ({len(closed)} resolved) over "
             f"{len(self.bars) - self.start} bars"
+        )
+
+    def walked_features(self) -> pd.DataFrame:
+        """The stored snapshot features of every walked bar, one row per bar (ts first)."""
+        walked = self.bars["ts"].iloc[self.start :]
+        return (  # one row per walked bar
+            self.monitor.store.snapshot_features(self.asset, self.interval, start=walked.iloc[0])
+            .set_index("ts")
+            .reindex(walked)
+            .reset_index()
         )
 
     def _walk(self, frame: pd.DataFrame, served) -> pd.DataFrame:
@@ -161,7 +179,11 @@ class PairWalk:
         busy_until = None
         tick = self.closes[self.start].ceil("1h")
         k = self.start
-        state = {"evaluated_trades": -1, "cooldown_end": None}
+        state = {
+            "evaluated_trades": -1,
+            "cooldown_end": None,
+            "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
+        }
         stale = True  # the remaining bars need predictions from `served`
         while k < len(self.bars):
             if stale:  # one batch per model, not one call per bar
@@ -179,7 +201,7 @@ class PairWalk:
                     busy_until = self._trade(m, p, served)
                     generated[m - self.start] = busy_until is not None
             k = j
-            changed = self._monitor(tick, served, state)
+            changed = self._monitor(tick, k, served, state)
             if changed is not None and (
                 served is None or changed.version != served.version or changed.scope != served.scope
             ):
@@ -228,19 +250,29 @@ class PairWalk:
         self.trades.append(trade)
         return result["target_ts"]
 
-    def _monitor(self, tick: pd.Timestamp, served, state: dict):
-        """The monitor's rule at `tick`, evaluated whenever its inputs changed."""
+    def _monitor(self, tick: pd.Timestamp, k: int, served, state: dict):
+        """The policy's rule at `tick` (k: bars walked so far), evaluated when it is due (the
+        seed policy: whenever the rule's inputs changed)."""
         resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
         cooldown_over = state["cooldown_end"] is not None and state["cooldown_end"] <= tick
-        if len(resolved) == state["evaluated_trades"] and not cooldown_over:
+        attempted_at, attempted_bar = state["attempt"]
+        now = Tick(
+            tick,
+            new_trades=len(resolved) != state["evaluated_trades"],
+            cooldown_over=cooldown_over,
+            hours_since_attempt=(tick - attempted_at) / pd.Timedelta(hours=1),
+            bars_since_attempt=k - attempted_bar,
+        )
+        if not self.policy.due(now):
             return None
         state["evaluated_trades"] = len(resolved)
         if cooldown_over:
             state["cooldown_end"] = None
         assessment = self._assessment(tick, served)
-        outcome = self._attempt(tick, assessment)
+        outcome = self._attempt(tick, assessment, self.policy.decision(assessment, now))
         if outcome.action in ATTEMPTS:
             state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
+            state["attempt"] = (tick, k)
         return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
 
     def _assessment(self, tick: pd.Timestamp, served) -> Assessment:
@@ -267,15 +299,30 @@ class PairWalk:
             self.asset, self.interval, summary, self.timeframe, remaining, labelled, version, scope
         )
 
-    def _attempt(self, tick: pd.Timestamp, assessment: Assessment, forced: bool = False) -> Outcome:
-        decision = assessment.decision(forced=forced)
+    def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
+        """Retrain now (decision None) or record the skip; either way remembered in
+        `decisions`."""
         if decision is None:
-            frame = snapshots.as_of_view(self.history, tick)
+            frame = snapshots.as_of_view(
+                self.history, tick, self.policy.window_rows, self.policy.window_hours
+            )
             result = models.fit(frame, self.timeframe, self.monitor.settings().seed)
-            outcome = self.monitor.promote_or_reject(assessment, frame, result, tick, WARM_START)
+            outcome = self.monitor.promote_or_reject(
+                assessment, frame, result, tick, WARM_START, self.policy.always_promote
+            )
         else:
             outcome = Outcome(decision)
         self.monitor.record(assessment, outcome, tick, WARM_START)
+        self.decisions.append(
+            {
+                "ts": tick,
+                "action": outcome.action,
+                "trigger": "; ".join(assessment.reasons) or self.policy.name,
+                "challenger_score": outcome.challenger_score,
+                "incumbent_score": outcome.incumbent_score,
+                "new_version": outcome.new_version,
+            }
+        )
         return outcome
 
     def _save(self, frame: pd.DataFrame, marks: pd.DataFrame) -> None:

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from alpha12 import alerts
-from alpha12.alerts import SUBSCRIBABLE, Alerter, AlertKind
-from alpha12.config import AlertSettings, SettingsError, load_settings
+from alpha12.alerts import SUBSCRIBABLE, Alerter, AlertKind, AlertSettings
+from alpha12.config import SettingsError, load_settings
 
 NOW = pd.Timestamp("2025-01-11 10:00", tz="UTC")
 SEND_TIMEOUT_S = 0.5

@@ -1,0 +1,290 @@
+"""Run the lab: every (pair, policy) replayed on its own scratch store through the live code
+path, fanned out through the training backend, then summarised with error bars.
+
+Each part gets plain data (the pair's bars and the settings) and builds its own scratch
+context: a temporary folder with a fresh DuckDB store and models folder, a PerformanceMonitor
+over them with a ManualClock. The bars are upserted there, snapshots backfilled, and the
+whole-history PairWalk runs under the policy. So features, targets, the entry rule, costs, the
+Assessment, cooldowns and the challenger gate are the product's own. The folder is always
+deleted; the live store is only read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from alpha12 import cycle, training
+from alpha12.clock import ManualClock
+from alpha12.config import Settings
+from alpha12.features import WARMUP_BARS
+from alpha12.lab import oracle, stats
+from alpha12.lab.policies import Custom, Policy, Seed
+from alpha12.monitor import PerformanceMonitor
+from alpha12.registry import Registry
+from alpha12.store import Store
+from alpha12.timeframes import interval_delta
+from alpha12.vocabulary import ATTEMPTS, Action
+from alpha12.warmstart import PairWalk
+
+ORACLE = "oracle"
+BLOCK_HORIZONS = 3  # the paired bootstrap's block: a few trade horizons of bars
+TRADE_COLUMNS = ["ts", "exit_ts", "direction", "r_multiple", "pnl_pct", "model_version"]
+
+Pair = tuple[str, str]
+Key = tuple[str, str, str]  # asset, interval, policy name
+
+
+@dataclass
+class Part:
+    """One replay's result, plain data: what the caller keeps to resume a run."""
+
+    asset: str
+    interval: str
+    policy: str
+    params: dict
+    trades: pd.DataFrame  # closed trades, TRADE_COLUMNS
+    decisions: pd.DataFrame  # the walk's monitor decisions (PairWalk.decisions)
+    start: pd.Timestamp | None  # the first walked bar's open time; None: nothing walked
+    seconds: float
+    message: str
+    oracle: oracle.OracleResult | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.asset, self.interval, self.policy)
+
+    @property
+    def retrain_times(self) -> list[pd.Timestamp]:
+        """When the policy attempted a retrain (the first model, common to all, excluded)."""
+        later = self.decisions.iloc[1:]
+        return list(later.loc[later["action"].isin(ATTEMPTS), "ts"]) if len(later) else []
+
+    @property
+    def promotions(self) -> int:
+        later = self.decisions.iloc[1:]
+        return int((later["action"] == Action.RECALIBRATED).sum()) if len(later) else 0
+
+
+@dataclass
+class LabRun:
+    table: pd.DataFrame  # stats.COLUMNS, one row per pair and policy
+    parts: dict[Key, Part]
+    sentences: dict[Pair, str] = field(default_factory=dict)
+    problems: dict[Pair, str] = field(default_factory=dict)  # pairs the lab could not walk
+    gaps: dict[Pair, dict] = field(default_factory=dict)  # count and longest gap in the bars
+    stopped: bool = False
+
+    def curves(self, asset: str, interval: str) -> tuple[dict, dict]:
+        """The pair's equity curves and retrain times by policy, as figures.equity_chart
+        takes them."""
+        mine = {k[2]: p for k, p in self.parts.items() if k[:2] == (asset, interval)}
+        walked = {name: p for name, p in mine.items() if name != ORACLE and p.start is not None}
+        return (
+            {name: stats.equity(p.trades) for name, p in walked.items()},
+            {name: p.retrain_times for name, p in walked.items()},
+        )
+
+    def oracle(self, asset: str, interval: str) -> oracle.OracleResult | None:
+        part = self.parts.get((asset, interval, ORACLE))
+        return part.oracle if part else None
+
+
+def run_lab(
+    store: Store,
+    settings: Settings,
+    pairs: list[Pair],
+    policies: list[Policy],
+    progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    done: Mapping[Key, Part] | None = None,
+    oracle_candidates: int | None = oracle.CANDIDATES,
+    retrain_cost_r: float = oracle.RETRAIN_COST_R,
+) -> LabRun:
+    """Replay every pair under every policy (and the oracle, unless oracle_candidates is None).
+    Stops between batches of parts when should_stop() says so; parts in `done` (a previous
+    run's LabRun.parts) are kept and not run again."""
+    progress = progress or (lambda _fraction, _message: None)
+    should_stop = should_stop or (lambda: False)
+    parts = dict(done or {})
+    bars = {pair: store.read_bars(*pair) for pair in pairs}
+    jobs = [(pair, p) for pair in pairs for p in policies]
+    if oracle_candidates:
+        jobs += [(pair, None) for pair in pairs]
+    todo = [(pair, p) for pair, p in jobs if (*pair, p.name if p else ORACLE) not in parts]
+    batch = max(len(todo), 1) if settings.backend == "dask" else settings.n_jobs
+    stopped = False
+    for first in range(0, len(todo), batch):
+        if should_stop():
+            stopped = True
+            break
+        chunk = todo[first : first + batch]
+        tasks = [
+            (bars[pair], settings, *pair, p, oracle_candidates, retrain_cost_r) for pair, p in chunk
+        ]
+        for part in training.run_tasks(replay, tasks, settings):
+            parts[part.key] = part
+        progress((first + len(chunk)) / len(todo), f"replayed {len(parts)} of {len(jobs)} parts")
+    run = summarise(parts, bars, settings)
+    run.gaps = {pair: gaps(frame, pair[1]) for pair, frame in bars.items()}
+    run.stopped = stopped
+    return run
+
+
+def summarise(parts: dict[Key, Part], bars: dict[Pair, pd.DataFrame], settings: Settings) -> LabRun:
+    """The table, sentences and problems of the finished parts of the pairs in `bars`."""
+    run = LabRun(stats.table([]), parts)
+    rows = []
+    for (asset, interval), pair_bars in bars.items():
+        mine = {k[2]: p for k, p in parts.items() if k[:2] == (asset, interval)}
+        walked = {name: p for name, p in mine.items() if name != ORACLE and p.start is not None}
+        unwalked = [p for name, p in mine.items() if p.start is None]
+        if unwalked:
+            run.problems[(asset, interval)] = unwalked[0].message
+        if not walked:
+            continue
+        start = min(p.start for p in walked.values())
+        bar_ts = pair_bars.loc[pair_bars["ts"] >= start, "ts"].reset_index(drop=True)
+        best = mine.get(ORACLE)
+        runs = {
+            name: {
+                "params": p.params,
+                "trades": p.trades,
+                "retrains": len(p.retrain_times),
+                "promotions": p.promotions,
+                "seconds": p.seconds,
+            }
+            for name, p in walked.items()
+        }
+        block = BLOCK_HORIZONS * settings.timeframe(interval).horizon_bars
+        total = best.oracle.total_r if best and best.oracle else None
+        pair_rows = stats.pair_rows(asset, interval, runs, bar_ts, block, total)
+        run.sentences[(asset, interval)] = stats.verdict(stats.table(pair_rows))
+        rows += pair_rows
+    run.table = stats.table(rows)
+    return run
+
+
+def replay(
+    bars: pd.DataFrame,
+    settings: Settings,
+    asset: str,
+    interval: str,
+    policy: Policy | None,
+    oracle_candidates: int | None,
+    retrain_cost_r: float,
+) -> Part:
+    """One part on its own scratch store: the policy's walk, or (policy None) the oracle."""
+    started = time.perf_counter()
+    name = policy.name if policy else ORACLE
+    with scratch_monitor(bars, settings, asset, interval) as monitor:
+        walk = PairWalk(monitor, asset, interval, policy or Seed(), whole_history=True)
+        if walk.start is None:
+            message = too_little_history(asset, interval, len(bars), settings)
+            return Part(asset, interval, name, {}, _trades([]), pd.DataFrame(), None, 0.0, message)
+        if policy is None:
+            best = oracle.run(walk, Seed(), oracle_candidates, retrain_cost_r)
+            message = "no first model" if best is None else f"{best.trades} trades"
+            trades, decisions = _trades([]), pd.DataFrame()
+        else:
+            best, message = None, walk.run()
+            trades, decisions = _trades(walk.trades), pd.DataFrame(walk.decisions)
+        start = walk.bars["ts"].iloc[walk.start]
+    return Part(
+        asset,
+        interval,
+        name,
+        policy.params() if policy else {"candidates": oracle_candidates, "cost_r": retrain_cost_r},
+        trades,
+        decisions,
+        start,
+        time.perf_counter() - started,
+        message,
+        best,
+    )
+
+
+@contextmanager
+def scratch_monitor(
+    bars: pd.DataFrame, settings: Settings, asset: str, interval: str
+) -> Iterator[PerformanceMonitor]:
+    """A PerformanceMonitor over a fresh store and models folder holding only `bars`, in a
+    temporary folder that is deleted however the block ends."""
+    folder = Path(tempfile.mkdtemp(prefix="alpha12-lab-"))
+    try:
+        scratch = dataclasses.replace(
+            settings, db_path=folder / "lab.duckdb", models_dir=folder / "models"
+        )
+        store = Store(scratch.db_path)
+        try:
+            store.upsert_bars(asset, interval, bars)
+            cycle.backfill_pair(store, scratch, asset, interval)
+            clock = ManualClock(bars["ts"].iloc[-1] if len(bars) else pd.Timestamp.now(tz="UTC"))
+            registry = Registry(scratch.models_dir, store, clock)
+            yield PerformanceMonitor(store, registry, lambda: scratch, clock)
+        finally:
+            store.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def too_little_history(asset: str, interval: str, have: int, settings: Settings) -> str:
+    """Why a pair cannot be walked: the bars a first model needs (feature warm-up, min_rows
+    labelled rows, one horizon for the last label, one bar to trade) against the bars stored."""
+    timeframe = settings.timeframe(interval)
+    need = WARMUP_BARS + timeframe.min_rows + timeframe.horizon_bars + 1
+    return (
+        f"{asset} {interval}: too little history for a first model: it needs at least "
+        f"{need} bars, there are {have}"
+    )
+
+
+def gaps(bars: pd.DataFrame, interval: str) -> dict:
+    """Missing stretches in the bars (walked across as they are, never filled in)."""
+    step = bars["ts"].diff().dropna()
+    missing = step[step > interval_delta(interval)]
+    return {
+        "count": len(missing),
+        "longest": missing.max() - interval_delta(interval) if len(missing) else pd.Timedelta(0),
+    }
+
+
+def sweep(
+    store: Store,
+    settings: Settings,
+    pair: Pair,
+    win_rates: list[float],
+    cooldowns: list[float],
+    progress: Callable[[float, str], None] | None = None,
+) -> pd.DataFrame:
+    """The custom policy over a grid of win-rate thresholds and cooldowns: per cell the
+    expectancy in R, the trades and the retrains."""
+    grid = [Custom(win_rate=w, cooldown_hours=c) for w in win_rates for c in cooldowns]
+    run = run_lab(store, settings, [pair], grid, progress, oracle_candidates=None)
+    by_name = run.table.set_index("policy")
+    return pd.DataFrame(
+        [
+            {
+                "win_rate": p.win_rate,
+                "cooldown_hours": p.cooldown_hours,
+                "expectancy_r": by_name.loc[p.name, "expectancy_r"],
+                "trades": by_name.loc[p.name, "trades"],
+                "retrains": by_name.loc[p.name, "retrains"],
+            }
+            for p in grid
+            if p.name in by_name.index
+        ]
+    )
+
+
+def _trades(trades: list[dict]) -> pd.DataFrame:
+    closed = [t for t in trades if t["status"] == "closed"]
+    return pd.DataFrame(closed, columns=TRADE_COLUMNS).reset_index(drop=True)
