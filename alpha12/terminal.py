@@ -17,9 +17,9 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from alpha12.formatting import MISSING, percent
 from alpha12.theme import ENGINE_COLOURS, STATUS_COLOURS
 
-MISSING = "n/a"  # shown for an unknown value, never a made-up number
 # The theme's colour names as rich spells them.
 RICH_NAMES = {"orange": "dark_orange", "gray": "grey50"}
 STATUS_STYLES = {
@@ -27,31 +27,6 @@ STATUS_STYLES = {
     for status, colour in {**STATUS_COLOURS, **ENGINE_COLOURS}.items()
 }
 ProgressCallback = Callable[[float, str], None]
-
-
-def duration(seconds: float | None) -> str:
-    """'45s', '2m 05s', '33h 25m', '3d 4h': two units, the largest first. Hours run to 47 so
-    that a day and a half reads as '33h 25m', not '1d 9h'."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return MISSING
-    whole = int(seconds)
-    minutes, secs = divmod(whole, 60)
-    hours, mins = divmod(minutes, 60)
-    days, hrs = divmod(hours, 24)
-    if whole < 60:
-        return f"{secs}s"
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    if hours < 48:
-        return f"{hours}h {mins:02d}m"
-    return f"{days}d {hrs}h"
-
-
-def percent(fraction: float | None, digits: int = 1) -> str:
-    """0.523 -> '52.3%'; None or NaN -> 'n/a'."""
-    if fraction is None or not math.isfinite(fraction):
-        return MISSING
-    return f"{fraction * 100:.{digits}f}%"
 
 
 def cell(value: object) -> str:

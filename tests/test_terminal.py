@@ -1,4 +1,4 @@
-"""Terminal output: durations and percents as people read them, 'n/a' for unknowns, coloured
+"""Terminal output: durations and percents as people read them, '—' for unknowns, coloured
 statuses on a terminal, and plain text without ANSI codes when stdout is not one."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import math
 import pandas as pd
 import pytest
 
-from alpha12 import terminal
+from alpha12 import formatting, terminal
+from alpha12.formatting import MISSING
 from alpha12.vocabulary import PairStatus
 
 ANSI = "\x1b["
@@ -48,21 +49,21 @@ def colour_terminal(monkeypatch) -> FakeTerminal:
         (47 * 3600 + 59 * 60, "47h 59m"),
         (48 * 3600, "2d 0h"),
         (3 * 86400 + 4 * 3600 + 59 * 60, "3d 4h"),
-        (None, "n/a"),
-        (math.nan, "n/a"),
-        (math.inf, "n/a"),
-        (-5, "n/a"),
+        (None, MISSING),
+        (math.nan, MISSING),
+        (math.inf, MISSING),
+        (-5, MISSING),
     ],
 )
 def test_duration(seconds, text):
-    assert terminal.duration(seconds) == text
+    assert formatting.duration(seconds) == text
 
 
 def test_percent():
-    assert terminal.percent(0.5234) == "52.3%"
-    assert terminal.percent(1) == "100.0%"
-    assert terminal.percent(0.5, digits=0) == "50%"
-    assert terminal.percent(None) == terminal.percent(math.nan) == "n/a"
+    assert formatting.percent(0.5234) == "52.3%"
+    assert formatting.percent(1) == "100.0%"
+    assert formatting.percent(0.5, digits=0) == "50%"
+    assert formatting.percent(None) == formatting.percent(math.nan) == MISSING
 
 
 def test_every_monitor_status_has_a_colour():
@@ -79,8 +80,8 @@ def test_plain_output_off_a_terminal_has_no_ansi_codes():
     assert lines[0] == "pairs"
     assert lines[1].split() == ["asset", "interval", "status", "win_rate"]
     assert lines[2].split() == ["BTC", "1h", "healthy", "0.5234"]
-    assert lines[3].split() == ["ETH", "5m", "degraded", "n/a"]
-    assert lines[4].split() == ["SOL", "1d", "no_model", "n/a"]
+    assert lines[3].split() == ["ETH", "5m", "degraded", MISSING]
+    assert lines[4].split() == ["SOL", "1d", "no_model", MISSING]
 
 
 def test_on_a_terminal_statuses_are_coloured(colour_terminal):

@@ -201,5 +201,5 @@ def test_a_pair_card_shows_status_thresholds_cooldown_and_model():
         "profit factor **∞** :green[≥ 1.20]  ",
         "trades **55** / 50 · 2 open  ",
         ":orange[cooldown **1h 30m** left]  ",
-        "model **v3** :violet[fallback], 1d 1h old",
+        "model **v3** :violet[fallback], 25h 00m old",
     ]

@@ -1,0 +1,83 @@
+"""What the Streamlit pages share, in three parts: the session (the facade, navigation, the
+admin check; ui.session), the words and cards (ui.text) and the plotly figures (ui.charts).
+Pages write `ui.name`; the colours come from alpha12.theme."""
+
+from alpha12.theme import ENGINE_COLOURS
+from alpha12.ui.charts import (
+    distribution_figure,
+    drift_figure,
+    equity_figure,
+    importance_figure,
+    performance_figure,
+    price_figure,
+    reliability_figure,
+)
+from alpha12.ui.session import (
+    ADMIN_PASSWORD_VARIABLE,
+    CONTEXT_KEY,
+    REFRESH_SECONDS,
+    WRONG_PASSWORD,
+    admin_required,
+    authorized,
+    confirmed_action,
+    context,
+    flash,
+    navigation,
+    show_flash,
+)
+from alpha12.ui.text import (
+    decision_text,
+    duration,
+    fact,
+    job_text,
+    model_line,
+    number,
+    pair_card,
+    percent,
+    profit_factor,
+    recalibration_summary,
+    status_badge,
+    summary_card,
+    threshold_colour,
+    time_column,
+    timestamp,
+)
+from alpha12.vocabulary import ATTEMPTS as MARKED_ACTIONS  # the decisions charts mark
+
+__all__ = [
+    "ADMIN_PASSWORD_VARIABLE",
+    "CONTEXT_KEY",
+    "ENGINE_COLOURS",
+    "MARKED_ACTIONS",
+    "REFRESH_SECONDS",
+    "WRONG_PASSWORD",
+    "admin_required",
+    "authorized",
+    "confirmed_action",
+    "context",
+    "decision_text",
+    "distribution_figure",
+    "drift_figure",
+    "duration",
+    "equity_figure",
+    "fact",
+    "flash",
+    "importance_figure",
+    "job_text",
+    "model_line",
+    "navigation",
+    "number",
+    "pair_card",
+    "percent",
+    "performance_figure",
+    "price_figure",
+    "profit_factor",
+    "recalibration_summary",
+    "reliability_figure",
+    "show_flash",
+    "status_badge",
+    "summary_card",
+    "threshold_colour",
+    "time_column",
+    "timestamp",
+]
