@@ -13,9 +13,9 @@ from alpha12 import training
 from alpha12.config import Settings
 from alpha12.lab import LabError, oracle, runner, stats
 from alpha12.lab.policies import Custom, Guarded, Never, Seed, Timer, parse_policies, parse_policy
+from alpha12.lab.walk import PairWalk
 from alpha12.monitor import Assessment
 from alpha12.vocabulary import ATTEMPTS
-from alpha12.warmstart import PairWalk
 
 PAIR = ("BTC", "1h")
 BARS = 600
@@ -95,7 +95,7 @@ def test_seed_decisions_are_the_live_monitors(hourly, lab_settings, monkeypatch)
 
     monkeypatch.setattr(Assessment, "decision", spy)
     with runner.scratch_monitor(hourly, lab_settings, *PAIR) as monitor:
-        walk = PairWalk(monitor, *PAIR, Seed(), whole_history=True)
+        walk = PairWalk(monitor, *PAIR, Seed())
         walk.run()
         decisions = pd.DataFrame(walk.decisions)
         last_attempt = decisions.index[decisions["action"].isin(ATTEMPTS)].max()

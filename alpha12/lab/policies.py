@@ -3,7 +3,7 @@ model must beat the old one to serve.
 
 A policy only answers two questions at each monitor tick; everything else (features, targets,
 entry rule, costs, the Assessment, cooldowns, the challenger gate) stays the product's own code
-in `warmstart.PairWalk` and `monitor.PerformanceMonitor`:
+in `lab.walk.PairWalk` and `monitor.PerformanceMonitor`:
 
 - `due(tick)`: does the monitor evaluate the pair now (an evaluation is recorded)?
 - `decision(assessment, tick)`: the skip action, or None to retrain now.

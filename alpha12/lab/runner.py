@@ -28,12 +28,12 @@ from alpha12.config import Settings
 from alpha12.features import WARMUP_BARS
 from alpha12.lab import oracle, stats
 from alpha12.lab.policies import Custom, Policy, Seed
+from alpha12.lab.walk import PairWalk
 from alpha12.monitor import PerformanceMonitor
 from alpha12.registry import Registry
 from alpha12.store import Store
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS, Action
-from alpha12.warmstart import PairWalk
 
 ORACLE = "oracle"
 BLOCK_HORIZONS = 3  # the paired bootstrap's block: a few trade horizons of bars
@@ -186,7 +186,7 @@ def replay(
     started = time.perf_counter()
     name = policy.name if policy else ORACLE
     with scratch_monitor(bars, settings, asset, interval) as monitor:
-        walk = PairWalk(monitor, asset, interval, policy or Seed(), whole_history=True)
+        walk = PairWalk(monitor, asset, interval, policy or Seed())
         if walk.start is None:
             message = too_little_history(asset, interval, len(bars), settings)
             return Part(asset, interval, name, {}, _trades([]), pd.DataFrame(), None, 0.0, message)

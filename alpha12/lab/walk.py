@@ -1,0 +1,272 @@
+"""One pair's walk forward through its stored history under a retraining policy, trading out
+of sample under the monitor's own rules: the warm start walks the recent history under the
+seed policy (what the live monitor does); the lab walks the whole history under any policy.
+
+No model ever predicts inside its own training window: a model trained as of time T only
+predicts bars that close after T, and its training rows' labels were all known by T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from alpha12 import cycle, features, metrics, models, signals, snapshots, training
+from alpha12.features import FEATURE_NAMES, WARMUP_BARS
+from alpha12.lab.policies import Policy, Seed, Tick
+from alpha12.monitor import Assessment, Outcome, PerformanceMonitor
+from alpha12.timeframes import interval_delta
+from alpha12.vocabulary import ATTEMPTS
+
+MONITOR_STEP = pd.Timedelta(hours=1)  # the walk's monitor checks, as the engine's
+
+
+@dataclass
+class PairWalk:
+    """One pair's walk forward through its stored history under a retraining `policy` (the
+    seed policy: what the live monitor does). With `recent_bars` (the warm start) it walks
+    that many of the newest bars; without (the lab) it starts where a first model can be
+    trained. `origin` tags its setups and decisions."""
+
+    monitor: PerformanceMonitor
+    asset: str
+    interval: str
+    policy: Policy = field(default_factory=Seed)
+    recent_bars: int | None = None
+    origin: str = "lab"
+    trades: list[dict] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
+
+    def __post_init__(self) -> None:
+        store, settings = self.monitor.store, self.monitor.settings()
+        self.timeframe = self.policy.adjust(settings.timeframe(self.interval))
+        self.bars = store.read_bars(self.asset, self.interval)
+        self.closes = (self.bars["ts"] + interval_delta(self.interval)).reset_index(drop=True)
+        self.atr = features.atr(self.bars["high"], self.bars["low"], self.bars["close"])
+        self.history = training.labelled_history(store, settings, self.asset, self.interval)
+        self.outcome = {
+            direction: snapshots.outcomes(
+                self.bars, self.interval, self.timeframe, settings.round_trip_cost_bps, direction
+            )
+            for direction in (signals.LONG, signals.SHORT)
+        }
+        self.start = self._start_index()
+
+    @property
+    def start_time(self) -> pd.Timestamp | None:
+        return None if self.start is None else self.closes[self.start - 1]
+
+    def _start_index(self) -> int | None:
+        """The first walked bar: `recent_bars` before the end (or the first bar, walking
+        the whole history), but late enough that the rows labelled by then meet the
+        timeframe's minimum. The whole-history walk counts only rows a model can learn from
+        (all features known) and has no fallback model: too little history walks nothing."""
+        n = len(self.bars)
+        if n < 2:
+            return None
+        rows = self.history
+        if self.recent_bars is None:
+            rows = rows.dropna(subset=list(FEATURE_NAMES))
+        known = np.sort(rows["target_ts"].to_numpy())
+        labelled_by = np.searchsorted(known, self.closes.to_numpy(), side="right")
+        enough = np.flatnonzero(labelled_by >= self.timeframe.min_rows)
+        earliest = enough[0] + 1 if len(enough) else n
+        if self.recent_bars is None:
+            return earliest if earliest < n else None
+        start = max(n - self.recent_bars, earliest, 1)
+        return start if start < n else self._fallback_start(n)
+
+    def _fallback_start(self, n: int) -> int:
+        """Too little history for an own model: walk with the asset's fallback instead."""
+        return max(n - self.recent_bars, min(n - 1, WARMUP_BARS))
+
+    def run(self) -> str:
+        if self.start is None:
+            return "no bars"
+        as_of = self.start_time
+        first = self._assessment(as_of, None)
+        self._attempt(as_of, first, first.decision(forced=True))
+        served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+        frame = self.walked_features()
+        marks = self._walk(frame, served)
+        self._save(frame, marks)
+        closed = [t for t in self.trades if t["status"] == "closed"]
+        return (
+            f"{len(self.trades)} setups ({len(closed)} resolved) over "
+            f"{len(self.bars) - self.start} bars"
+        )
+
+    def walked_features(self) -> pd.DataFrame:
+        """The stored snapshot features of every walked bar, one row per bar (ts first)."""
+        walked = self.bars["ts"].iloc[self.start :]
+        return (  # one row per walked bar
+            self.monitor.store.snapshot_features(self.asset, self.interval, start=walked.iloc[0])
+            .set_index("ts")
+            .reindex(walked)
+            .reset_index()
+        )
+
+    def _walk(self, frame: pd.DataFrame, served) -> pd.DataFrame:
+        """Predict, trade and monitor bar by bar; per walked bar the probability, the model
+        that gave it and whether a setup opened."""
+        n = len(frame)
+        probability, version = np.full(n, np.nan), np.full(n, np.nan)
+        scope, generated = np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
+        busy_until = None
+        tick = self.closes[self.start].ceil("1h")
+        k = self.start
+        state = {
+            "evaluated_trades": -1,
+            "cooldown_end": None,
+            "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
+        }
+        stale = True  # the remaining bars need predictions from `served`
+        while k < len(self.bars):
+            if stale:  # one batch per model, not one call per bar
+                stale = False
+                rest = slice(k - self.start, n)
+                probability[rest] = cycle.predict(served, frame.iloc[rest])
+                version[rest] = served.version if served else np.nan
+                scope[rest] = served.scope if served else None
+            j = max(int(self.closes.searchsorted(tick, side="right")), k)
+            for m in range(k, j):
+                if busy_until is not None and busy_until <= self.closes[m]:
+                    busy_until = None
+                p = probability[m - self.start]
+                if busy_until is None and served is not None and not np.isnan(p):
+                    busy_until = self._trade(m, p, served)
+                    generated[m - self.start] = busy_until is not None
+            k = j
+            changed = self._monitor(tick, k, served, state)
+            if changed is not None and (
+                served is None or changed.version != served.version or changed.scope != served.scope
+            ):
+                served, stale = changed, True
+            tick += MONITOR_STEP
+        return pd.DataFrame(
+            {
+                "probability": probability,
+                "model_version": version,
+                "model_scope": scope,
+                "setup_generated": generated,
+            }
+        )
+
+    def _trade(self, m: int, probability: float, served) -> pd.Timestamp | None:
+        """Open a setup at bar m when the rule says so; returns when its slot frees."""
+        bar = self.bars.iloc[m]
+        setup = signals.make_setup(
+            self.asset,
+            self.interval,
+            bar["ts"],
+            float(bar["close"]),
+            float(self.atr[m]),
+            probability,
+            self.timeframe,
+            served.version,
+            served.scope,
+            origin=self.origin,
+        )
+        if setup is None:
+            return None
+        result = self.outcome[setup.direction].iloc[m]
+        trade = setup.as_row()
+        if pd.isna(result["target_ts"]):
+            trade["status"] = "open"
+            self.trades.append(trade)
+            return pd.Timestamp.max.tz_localize("UTC")
+        trade.update(
+            status="closed",
+            exit_ts=result["target_ts"],
+            exit_price=result["exit_price"],
+            exit_reason=result["exit_reason"],
+            pnl_pct=result["pnl_pct"],
+            r_multiple=result["r_multiple"],
+        )
+        self.trades.append(trade)
+        return result["target_ts"]
+
+    def _monitor(self, tick: pd.Timestamp, k: int, served, state: dict):
+        """The policy's rule at `tick` (k: bars walked so far), evaluated when it is due (the
+        seed policy: whenever the rule's inputs changed)."""
+        resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
+        cooldown_over = state["cooldown_end"] is not None and state["cooldown_end"] <= tick
+        attempted_at, attempted_bar = state["attempt"]
+        now = Tick(
+            tick,
+            new_trades=len(resolved) != state["evaluated_trades"],
+            cooldown_over=cooldown_over,
+            hours_since_attempt=(tick - attempted_at) / pd.Timedelta(hours=1),
+            bars_since_attempt=k - attempted_bar,
+        )
+        if not self.policy.due(now):
+            return None
+        state["evaluated_trades"] = len(resolved)
+        if cooldown_over:
+            state["cooldown_end"] = None
+        assessment = self._assessment(tick, served)
+        outcome = self._attempt(tick, assessment, self.policy.decision(assessment, now))
+        if outcome.action in ATTEMPTS:
+            state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
+            state["attempt"] = (tick, k)
+        return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+
+    def _assessment(self, tick: pd.Timestamp, served) -> Assessment:
+        version = served.version if served else None
+        scope = served.scope if served else None
+        mine = [
+            t
+            for t in self.trades
+            if t["status"] == "closed"
+            and t["exit_ts"] <= tick
+            and t["model_version"] == version
+            and t["model_scope"] == scope
+        ]
+        mine = mine[-self.monitor.settings().trade_window :]
+        pending = sum(1 for t in self.trades if t["status"] == "open" or t["exit_ts"] > tick)
+        summary = metrics.summarize(
+            np.array([t["pnl_pct"] for t in mine], dtype=float),
+            np.array([t["r_multiple"] for t in mine], dtype=float),
+            pending=pending,
+        )
+        remaining = self.monitor.cooldown_remaining(self.asset, self.interval, self.timeframe, tick)
+        labelled = int((self.history["target_ts"] <= tick).sum())
+        return Assessment(
+            self.asset, self.interval, summary, self.timeframe, remaining, labelled, version, scope
+        )
+
+    def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
+        """Retrain now (decision None) or record the skip; either way remembered in
+        `decisions`."""
+        if decision is None:
+            frame = snapshots.as_of_view(
+                self.history, tick, self.policy.window_rows, self.policy.window_hours
+            )
+            result = models.fit(frame, self.timeframe, self.monitor.settings().seed)
+            outcome = self.monitor.promote_or_reject(
+                assessment, frame, result, tick, self.origin, self.policy.always_promote
+            )
+        else:
+            outcome = Outcome(decision)
+        self.monitor.record(assessment, outcome, tick, self.origin)
+        self.decisions.append(
+            {
+                "ts": tick,
+                "action": outcome.action,
+                "trigger": "; ".join(assessment.reasons) or self.policy.name,
+                "challenger_score": outcome.challenger_score,
+                "incumbent_score": outcome.incumbent_score,
+                "new_version": outcome.new_version,
+            }
+        )
+        return outcome
+
+    def _save(self, frame: pd.DataFrame, marks: pd.DataFrame) -> None:
+        store = self.monitor.store
+        if self.trades:
+            store.insert_setups(pd.DataFrame(self.trades))
+        rows = pd.concat([frame[["ts"]], marks], axis=1)
+        rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
+        store.mark_walked(self.asset, self.interval, rows)
