@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from alpha12 import collector
 from alpha12.clock import Clock, ReplayClock, WallClock, utc
 from alpha12.config import EDITABLE, Settings, SettingsError, load_settings
@@ -92,6 +94,15 @@ class Context:
             self.store.set_state(REPLAY_CLOCK_KEY, self.clock.now().isoformat())
 
     # -- settings edited in the app -------------------------------------------------------
+
+    def timeframe_settings(self) -> pd.DataFrame:
+        """The editable settings of every timeframe, one row each."""
+        return pd.DataFrame(
+            [
+                {"interval": i, **{k: getattr(self.settings.timeframe(i), k) for k in EDITABLE}}
+                for i in self.settings.intervals
+            ]
+        )
 
     def update_timeframe_settings(self, interval: str, changes: dict) -> list[str]:
         """Validate, save, audit and apply new values for one timeframe; the problems found

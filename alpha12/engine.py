@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 import pandas as pd
 
 from alpha12 import cycle
-from alpha12.clock import WallClock
+from alpha12.clock import WallClock, utc
 from alpha12.collector import Backoff, collect_pairs
 from alpha12.context import Context
 from alpha12.monitor import Outcome
@@ -282,9 +282,23 @@ class Engine:
         self.store.set_state(WARM_START_PROGRESS_KEY, {"progress": fraction, "message": message})
         self._heartbeat()
 
-    def saved_heartbeat(self) -> dict:
-        """The engine's last written heartbeat (state, times, restarts); {} before the first."""
-        return self.store.get_state(ENGINE_STATE_KEY) or {}
+    def status(self) -> dict:
+        """State, heartbeat (this process's, else the last one written) and its age in real
+        time, restarts, and when the next monitor run and collection are due."""
+        beat = self.store.get_state(ENGINE_STATE_KEY) or {}
+        heartbeat = self.last_heartbeat or _timestamp(beat.get("heartbeat_wall"))
+        running = self.running
+        return {
+            "state": self.state,
+            "running": running,
+            "restarts": self.restarts,
+            "heartbeat": heartbeat,
+            "heartbeat_age_s": (
+                (WallClock().now() - heartbeat).total_seconds() if heartbeat else None
+            ),
+            "next_monitor": _timestamp(beat.get("next_monitor")) if running else None,
+            "next_collection": _timestamp(beat.get("next_collection")) if running else None,
+        }
 
     def _heartbeat(self) -> None:
         self.last_heartbeat = WallClock().now()  # real time: a paused replay is still alive
@@ -314,3 +328,7 @@ class Engine:
             self.store.log_event(self.clock.now(), level, "engine", message, asset, interval)
         except Exception:  # the store itself failing must not kill the loop; print instead
             print(f"alpha12 engine: {message}\n{detail or ''}", flush=True)
+
+
+def _timestamp(value: str | None) -> pd.Timestamp | None:
+    return utc(value) if value else None

@@ -20,7 +20,7 @@ from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import FALLBACK_INTERVAL, Registry, RegistryError
 from alpha12.store import Store, to_json
-from alpha12.vocabulary import Action, ModelStatus, PairStatus
+from alpha12.vocabulary import Action, ModelStatus, Pair, PairStatus
 
 
 @dataclass
@@ -130,6 +130,18 @@ class Outcome:
     incumbent_score: float | None = None
     new_version: int | None = None
     metrics_after: dict | None = None
+
+    def as_row(self, asset: str, interval: str, reasons: str = "") -> dict:
+        """The outcome as a row of the CLI's and the pages' tables."""
+        return {
+            "asset": asset,
+            "interval": interval,
+            "action": self.action,
+            "message": self.message or reasons,
+            "challenger_brier": self.challenger_score,
+            "incumbent_brier": self.incumbent_score,
+            "new_version": self.new_version,
+        }
 
 
 class PerformanceMonitor:
@@ -242,6 +254,24 @@ class PerformanceMonitor:
                 outcome = Outcome(Action.FAILED, f"{type(error).__name__}: {error}")
         self.record(assessment, outcome, now, trigger)
         return assessment, outcome
+
+    def train_pairs(self, pairs: list[Pair], fallbacks: bool, progress=None) -> list[dict]:
+        """A forced retrain of every pair (cooldowns ignored), then, with `fallbacks`, each
+        asset's pooled fallback model; one row per model."""
+        rows = []
+        for n, (asset, interval) in enumerate(pairs):
+            if progress:
+                progress(n / len(pairs), f"{asset} {interval}")
+            assessment, outcome = self.retrain(asset, interval, True, "cli")
+            rows.append(outcome.as_row(asset, interval, "; ".join(assessment.reasons)))
+        if fallbacks:
+            assets = sorted({asset for asset, _ in pairs})
+            trained = self.train_fallbacks(assets, self.clock.now(), "cli")
+            rows += [
+                {"asset": a, "interval": FALLBACK_INTERVAL, "action": "fallback", "message": m}
+                for a, m in trained.items()
+            ]
+        return rows
 
     def recalibrate_many(
         self, due: list[Assessment], as_of: pd.Timestamp, trigger: str, progress=None

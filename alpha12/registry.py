@@ -32,6 +32,17 @@ from alpha12.models import TrainedModel
 from alpha12.store import Store, to_json
 from alpha12.vocabulary import FALLBACK_INTERVAL, ModelStatus
 
+MODEL_METRICS = (
+    "brier",
+    "roc_auc",
+    "log_loss",
+    "ece",
+    "base_rate",
+    "signal_trades",
+    "signal_win_rate",
+    "signal_profit_factor",
+)
+
 
 class RegistryError(UserError):
     """A model could not be written (disk full, read-only folder, ...)."""
@@ -149,6 +160,30 @@ class Registry:
             ) from None
 
     # -- reading -------------------------------------------------------------------------
+
+    def model_card(self, asset: str, interval: str) -> dict | None:
+        """The model serving the pair (its own or the fallback): its record, metrics, feature
+        importances and hyper-parameters; None when no model serves."""
+        served = self.load_timeframe_model(asset, interval)
+        if served is None:
+            return None
+        record = self.store.model_record(served.asset, served.interval, served.version)
+        meta = self.version_meta(served.asset, served.interval, served.version)
+        return {
+            **{k: v for k, v in record.items() if k not in ("metrics", "path", "sha256")},
+            "metrics": _json_numbers(record["metrics"]),
+            "importances": meta.get("feature_importances", {}),
+            "hyper_parameters": meta.get("hyper_parameters", {}),
+        }
+
+    def version_table(self, asset: str, interval: str) -> pd.DataFrame:
+        """Every version of the pair's model, newest first, with its headline metrics
+        (MODEL_METRICS) as columns."""
+        versions = self.versions(asset, interval)
+        metrics = pd.DataFrame(
+            [_json_numbers(m) for m in versions["metrics"]], columns=list(MODEL_METRICS)
+        )
+        return pd.concat([versions.drop(columns=["metrics", "path", "sha256"]), metrics], axis=1)
 
     def version_meta(self, asset: str, interval: str, version: int) -> dict:
         """A version's meta.json (importances, hyper-parameters, ...); {} when unreadable,
@@ -323,3 +358,9 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _json_numbers(value: str | dict | None) -> dict:
+    """A metrics JSON column as a dict, with the "inf" strings JSON needed back as floats."""
+    parsed = json.loads(value) if isinstance(value, str) else dict(value or {})
+    return {key: float(item) if item in ("inf", "-inf") else item for key, item in parsed.items()}

@@ -8,14 +8,12 @@ the maths is in pure modules (metrics, drift, snapshots), the rules are the moni
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from alpha12 import archive, cycle, drift
-from alpha12.clock import WallClock, utc
-from alpha12.config import EDITABLE
+from alpha12.clock import WallClock
 from alpha12.context import Context
 from alpha12.engine import Engine
 from alpha12.metrics import rolling_performance
@@ -24,17 +22,6 @@ from alpha12.store import SnapshotQuery
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import FALLBACK_INTERVAL, OPEN_JOBS, EngineState, Pair
 from alpha12.warmstart import WARM_START_PROGRESS_KEY
-
-MODEL_METRICS = (
-    "brier",
-    "roc_auc",
-    "log_loss",
-    "ece",
-    "base_rate",
-    "signal_trades",
-    "signal_win_rate",
-    "signal_profit_factor",
-)
 
 
 class Alpha12:
@@ -155,34 +142,13 @@ class Alpha12:
         """Train (forced: cooldowns ignored) every matching pair now, and the assets'
         fallbacks when every timeframe is trained; one row per model."""
         pairs = [(a, i) for a, i in self.pairs() if asset in (None, a) and interval in (None, i)]
-        rows = []
-        for n, (a, i) in enumerate(pairs):
-            if progress:
-                progress(n / len(pairs), f"{a} {i}")
-            rows.append(self.retrain(a, i, force=True, trigger="cli"))
-        if interval is None:
-            assets = sorted({a for a, _ in pairs})
-            fallbacks = self.monitor.train_fallbacks(assets, self.clock.now(), "cli")
-            rows += [
-                {"asset": a, "interval": FALLBACK_INTERVAL, "action": "fallback", "message": m}
-                for a, m in fallbacks.items()
-            ]
-        return rows
+        return self.monitor.train_pairs(pairs, fallbacks=interval is None, progress=progress)
 
     def retrain(
         self, asset: str, interval: str, force: bool = False, trigger: str = "forced"
     ) -> dict:
         """Recalibrate one pair now if the rules allow it (or always, with force)."""
-        assessment, outcome = self.monitor.retrain(asset, interval, force, trigger)
-        return {
-            "asset": asset,
-            "interval": interval,
-            "action": outcome.action,
-            "message": outcome.message or "; ".join(assessment.reasons),
-            "challenger_brier": outcome.challenger_score,
-            "incumbent_brier": outcome.incumbent_score,
-            "new_version": outcome.new_version,
-        }
+        return self.monitor.retrain(asset, interval, force, trigger)[1].as_row(asset, interval)
 
     def monitor_once(self) -> dict[str, dict]:
         return self.monitor.monitor_all_timeframes(self.universe(), self.settings.intervals)
@@ -273,26 +239,12 @@ class Alpha12:
     def model_card(self, asset: str, interval: str) -> dict | None:
         """The model serving the pair (its own or the fallback): its record, metrics, feature
         importances and training window; None when no model serves."""
-        served = self.registry.load_timeframe_model(asset, interval)
-        if served is None:
-            return None
-        record = self.store.model_record(served.asset, served.interval, served.version)
-        meta = self.registry.version_meta(served.asset, served.interval, served.version)
-        return {
-            **{k: v for k, v in record.items() if k not in ("metrics", "path", "sha256")},
-            "metrics": _json_numbers(record["metrics"]),
-            "importances": meta.get("feature_importances", {}),
-            "hyper_parameters": meta.get("hyper_parameters", {}),
-        }
+        return self.registry.model_card(asset, interval)
 
     def model_versions(self, asset: str, interval: str) -> pd.DataFrame:
         """Every version of one pair's model (interval "all" for the fallback), newest first,
         with its headline metrics as columns."""
-        versions = self.registry.versions(asset, interval)
-        metrics = pd.DataFrame(
-            [_json_numbers(m) for m in versions["metrics"]], columns=list(MODEL_METRICS)
-        )
-        return pd.concat([versions.drop(columns=["metrics", "path", "sha256"]), metrics], axis=1)
+        return self.registry.version_table(asset, interval)
 
     def roll_back(self, asset: str, interval: str, version: int) -> None:
         """Make an earlier (or any other) version serve again; raises RegistryError."""
@@ -348,23 +300,13 @@ class Alpha12:
 
     def system_status(self) -> dict:
         """The engine (state, heartbeat, restarts, next monitor and collection) and the clock."""
-        engine = self.engine
-        beat = engine.saved_heartbeat()
-        heartbeat = engine.last_heartbeat or _timestamp(beat.get("heartbeat_wall"))
+        clock = self.clock
         return {
-            "state": engine.state,
-            "running": engine.running,
-            "restarts": engine.restarts,
-            "heartbeat": heartbeat,
-            "heartbeat_age_s": (
-                (WallClock().now() - heartbeat).total_seconds() if heartbeat else None
-            ),
-            "next_monitor": _timestamp(beat.get("next_monitor")) if engine.running else None,
-            "next_collection": _timestamp(beat.get("next_collection")) if engine.running else None,
-            "clock": "replay" if self.clock.replayed else "wall",
-            "clock_now": self.clock.now(),
-            "speed": getattr(self.clock, "speed", 1.0),
-            "paused": bool(getattr(self.clock, "paused", False)),
+            **self.engine.status(),
+            "clock": "replay" if clock.replayed else "wall",
+            "clock_now": clock.now(),
+            "speed": getattr(clock, "speed", 1.0),
+            "paused": bool(getattr(clock, "paused", False)),
             "monitor_period_minutes": self.settings.monitor_period_minutes,
         }
 
@@ -373,12 +315,7 @@ class Alpha12:
 
     def timeframe_settings(self) -> pd.DataFrame:
         """The editable settings of every timeframe, one row each."""
-        return pd.DataFrame(
-            [
-                {"interval": i, **{k: getattr(self.settings.timeframe(i), k) for k in EDITABLE}}
-                for i in self.settings.intervals
-            ]
-        )
+        return self.context.timeframe_settings()
 
     def update_timeframe_settings(self, interval: str, changes: dict) -> list[str]:
         """Validate, save, audit and apply new values for one timeframe; the problems found
@@ -387,13 +324,3 @@ class Alpha12:
 
     def settings_audit(self, limit: int = 100) -> pd.DataFrame:
         return self.store.settings_audit(limit)
-
-
-def _json_numbers(value: str | dict | None) -> dict:
-    """A metrics JSON column as a dict, with the "inf" strings JSON needed back as floats."""
-    parsed = json.loads(value) if isinstance(value, str) else dict(value or {})
-    return {key: float(item) if item in ("inf", "-inf") else item for key, item in parsed.items()}
-
-
-def _timestamp(value: str | None) -> pd.Timestamp | None:
-    return utc(value) if value else None
