@@ -297,9 +297,17 @@ class PerformanceMonitor:
         if progress:
             progress(0.8, "comparing challengers with incumbents")
         return [
-            self.promote_or_reject(x, frame, result, as_of, trigger)
+            self._promote_or_fail(x, frame, result, as_of, trigger)
             for x, frame, result in zip(due, frames, results, strict=True)
         ]
+
+    def _promote_or_fail(self, assessment, frame, result, as_of, trigger) -> Outcome:
+        """promote_or_reject, where anything unexpected is this pair's failed outcome (with
+        its reason), so every other pair's decision is still made and recorded."""
+        try:
+            return self.promote_or_reject(assessment, frame, result, as_of, trigger)
+        except Exception as error:
+            return Outcome(Action.FAILED, f"promotion failed: {type(error).__name__}: {error}")
 
     def promote_or_reject(
         self,

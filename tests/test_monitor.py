@@ -206,6 +206,29 @@ def test_a_cooldown_blocks_the_next_recalibration_until_it_ends(app, incumbent):
     ]
 
 
+def test_one_pairs_failure_in_promotion_leaves_the_other_pairs_audit_rows(
+    app, incumbent, monkeypatch
+):
+    for interval in ("1h", "4h"):
+        app.store.upsert_bars("BTC", interval, synthetic(interval))
+        cycle.backfill_pair(app.store, app.settings, "BTC", interval)
+        app.registry.register("BTC", interval, incumbent, END - pd.Timedelta(days=5), "test")
+        add_trades(app, interval, LOSING)
+    promote = app.monitor.promote_or_reject
+
+    def broken_on_1h(assessment, *args, **kwargs):
+        if assessment.interval == "1h":
+            raise RuntimeError("disk on fire")
+        return promote(assessment, *args, **kwargs)
+
+    monkeypatch.setattr(app.monitor, "promote_or_reject", broken_on_1h)
+    report = app.monitor_once()
+    assert report["BTC_1h"]["action"] == Action.FAILED
+    assert "disk on fire" in report["BTC_1h"]["message"]
+    assert report["BTC_4h"]["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
+    assert_recorded(app, report, "monitor")  # every pair's row, the failed one with its reason
+
+
 def test_a_forced_retrain_ignores_the_cooldown_and_says_so(app, incumbent):
     app.registry.register("BTC", "1h", incumbent, END - pd.Timedelta(days=5), "test")
     add_trades(app, "1h", LOSING)
