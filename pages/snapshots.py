@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from alpha12 import ui
-from alpha12.drift import MIN_DRIFT_ROWS
+from alpha12.drift import MIN_DRIFT_ROWS, PSI_MODERATE, PSI_SIGNIFICANT
 from alpha12.features import FEATURE_NAMES, FEATURES
 from alpha12.store import SnapshotQuery
 from alpha12.store.snapshots import SNAPSHOT_COLUMNS
@@ -159,7 +159,8 @@ def drift(query: SnapshotQuery) -> None:
         f"Population stability index of the {report['recent_rows']} newest snapshots against the "
         f"{report['reference_rows']} inside the training window "
         f"({ui.timestamp(report['window_start'])} to {ui.timestamp(report['window_end'])}); "
-        "below 0.1 is stable, above 0.25 a significant shift. Calendar features are left "
+        f"below {PSI_MODERATE} is stable, above {PSI_SIGNIFICANT} a significant shift. "
+        "Calendar features are left "
         "out: they follow the clock, not the market."
     )
     st.plotly_chart(ui.drift_figure(report["psi"]))
