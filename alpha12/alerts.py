@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from alpha12 import logs
+from alpha12.clock import WallClock
 
 APPRISE_MISSING = "alerts need the optional package apprise (pip install apprise)"
 DEFAULT_SEND_TIMEOUT_S = 10.0  # connect and read timeout of one send to one URL
@@ -151,7 +152,7 @@ class Alerter:
         """Queue an alert; False when it is not sent: alerts off, kind not subscribed, or the
         same (asset, interval, kind) alerted less than rate_limit_minutes ago in `now`'s clock."""
         kind = AlertKind(kind).value
-        now = pd.Timestamp.now(tz="UTC") if now is None else now
+        now = WallClock().now() if now is None else now
         key = (asset, interval, kind)
         window = pd.Timedelta(minutes=self.settings.rate_limit_minutes)
         with self._lock:

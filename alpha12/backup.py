@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from alpha12 import __version__
+from alpha12.clock import WallClock
 from alpha12.errors import UserError
 from alpha12.store import Store, StoreError
 from alpha12.store.backup import row_counts_of
@@ -78,7 +77,7 @@ def backup(
     report(0.5, f"copying the models from {models_dir}")
     models = _copy_models(Path(models_dir), target / MODELS)
     manifest = Manifest(
-        created_at=pd.Timestamp.now(tz="UTC").isoformat(),
+        created_at=WallClock().now().isoformat(),
         alpha12_version=__version__,
         schema_version=schema,
         tables=tables,

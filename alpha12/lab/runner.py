@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from alpha12 import cycle, training
-from alpha12.clock import ManualClock
+from alpha12.clock import ManualClock, WallClock
 from alpha12.config import Settings
 from alpha12.features import WARMUP_BARS
 from alpha12.lab import oracle, stats
@@ -227,7 +227,7 @@ def scratch_monitor(
         try:
             store.upsert_bars(asset, interval, bars)
             cycle.backfill_pair(store, scratch, asset, interval)
-            clock = ManualClock(bars["ts"].iloc[-1] if len(bars) else pd.Timestamp.now(tz="UTC"))
+            clock = ManualClock(bars["ts"].iloc[-1] if len(bars) else WallClock().now())
             registry = Registry(scratch.models_dir, store, clock)
             yield PerformanceMonitor(store, registry, lambda: scratch, clock)
         finally:

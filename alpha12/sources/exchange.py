@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from alpha12.bars import NUMERIC_COLUMNS, UTC_MICROS, empty_bars, resample
+from alpha12.clock import WallClock
 from alpha12.sources import SourceError, TemporarySourceError, closed_between
 from alpha12.timeframes import INTERVALS, interval_delta
 
@@ -86,7 +87,7 @@ class ExchangeSource:
     ) -> pd.DataFrame:
         """Years of bars in one call (from `since` to `end`, default now); `progress(fraction,
         message)` after every page, for a progress bar."""
-        end = pd.Timestamp.now(tz="UTC") if end is None else end
+        end = WallClock().now() if end is None else end
         return self._bars(asset, interval, since, end, progress)
 
     def _bars(self, asset, interval, start, end, progress) -> pd.DataFrame:
