@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from alpha12 import terminal
 from alpha12.collector import Backoff
 from alpha12.errors import Alpha12Error
+from alpha12.lab import LabError, oracle, runs
+from alpha12.lab.policies import parse_policies
 from alpha12.services import Alpha12
+from alpha12.store import StoreLockedError
 from alpha12.vocabulary import Action
 
 # Alpha12Error carries a message for the user; a missing file named on the command line too.
@@ -30,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = Alpha12.open(db=args.db, config=args.config)
     except EXPECTED_ERRORS as error:
-        print(f"alpha12: {error}", file=sys.stderr)
+        hint = getattr(args, "when_locked", "") if isinstance(error, StoreLockedError) else ""
+        print(f"alpha12: {error}{hint}", file=sys.stderr)
         return 2
     try:
         return args.command(app, args)
@@ -84,7 +89,62 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument(
         "--to", type=Path, help="folder of Parquet files (default: archive/ beside the database)"
     )
+    lab = command("lab", _lab, "replay history under retraining policies and compare them")
+    lab.add_argument("--asset", action="append", default=[], help="repeat for several assets")
+    lab.add_argument("--interval", action="append", default=[], help="repeat for several")
+    lab.add_argument(
+        "--policies",
+        type=_policies,
+        help="e.g. never,timer:hours=72,rolling:bars=500,seed,guarded,custom:win_rate=0.5",
+    )
+    lab.add_argument(
+        "--oracle-candidates",
+        type=int,
+        default=oracle.CANDIDATES,
+        metavar="K",
+        help=f"retrain points of the hindsight oracle (default {oracle.CANDIDATES}; 0: none)",
+    )
+    lab.add_argument("--json", action="store_true", help="machine-readable output")
+    lab.add_argument("--resume", type=int, metavar="RUN_ID", help="finish a stopped run")
+    lab.set_defaults(when_locked=LAB_WHEN_LOCKED)
     return parser
+
+
+LAB_WHEN_LOCKED = (
+    " While the alpha12 app holds the store, run the lab from the app's Lab page instead."
+)
+
+
+def _policies(text: str) -> str:
+    """--policies checked before any work: a bad policy is a usage error (exit 2) naming the
+    key and the reason."""
+    try:
+        parse_policies(text)
+    except LabError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _lab(app: Alpha12, args) -> int:
+    with terminal.progress("lab", file=sys.stderr) as report:
+        if args.resume is not None:
+            kept = app.resume_lab(args.resume, report)
+        elif args.asset and args.interval and args.policies:
+            pairs = [(a, i) for a in args.asset for i in args.interval]
+            kept = app.run_lab(pairs, args.policies, report, args.oracle_candidates or None)
+        else:
+            raise LabError("lab: give --asset, --interval and --policies (or --resume RUN_ID)")
+    for problem in kept.lab.problems.values():
+        print(f"alpha12: {problem}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(runs.results_json(kept), allow_nan=False))
+    else:
+        print(f"lab run {kept.id}: {kept.record['message']}")
+        if len(kept.lab.table):
+            terminal.show(runs.results_view(kept.lab.table))
+        for sentence in kept.lab.sentences.values():
+            print(sentence)
+    return 0 if len(kept.lab.table) else 1
 
 
 def _progress(fraction: float, message: str) -> None:

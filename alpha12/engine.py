@@ -20,9 +20,10 @@ from alpha12 import cycle
 from alpha12.clock import WallClock, utc
 from alpha12.collector import Backoff, collect_pairs
 from alpha12.context import Context
+from alpha12.lab import runs
 from alpha12.monitor import Outcome
 from alpha12.timeframes import interval_delta
-from alpha12.vocabulary import ATTEMPTS, Action, EngineState, JobStatus
+from alpha12.vocabulary import ATTEMPTS, Action, EngineState, JobKind, JobStatus
 from alpha12.warmstart import WARM_START_PROGRESS_KEY, pending_pairs, warm_start
 
 TICK_SECONDS = 1.0
@@ -227,6 +228,10 @@ class Engine:
         return self.store.claim_job(self.clock.now())
 
     def _run_job(self, job: dict) -> None:
+        if job["kind"] == JobKind.LAB:
+            self._run_lab_job(job)
+            return
+
         def progress(fraction: float, message: str) -> None:
             self._update_job(job["id"], JobStatus.RUNNING, fraction, message)
 
@@ -244,12 +249,42 @@ class Engine:
             interval,
         )
 
+    def _run_lab_job(self, job: dict) -> None:
+        """A kept lab run, on this trainer thread like any job: its progress goes to the job
+        row, and it stops between parts when cancelled or when the engine stops. Finished
+        parts are kept either way; a run stopped by the engine goes back to the queue, so the
+        next start resumes it."""
+        run_id = job["run_id"]
+
+        def progress(fraction: float, message: str) -> None:
+            self._update_job(job["id"], JobStatus.RUNNING, fraction, message)
+
+        def should_stop() -> bool:
+            return self._stop.is_set() or self.store.lab_cancel_requested(run_id)
+
+        try:
+            kept = runs.execute(
+                self.store, self.context.settings, run_id, self.clock.now, progress, should_stop
+            )
+        except Exception as error:
+            message = f"lab run {run_id} failed: {type(error).__name__}: {error}"
+            self._update_job(job["id"], JobStatus.FAILED, 1.0, message)
+            self._event("error", message, detail=traceback.format_exc(limit=5))
+            return
+        status, message = kept.record["status"], kept.record["message"]
+        if kept.lab.stopped and not self.store.lab_cancel_requested(run_id):
+            status, message = JobStatus.QUEUED, "stopped with the engine; resumes at its start"
+            self.store.set_lab_status(run_id, status, message)
+        self._update_job(job["id"], status, 1.0 if status != JobStatus.QUEUED else 0.0, message)
+        self._event("info", f"lab run {run_id} {status}: {message}")
+
     def _requeue_interrupted_jobs(self) -> None:
         """Jobs left running by a crash go back to the queue instead of hanging forever."""
         self.store.requeue_running_jobs()
 
     def _update_job(self, job_id: int, status: JobStatus, progress: float, message: str) -> None:
-        finished = self.clock.now() if status in (JobStatus.DONE, JobStatus.FAILED) else None
+        ended = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+        finished = self.clock.now() if status in ended else None
         self.store.update_job(job_id, status, progress, message, finished)
 
     # -- warm start, heartbeat, events ---------------------------------------------------

@@ -26,6 +26,15 @@ def number(value: float | None, digits: int = 2) -> str:
     return MISSING if missing(value) else f"{value:.{digits}f}"
 
 
+def interval(low: float | None, high: float | None, digits: int = 2, signed: bool = False) -> str:
+    """(-0.1, 0.25) -> '[-0.10, 0.25]' (with `signed`, '[-0.10, +0.25]'); MISSING when either
+    end is unknown."""
+    if missing(low) or missing(high):
+        return MISSING
+    form = f"{'+' if signed else ''}.{digits}f"
+    return f"[{low:{form}}, {high:{form}}]"
+
+
 def profit_factor(value: float | None) -> str:
     return MISSING if missing(value) else format_profit_factor(float(value))
 

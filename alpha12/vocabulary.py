@@ -45,6 +45,14 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # a lab run stopped on request: its finished parts are kept
+
+
+class JobKind(StrEnum):
+    """What a queued job does: one pair's forced retrain, or a recalibration lab run."""
+
+    RETRAIN = "retrain"
+    LAB = "lab"
 
 
 OPEN_JOBS = (JobStatus.QUEUED, JobStatus.RUNNING)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from alpha12 import ui
 from alpha12.metrics import timeframe_summary
+from alpha12.vocabulary import JobKind
 
 app = ui.context()
 intervals = list(app.settings.intervals)
@@ -39,6 +40,7 @@ def live_grid() -> None:
     summary = timeframe_summary(grid).set_index("interval").reindex(intervals).reset_index()
     grid_row("All", [ui.summary_card(row) for row in summary.to_dict("records")])
     jobs = app.open_jobs()
+    jobs = jobs[jobs["kind"] == JobKind.RETRAIN]  # lab runs show on the Lab page
     if len(jobs):
         st.info(
             "Retrain jobs: "

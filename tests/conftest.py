@@ -20,6 +20,8 @@ from alpha12.timeframes import interval_delta
 REPO = Path(__file__).resolve().parents[1]
 BTC_DIR = REPO.parent / "shared" / "data" / "btcusdt"
 CLOCK_START = pd.Timestamp("2025-01-11", tz="UTC")
+PAIR = ("BTC", "1h")  # the lab tests' pair
+LAB_BARS = 600
 
 
 @pytest.fixture(autouse=True)
@@ -141,3 +143,23 @@ def run_cli(tmp_path: Path, cli_env: dict[str, str]):
         )
 
     return run
+
+
+@pytest.fixture
+def lab_settings(settings: Settings) -> Settings:
+    """Small thresholds so a lab walk of a few hundred hourly bars of a random walk trains,
+    trades and retrains."""
+    fast = dataclasses.replace(
+        settings.timeframe("1h"),
+        min_trades=5,
+        cooldown_hours=12,
+        win_rate=0.55,
+        entry_threshold=0.51,
+    )
+    return dataclasses.replace(settings, n_jobs=1, timeframes={"1h": fast})
+
+
+@pytest.fixture
+def hourly(make_bars) -> pd.DataFrame:
+    """The lab tests' history: LAB_BARS hourly bars."""
+    return make_bars(LAB_BARS, "1h", seed=3)

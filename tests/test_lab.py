@@ -16,28 +16,7 @@ from alpha12.lab.policies import Custom, Guarded, Never, Seed, Timer, parse_poli
 from alpha12.lab.walk import PairWalk
 from alpha12.monitor import Assessment
 from alpha12.vocabulary import ATTEMPTS
-
-PAIR = ("BTC", "1h")
-BARS = 600
-
-
-@pytest.fixture
-def lab_settings(settings: Settings) -> Settings:
-    """Small thresholds so a walk of a few hundred hourly bars of a random walk trains,
-    trades and retrains."""
-    fast = dataclasses.replace(
-        settings.timeframe("1h"),
-        min_trades=5,
-        cooldown_hours=12,
-        win_rate=0.55,
-        entry_threshold=0.51,
-    )
-    return dataclasses.replace(settings, n_jobs=1, timeframes={"1h": fast})
-
-
-@pytest.fixture
-def hourly(make_bars) -> pd.DataFrame:
-    return make_bars(BARS, "1h", seed=3)
+from tests.conftest import PAIR
 
 
 @pytest.fixture

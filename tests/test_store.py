@@ -18,6 +18,9 @@ TABLES = {
     "state",
     "settings_audit",
     "schema_version",
+    "lab_runs",
+    "lab_parts",
+    "lab_results",
 }
 
 

@@ -223,6 +223,14 @@ def parse_policies(text: str) -> list[Policy]:
     return policies
 
 
+def policies_text(kinds: list[str], parameters: str) -> str:
+    """The policies chosen by kind plus those typed with parameters ("timer:hours=72"), as one
+    text for parse_policies; a kind typed with parameters replaces its bare kind."""
+    typed = [part.strip() for part in parameters.split(",") if part.strip()]
+    given = {part.split(":")[0] for part in typed}
+    return ",".join([kind for kind in kinds if kind not in given] + typed)
+
+
 def parse_policy(text: str) -> Policy:
     kind, *pairs = text.split(":")
     cls = POLICIES.get(kind)

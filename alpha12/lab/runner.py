@@ -108,14 +108,19 @@ def run_lab(
     done: Mapping[Key, Part] | None = None,
     oracle_candidates: int | None = oracle.CANDIDATES,
     retrain_cost_r: float = oracle.RETRAIN_COST_R,
+    on_part: Callable[[Part], None] | None = None,
+    until: pd.Timestamp | None = None,
 ) -> LabRun:
     """Replay every pair under every policy (and the oracle, unless oracle_candidates is None).
     Stops between batches of parts when should_stop() says so; parts in `done` (a previous
-    run's LabRun.parts) are kept and not run again."""
+    run's LabRun.parts) are kept and not run again. `on_part` sees each part as it finishes
+    (to keep it before the next starts); `until` pins the bars to those opened by then, so a
+    resumed run walks the data its finished parts walked."""
     progress = progress or (lambda _fraction, _message: None)
     should_stop = should_stop or (lambda: False)
+    on_part = on_part or (lambda _part: None)
     parts = dict(done or {})
-    bars = {pair: store.read_bars(*pair) for pair in pairs}
+    bars = {pair: store.read_bars(*pair, end=until) for pair in pairs}
     jobs = [(pair, p) for pair in pairs for p in policies]
     if oracle_candidates:
         jobs += [(pair, None) for pair in pairs]
@@ -131,6 +136,7 @@ def run_lab(
             (bars[pair], settings, *pair, p, oracle_candidates, retrain_cost_r) for pair, p in chunk
         ]
         for part in training.run_tasks(replay, tasks, settings):
+            on_part(part)
             parts[part.key] = part
         progress((first + len(chunk)) / len(todo), f"replayed {len(parts)} of {len(jobs)} parts")
     run = summarise(parts, bars, settings)
@@ -267,22 +273,35 @@ def sweep(
 ) -> pd.DataFrame:
     """The custom policy over a grid of win-rate thresholds and cooldowns: per cell the
     expectancy in R, the trades and the retrains."""
-    grid = [Custom(win_rate=w, cooldown_hours=c) for w in win_rates for c in cooldowns]
+    grid = sweep_grid(win_rates, cooldowns)
     run = run_lab(store, settings, [pair], grid, progress, oracle_candidates=None)
-    by_name = run.table.set_index("policy")
-    return pd.DataFrame(
-        [
-            {
-                "win_rate": p.win_rate,
-                "cooldown_hours": p.cooldown_hours,
-                "expectancy_r": by_name.loc[p.name, "expectancy_r"],
-                "trades": by_name.loc[p.name, "trades"],
-                "retrains": by_name.loc[p.name, "retrains"],
-            }
-            for p in grid
-            if p.name in by_name.index
-        ]
-    )
+    return sweep_table(run.table)
+
+
+def sweep_grid(win_rates: list[float], cooldowns: list[float]) -> list[Custom]:
+    """The custom policies of a sweep: every win-rate threshold with every cooldown."""
+    return [Custom(win_rate=w, cooldown_hours=c) for w in win_rates for c in cooldowns]
+
+
+def sweep_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A sweep's cells from a results table: per custom policy with a win-rate threshold and a
+    cooldown, the expectancy in R, the trades and the retrains (as figures.sweep_heatmap
+    takes them)."""
+    cells = [
+        {
+            "win_rate": row["params"]["win_rate"],
+            "cooldown_hours": row["params"]["cooldown_hours"],
+            "expectancy_r": row["expectancy_r"],
+            "trades": row["trades"],
+            "retrains": row["retrains"],
+        }
+        for row in table.to_dict("records")
+        if row["policy"].startswith(Custom.kind)
+        and row["params"].get("win_rate") is not None
+        and row["params"].get("cooldown_hours") is not None
+    ]
+    columns = ["win_rate", "cooldown_hours", "expectancy_r", "trades", "retrains"]
+    return pd.DataFrame(cells, columns=columns)
 
 
 def _trades(trades: list[dict]) -> pd.DataFrame:

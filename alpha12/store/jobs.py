@@ -1,4 +1,5 @@
-"""The jobs table: forced retrains queued by a user, worked by the engine's trainer."""
+"""The jobs table: forced retrains and lab runs queued by a user, worked one at a time by the
+engine's trainer (a second lab run waits for the first)."""
 
 from __future__ import annotations
 
@@ -31,18 +32,19 @@ class JobsTable:
         """The oldest queued job, now marked running; None when the queue is empty."""
         with self.transaction() as cursor:
             rows = cursor.execute(
-                "SELECT id, asset, interval FROM jobs WHERE status = ? ORDER BY id LIMIT 1",
+                "SELECT id, asset, interval, kind, run_id FROM jobs WHERE status = ? "
+                "ORDER BY id LIMIT 1",
                 [JobStatus.QUEUED],
             ).fetchall()
             if not rows:
                 return None
-            job_id, asset, interval = rows[0]
+            job_id, asset, interval, kind, run_id = rows[0]
             cursor.execute(
                 "UPDATE jobs SET status = ?, started_at = ?, progress = 0.05, "
                 "message = 'preparing' WHERE id = ?",
                 [JobStatus.RUNNING, at, job_id],
             )
-        return {"id": job_id, "asset": asset, "interval": interval}
+        return {"id": job_id, "asset": asset, "interval": interval, "kind": kind, "run_id": run_id}
 
     def update_job(
         self,
@@ -64,6 +66,11 @@ class JobsTable:
         with self.transaction() as cursor:
             cursor.execute(
                 "UPDATE jobs SET status = ?, message = 're-queued after a restart' "
+                "WHERE status = ?",
+                [JobStatus.QUEUED, JobStatus.RUNNING],
+            )
+            cursor.execute(  # their lab runs resume (skipping finished parts) when claimed
+                "UPDATE lab_runs SET status = ?, message = 're-queued after a restart' "
                 "WHERE status = ?",
                 [JobStatus.QUEUED, JobStatus.RUNNING],
             )

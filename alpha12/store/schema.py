@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alpha12.features import FEATURE_NAMES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _snapshots_table(name: str, unique_key: bool) -> str:
@@ -88,4 +88,37 @@ def _schema_v2() -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _schema_v1, 2: _schema_v2}
+def _schema_v3() -> list[str]:
+    """The recalibration lab's kept runs: one row per run, one per finished part (its trades
+    and decisions, what re-opens the plots and lets a re-run resume), one per result row (the
+    columns of lab.stats.COLUMNS in `position` order). A lab job is not about one pair: jobs
+    get a run id, and their asset and interval may be empty."""
+    return [
+        "CREATE SEQUENCE lab_run_ids",
+        """CREATE TABLE lab_runs (
+  id BIGINT PRIMARY KEY DEFAULT nextval('lab_run_ids'), created_at TIMESTAMPTZ NOT NULL,
+  status VARCHAR NOT NULL, pairs JSON NOT NULL, data_range JSON NOT NULL,
+  policies JSON NOT NULL, oracle_candidates INTEGER, settings JSON NOT NULL,
+  code_version VARCHAR NOT NULL, requested_by VARCHAR, message VARCHAR,
+  cancel_requested BOOLEAN NOT NULL DEFAULT FALSE, finished_at TIMESTAMPTZ)""",
+        """CREATE TABLE lab_parts (
+  run_id BIGINT NOT NULL, asset VARCHAR NOT NULL, interval VARCHAR NOT NULL,
+  policy VARCHAR NOT NULL, params JSON NOT NULL, start TIMESTAMPTZ, seconds DOUBLE NOT NULL,
+  message VARCHAR, trades JSON NOT NULL, decisions JSON NOT NULL, oracle JSON,
+  PRIMARY KEY (run_id, asset, interval, policy))""",
+        """CREATE TABLE lab_results (
+  run_id BIGINT NOT NULL, position INTEGER NOT NULL, asset VARCHAR NOT NULL,
+  interval VARCHAR NOT NULL, policy VARCHAR NOT NULL, params JSON NOT NULL, trades BIGINT,
+  win_rate DOUBLE, profit_factor DOUBLE, expectancy_r DOUBLE, total_r DOUBLE,
+  max_drawdown_r DOUBLE, retrains BIGINT, promotions BIGINT, seconds DOUBLE,
+  expectancy_r_low DOUBLE, expectancy_r_high DOUBLE, win_rate_low DOUBLE,
+  win_rate_high DOUBLE, profit_factor_low DOUBLE, profit_factor_high DOUBLE,
+  diff_expectancy_r DOUBLE, diff_low DOUBLE, diff_high DOUBLE, regret_r DOUBLE,
+  PRIMARY KEY (run_id, position))""",
+        "ALTER TABLE jobs ALTER COLUMN asset DROP NOT NULL",
+        "ALTER TABLE jobs ALTER COLUMN interval DROP NOT NULL",
+        "ALTER TABLE jobs ADD COLUMN run_id BIGINT",
+    ]
+
+
+MIGRATIONS = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}

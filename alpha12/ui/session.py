@@ -37,6 +37,7 @@ def navigation():
             st.Page("pages/timeframe.py", title="Timeframe", icon=":material/query_stats:"),
             st.Page("pages/snapshots.py", title="Snapshots", icon=":material/table_rows:"),
             st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+            st.Page("pages/lab.py", title="Lab", icon=":material/science:"),
             st.Page("pages/system.py", title="System", icon=":material/settings:"),
         ],
         position="top",

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 ASSET = "BTC"
 HISTORY_DAYS = 30  # a month of synthetic bars: every timeframe gets a model, warm start ~30 s
 INTERVALS = ("5m", "15m", "1h", "4h", "1d")
-PAGES = ("overview", "timeframe", "snapshots", "models", "system")
+PAGES = ("overview", "timeframe", "snapshots", "models", "system", "lab")
 
 
 def populated_settings(folder: Path, history_days: int = HISTORY_DAYS) -> Settings:

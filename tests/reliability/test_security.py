@@ -246,6 +246,21 @@ def upload(at: AppTest) -> None:
     run(at)
 
 
+def queue_lab(at: AppTest) -> None:
+    """A lab run waiting in the queue (the engine is off), so its Cancel button shows."""
+    at.session_state["alpha12"].request_lab([(ASSET, "1h")], "seed", oracle_candidates=None)
+    run(at)
+
+
+def finish_lab(at: AppTest) -> None:
+    """A finished lab run of a custom policy, worked by the engine's job runner, so its
+    thresholds can be applied."""
+    app = at.session_state["alpha12"]
+    app.request_lab([(ASSET, "1h")], "custom:win_rate=0.5", oracle_candidates=None)
+    app.engine._run_job(app.engine._claim_job())
+    run(at)
+
+
 REFUSED_PASSWORDS = (None, "wrong", PASSWORD.upper())  # none, wrong, and wrong case
 # Every mutating control of the pages, as (page, its key or label as written in the page) ->
 # (what it does, the key driven here or None for the settings form, a step before acting).
@@ -264,6 +279,10 @@ ACTIONS = {
     ),
     ("system", '"upload"'): ("CSV upload", "upload", upload),
     ("system", '"Save"'): ("settings save", None, None),
+    ("lab", '"lab-run"'): ("queue a lab run", "lab-run", None),
+    ("lab", '"lab-sweep"'): ("queue a sweep", "lab-sweep", None),
+    ("lab", 'f"lab-cancel-{run_id}"'): ("cancel a lab run", "lab-cancel-1", queue_lab),
+    ("lab", 'f"lab-apply-{run_id}"'): ("apply a lab policy", "lab-apply-1", finish_lab),
 }
 
 
