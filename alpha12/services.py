@@ -405,23 +405,37 @@ class Alpha12:
         store while the engine runs; by default into a new folder beside the database named by
         the time (backup-YYYYmmdd-HHMMSS)."""
         folder = Path(to_dir) if to_dir else self.default_backup_folder()
-        return backup.backup(self.store, self.settings.models_dir, folder, progress)
+        manifest = backup.backup(self.store, self.settings.models_dir, folder, progress)
+        self.store.log_event(
+            self.clock.now(),
+            "info",
+            "backup",
+            f"backup written to {folder}: {sum(manifest.tables.values())} rows, "
+            f"{len(manifest.models)} model files, verified",
+        )
+        return manifest
 
     def default_backup_folder(self) -> Path:
         return self.store.path.parent / f"backup-{WallClock().now():%Y%m%d-%H%M%S}"
 
-    def send_test_alert(self, timeout: float = 30.0) -> str:
-        """Send a test alert to every configured URL and wait for it; the result in words."""
+    def send_test_alert(self, timeout: float = 30.0) -> tuple[bool, str]:
+        """Send a test alert to every configured URL and wait for it; whether it reached them
+        all, and the result in words (also an event: who tested and what came of it)."""
+        delivered, message = self._test_alert(timeout)
+        self.store.log_event(self.clock.now(), "info", "alerts", f"test alert: {message}")
+        return delivered, message
+
+    def _test_alert(self, timeout: float) -> tuple[bool, str]:
         alerter = self.context.alerter
         if not alerter.enabled:
-            return "Alerts are off: no [alerts] urls are set (or apprise is not installed)."
+            return False, "not sent: alerts are off (no [alerts] urls, or apprise missing)"
         try:
             delivered = alerter.send_test().result(timeout)
         except TimeoutError:
-            return f"The test alert was not sent within {timeout:g} s; see the events."
+            return False, f"not sent within {timeout:g} s; the events will say what came of it"
         if delivered:
-            return "The test alert reached every alert URL."
-        return "The test alert did not reach every URL; the events say which and why."
+            return True, "it reached every alert URL"
+        return False, "it did not reach every URL; the events above say which and why"
 
     def recent_errors(self, limit: int = 50) -> pd.DataFrame:
         return self.store.events(limit, min_level="warning")
