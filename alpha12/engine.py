@@ -30,6 +30,7 @@ from alpha12.warmstart import WARM_START_PROGRESS_KEY, pending_pairs, warm_start
 TICK_SECONDS = 1.0
 ENGINE_STATE_KEY = "engine"
 REPEAT_LOG_EVERY = 100
+MAX_FAILURE_KEYS = 1000  # distinct failure messages counted at once (a bounded memory)
 STALL_TICKS = 60  # a running engine whose heartbeat is this many ticks old has stalled
 # A monitor decision -> the alert it raises.
 ACTION_ALERTS = {
@@ -238,7 +239,9 @@ class Engine:
         # A failure that repeats every tick is logged once, then every REPEAT_LOG_EVERY-th
         # time with its count, so it cannot flood the events table.
         key = (asset, interval, message)
-        seen = self._failures[key] = self._failures.get(key, 0) + 1
+        seen = self._failures[key] = self._failures.pop(key, 0) + 1  # newest last
+        if len(self._failures) > MAX_FAILURE_KEYS:  # messages vary: forget the oldest
+            self._failures.pop(next(iter(self._failures)))
         if seen == 1 or seen % REPEAT_LOG_EVERY == 0:
             suffix = f" (seen {seen} times)" if seen > 1 else ""
             detail = "".join(traceback.format_exception(error, limit=3))
