@@ -158,6 +158,7 @@ def _restore(settings: Settings, args) -> int:
 def _import_ccxt(app: Alpha12, args) -> int:
     with terminal.progress(f"{args.asset} {args.interval}") as progress:
         counts = app.import_exchange(args.asset, args.interval, args.since, progress)
+        progress(1.0, "done")
     fetched, imported = counts.pop("fetched"), counts.pop("imported")
     print(f"{args.asset} {args.interval}: {imported:,} imported ({fetched:,} valid bars fetched)")
     for reason, count in counts.items():

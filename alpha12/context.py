@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alpha12 import collector
+from alpha12 import collector, logs
 from alpha12.alerts import Alerter
 from alpha12.clock import Clock, ReplayClock, WallClock, utc
 from alpha12.config import EDITABLE, Settings, SettingsError, load_settings, settings_origin
@@ -39,6 +39,8 @@ class Context:
     monitor: PerformanceMonitor = field(init=False)
     alerter: Alerter = field(init=False)
     _settings_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _results_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _closed: bool = field(init=False, default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.registry = Registry(self.settings.models_dir, self.store, self.clock)
@@ -79,13 +81,20 @@ class Context:
         return context
 
     def close(self) -> None:
-        """Send the queued alerts (briefly), then close the store their results are written to."""
+        """Send the queued alerts (briefly), then close the store their results are written
+        to; a send still hanging after that reports to the log only."""
         self.alerter.close(ALERTS_CLOSE_TIMEOUT_S)
-        self.store.close()
+        with self._results_lock:  # never while the alerter's thread is writing its result
+            self._closed = True
+            self.store.close()
 
     def _alert_result(self, level: str, message: str) -> None:
         """An alert's delivery or failure, as an event (and so a log record)."""
-        self.store.log_event(self.clock.now(), level, "alerts", message)
+        with self._results_lock:
+            if self._closed:
+                logs.log_event(level, "alerts", message)
+            else:
+                self.store.log_event(self.clock.now(), level, "alerts", message)
 
     @property
     def live(self) -> bool:
