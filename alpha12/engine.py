@@ -53,6 +53,7 @@ class Engine:
         self.backoff = Backoff()
         self._state = EngineState.STOPPED
         self.last_heartbeat: pd.Timestamp | None = None
+        self._stall_reported: pd.Timestamp | None = None  # the heartbeat a stall was told of
         self.restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,7 +127,8 @@ class Engine:
                 self._event("error", message)
                 self._alert(AlertKind.ENGINE_DEAD, "alpha12 engine died", message)
                 self._spawn()
-            elif self._stalled():
+            elif self._stalled() and self._stall_reported != self.last_heartbeat:
+                self._stall_reported = self.last_heartbeat  # once per stall, not every tick
                 age = (WallClock().now() - self.last_heartbeat).total_seconds()
                 message = f"the engine's heartbeat is {age:.0f} s old (a tick is stuck)"
                 log.warning(message)

@@ -186,6 +186,22 @@ def test_a_dead_engine_thread_is_alerted(tmp_path, receiver, monkeypatch):
     assert "RuntimeError: training exploded" in got[0]["message"]
 
 
+def test_a_stalled_engine_is_alerted_once(tmp_path, receiver, monkeypatch):
+    app = open_small(tmp_path, (receiver.url(),))
+    engine = Engine(app.context, tick_seconds=0.02)  # stalled after 60 ticks: 1.2 s
+    monkeypatch.setattr(engine, "tick", lambda: time.sleep(3.0))  # one stuck tick
+    try:
+        engine._heartbeat()
+        engine.start()
+        got = receiver.wait_for(1)
+        time.sleep(1.0)  # the supervisor keeps looking while the tick is stuck
+    finally:
+        engine.stop()
+        app.close()
+    assert [g["title"] for g in receiver.received] == ["alpha12 engine stalled"]
+    assert "heartbeat is" in got[0]["message"]
+
+
 class DownSource:
     """The synthetic replay's name and liveness, but every fetch fails for a while."""
 
