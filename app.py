@@ -5,12 +5,13 @@ by every browser session; this script labels the market, shows the warm start an
 pages. ALPHA12_ENGINE=off opens the context without starting the engine (for tests).
 """
 
+import logging
 import os
 
 import streamlit as st
 
-from alpha12 import ui
-from alpha12.config import load_settings
+from alpha12 import logs, ui
+from alpha12.config import load_settings, settings_origin
 from alpha12.errors import Alpha12Error
 from alpha12.services import Alpha12
 
@@ -21,8 +22,11 @@ APP_VARIABLES = ("ALPHA12_ENGINE", ui.ADMIN_PASSWORD_VARIABLE, "ALPHA12_REQUIRE_
 @st.cache_resource(on_release=Alpha12.close, show_spinner="Opening the alpha12 store…")
 def open_context(variables: tuple[tuple[str, str], ...], engine: bool) -> Alpha12:
     """The shared context, keyed by the ALPHA12_* settings variables (so a test that points
-    them at another store gets another context)."""
-    app = Alpha12.open(settings=load_settings(env=dict(variables)))
+    them at another store gets another context). Logging is configured from the same
+    settings first, so the opening itself is logged."""
+    settings = load_settings(env=dict(variables))
+    logs.configure_from(settings)
+    app = Alpha12.open(settings=settings, origin=settings_origin(env=dict(variables)))
     if engine:
         app.engine.start()
     return app
@@ -61,6 +65,7 @@ try:
         settings_variables(), os.environ.get("ALPHA12_ENGINE", "on").lower() != "off"
     )
 except Alpha12Error as error:
+    logging.getLogger("alpha12.app").error("alpha12 cannot start: %s", error)
     st.error(f"alpha12 cannot start: {error}", icon=":material/error:")
     st.stop()
 st.session_state[ui.CONTEXT_KEY] = context

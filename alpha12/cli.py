@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -16,47 +17,69 @@ from pathlib import Path
 
 import pandas as pd
 
-from alpha12 import terminal
+from alpha12 import backup, logs, terminal
+from alpha12.clock import utc
 from alpha12.collector import Backoff
+from alpha12.config import Settings, load_settings, settings_origin
 from alpha12.errors import Alpha12Error
 from alpha12.lab import LabError, oracle, runs
 from alpha12.lab.policies import parse_policies
 from alpha12.services import Alpha12
 from alpha12.store import StoreLockedError
+from alpha12.timeframes import INTERVALS
 from alpha12.vocabulary import Action
 
 # Alpha12Error carries a message for the user; a missing file named on the command line too.
 EXPECTED_ERRORS = (Alpha12Error, FileNotFoundError)
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Logging first, from the flags alone, so that a settings error is logged too.
+    logs.configure(args.log_level or "INFO", args.log_file, args.log_json)
     try:
-        app = Alpha12.open(db=args.db, config=args.config)
+        settings = load_settings(args.config)
+        logs.configure_from(settings, args.log_level, args.log_file, args.log_json)
+        if not args.opens_store:  # restore: writes a new store, never opens --db's
+            return args.command(settings, args)
+        app = Alpha12.open(db=args.db, settings=settings, origin=settings_origin(args.config))
     except EXPECTED_ERRORS as error:
         hint = getattr(args, "when_locked", "") if isinstance(error, StoreLockedError) else ""
-        print(f"alpha12: {error}{hint}", file=sys.stderr)
-        return 2
+        return _refused(error, hint)
     try:
         return args.command(app, args)
     except EXPECTED_ERRORS as error:
-        print(f"alpha12: {error}", file=sys.stderr)
-        return 2
+        return _refused(error)
     except KeyboardInterrupt:
         return 130
     finally:
         app.close()
 
 
+def _refused(error: Exception, hint: str = "") -> int:
+    """One plain line on stderr; the log file (when there is one) gets it as an error too."""
+    print(f"alpha12: {error}{hint}", file=sys.stderr)
+    log.error("%s", error, extra={logs.SHOWN: True})
+    return 2
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alpha12", description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, help="DuckDB file (default: settings db_path)")
     parser.add_argument("--config", type=Path, help="settings TOML (default: ./alpha12.toml)")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=logs.LEVEL_NAMES, help="(default: log_level)"
+    )
+    parser.add_argument("--log-file", type=Path, help="also log to FILE, rotated")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable, help: str, opens_store: bool = True
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(command=handler)
+        sub.set_defaults(command=handler, opens_store=opens_store)
         return sub
 
     collect = command("collect", _collect, "collect bars for every asset and timeframe")
@@ -107,6 +130,17 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--json", action="store_true", help="machine-readable output")
     lab.add_argument("--resume", type=int, metavar="RUN_ID", help="finish a stopped run")
     lab.set_defaults(when_locked=LAB_WHEN_LOCKED)
+    saved = command("backup", _backup, "copy the store and the models into a new folder, verified")
+    saved.add_argument("--to", type=Path, help="new or empty folder (default: beside the db)")
+    restored = command(
+        "restore", _restore, "a NEW store (--db) and models folder from a backup", False
+    )
+    restored.add_argument("folder", type=Path, help="a folder written by backup")
+    restored.add_argument("--models", type=Path, help="new models folder (default: beside --db)")
+    exchange = command("import-ccxt", _import_ccxt, "import history from the ccxt exchange")
+    exchange.add_argument("--asset", required=True)
+    exchange.add_argument("--interval", required=True, choices=INTERVALS)
+    exchange.add_argument("--since", required=True, type=_utc_date, help="e.g. 2023-01-01")
     return parser
 
 
@@ -147,18 +181,47 @@ def _lab(app: Alpha12, args) -> int:
     return 0 if len(kept.lab.table) else 1
 
 
-def _progress(fraction: float, message: str) -> None:
-    """A one-line progress bar on the terminal."""
-    filled = int(30 * fraction)
-    print(
-        f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message:<40}", end="", flush=True
-    )
+def _utc_date(text: str) -> pd.Timestamp:
+    try:
+        return utc(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2023-01-01") from None
 
 
 def _backfill(app: Alpha12, args) -> int:
-    added = app.backfill(args.asset, _progress)
-    _progress(1.0, "done")
-    print(f"\n{sum(added.values()):,} snapshots added over {len(added)} pairs")
+    with terminal.progress("backfill") as progress:
+        added = app.backfill(args.asset, progress)
+        progress(1.0, "done")
+    print(f"{sum(added.values()):,} snapshots added over {len(added)} pairs")
+    return 0
+
+
+def _backup(app: Alpha12, args) -> int:
+    with terminal.progress("backup") as progress:
+        manifest = app.backup(args.to, progress)
+    rows = sum(manifest.tables.values())
+    print(f"backup verified: {rows:,} rows in {len(manifest.tables)} tables, ", end="")
+    print(f"{len(manifest.models)} model files")
+    return 0
+
+
+def _restore(settings: Settings, args) -> int:
+    db = args.db or settings.db_path
+    models = args.models or db.with_name(f"{db.stem}_models")
+    manifest = backup.restore(args.folder, db, models)
+    print(f"restored the backup of {manifest.created_at} to {db} (models in {models})")
+    print(f"use it with: --db {db} and models_dir = {str(models)!r} (or ALPHA12_MODELS_DIR)")
+    return 0
+
+
+def _import_ccxt(app: Alpha12, args) -> int:
+    with terminal.progress(f"{args.asset} {args.interval}") as progress:
+        counts = app.import_exchange(args.asset, args.interval, args.since, progress)
+        progress(1.0, "done")
+    fetched, imported = counts.pop("fetched"), counts.pop("imported")
+    print(f"{args.asset} {args.interval}: {imported:,} imported ({fetched:,} valid bars fetched)")
+    for reason, count in counts.items():
+        print(f"    {count:,} rejected: {reason}")
     return 0
 
 
@@ -175,51 +238,64 @@ def _archive(app: Alpha12, args) -> int:
 
 
 def _train(app: Alpha12, args) -> int:
-    rows = app.train(args.asset, args.interval, _progress)
-    _progress(1.0, "done")
-    print()
+    with terminal.progress("train") as progress:
+        rows = app.train(args.asset, args.interval, progress)
+        progress(1.0, "done")
     table = pd.DataFrame(rows)[["asset", "interval", "action", "message"]]
     print(table.to_string(index=False))
     return 0
 
 
 def _run(app: Alpha12, args) -> int:
-    print(app.market_label)
+    print(app.market_label, flush=True)
     engine = app.engine
     engine.start()
     started = time.monotonic()
-    try:
-        while args.seconds is None or time.monotonic() - started < args.seconds:
-            time.sleep(min(5.0, args.seconds or 5.0))
-            print(f"\n{_live_table(app)}", flush=True)
-    finally:
-        engine.stop(timeout=300)  # let a warm-start walk in progress finish its pair
-    print(_live_table(app))
+    with terminal.live_table() as update:
+        try:
+            while args.seconds is None or time.monotonic() - started < args.seconds:
+                time.sleep(min(5.0, args.seconds or 5.0))
+                update(_live_frame(app))
+        finally:
+            engine.stop(timeout=300)  # let a warm-start walk in progress finish its pair
+        update(_live_frame(app))
     return 0
 
 
-def _live_table(app: Alpha12) -> str:
-    warm = app.store.get_state("warm_start") or {}
+def _live_frame(app: Alpha12) -> pd.DataFrame:
+    """One row per pair for `run`'s table, the engine's state and the clock in each row's
+    first columns (a table is what the live view redraws)."""
+    warm = app.warm_start_progress()
+    engine = f"{app.engine.state}" + (f" ({terminal.percent(warm['progress'], 0)})" if warm else "")
     table = app.pair_status()
-    columns = [
-        "asset",
-        "interval",
-        "bars",
-        "trades",
-        "pending",
-        "win_rate",
-        "profit_factor",
-        "status",
-        "cooldown_remaining_s",
-        "model_version",
-        "model_scope",
-    ]
-    header = f"{app.clock.now():%Y-%m-%d %H:%M} UTC  engine {app.engine.state}" + (
-        f"  warm start {warm.get('progress', 0):.0%} {warm.get('message', '')}"
-        if warm and warm.get("progress", 1) < 1
-        else ""
+    return pd.DataFrame(
+        {
+            "clock (UTC)": f"{app.clock.now():%Y-%m-%d %H:%M}",
+            "engine": engine,
+            "asset": table["asset"],
+            "interval": table["interval"],
+            "bars": table["bars"],
+            "trades": table["trades"],
+            "pending": table["pending"],
+            "win rate": table["win_rate"].map(terminal.percent),
+            "profit factor": table["profit_factor"].map(_factor),
+            "status": table["status"],
+            "cooldown": table["cooldown_remaining_s"].map(_cooldown),
+            "model": table["model_version"].map(_version),
+        }
     )
-    return header + "\n" + table[columns].to_string(index=False, float_format="{:.2f}".format)
+
+
+def _factor(value: float) -> str:
+    return terminal.MISSING if pd.isna(value) else "inf" if math.isinf(value) else f"{value:.2f}"
+
+
+def _cooldown(seconds: float) -> str:
+    return "-" if pd.isna(seconds) or seconds <= 0 else terminal.duration(seconds)
+
+
+def _version(value) -> str:
+    return terminal.MISSING if pd.isna(value) else f"v{int(value)}"
 
 
 def _monitor(app: Alpha12, args) -> int:
@@ -259,7 +335,9 @@ def _collect(app: Alpha12, args) -> int:
 
 
 def _import_csv(app: Alpha12, args) -> int:
-    reports = app.import_csv(args.path, args.asset, args.interval)
+    with terminal.progress("import-csv") as progress:
+        reports = app.import_csv(args.path, args.asset, args.interval, progress)
+        progress(1.0, "done")
     failed = 0
     for report in reports:
         if report.error:
@@ -293,10 +371,26 @@ def _status(app: Alpha12, args) -> int:
         )
         return 0
     print(app.market_label)
-    print(f"clock: {app.clock.now():%Y-%m-%d %H:%M:%S} UTC")
-    frame = pd.DataFrame(rows)
-    print(frame.to_string(index=False) if len(frame) else "no pairs")
+    print(f"clock: {app.clock.now():%Y-%m-%d %H:%M:%S} UTC", flush=True)
+    if not rows:
+        print("no pairs")
+        return 0
+    terminal.show(_status_frame(pd.DataFrame(rows)))
     return 0
+
+
+def _status_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The status rows for reading: ages as durations, rates as percentages."""
+    shown = frame.drop(columns=["first_bar", "cooldown_remaining_s"])
+    shown["last_bar"] = frame["last_bar"].map(lambda t: t and t[:16].replace("T", " "))
+    shown["freshness_s"] = frame["freshness_s"].map(terminal.duration)
+    shown["win_rate"] = frame["win_rate"].map(terminal.percent)
+    shown["profit_factor"] = frame["profit_factor"].map(
+        lambda v: terminal.MISSING if v is None else v if isinstance(v, str) else f"{v:.2f}"
+    )
+    shown["cooldown"] = frame["cooldown_remaining_s"].map(_cooldown)
+    shown["model_version"] = frame["model_version"].map(_version)
+    return shown
 
 
 def _status_row(row: dict) -> dict:

@@ -55,17 +55,25 @@ class Backoff:
     retry_at: dict[tuple[str, str], pd.Timestamp] = field(default_factory=dict)
     # pair -> (first rejected bar older than the newest stored one, passes that asked for it)
     refetch: dict[tuple[str, str], tuple[pd.Timestamp, int]] = field(default_factory=dict)
+    # pair -> when its current run of temporary failures began (the source_down alert's clock)
+    failing_since: dict[tuple[str, str], pd.Timestamp] = field(default_factory=dict)
 
     def waiting(self, key: tuple[str, str], now: pd.Timestamp) -> bool:
         return key in self.retry_at and now < self.retry_at[key]
 
+    def down_for(self, now: pd.Timestamp, longer_than: pd.Timedelta) -> list[tuple[str, str]]:
+        """The pairs whose source has failed without a success for longer than `longer_than`."""
+        return [key for key, since in self.failing_since.items() if now - since > longer_than]
+
     def failed(self, key: tuple[str, str], now: pd.Timestamp) -> pd.Timedelta:
+        self.failing_since.setdefault(key, now)
         self.failures[key] = self.failures.get(key, 0) + 1
         delay = min(BACKOFF_BASE * 2 ** (self.failures[key] - 1), BACKOFF_CAP)
         self.retry_at[key] = now + delay
         return delay
 
     def succeeded(self, key: tuple[str, str]) -> None:
+        self.failing_since.pop(key, None)
         self.failures.pop(key, None)
         self.retry_at.pop(key, None)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -23,6 +24,12 @@ from alpha12.timeframes import INTERVALS
 SOURCES = ("synthetic", "csv", "yfinance", "ccxt")
 BACKENDS = ("local", "dask")
 ENV_PREFIX = "ALPHA12_"
+# A size DuckDB's memory_limit takes: a number and a unit.
+MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+# Variables read by the app or the loader itself, not settings.
+ENV_SKIPPED = frozenset(
+    {"ALPHA12_CONFIG", "ALPHA12_ADMIN_PASSWORD", "ALPHA12_REQUIRE_BROWSER", "ALPHA12_ENGINE"}
+)
 # The timeframe settings an admin may edit in the app (saved in the store, audited).
 EDITABLE = ("win_rate", "profit_factor", "min_trades", "cooldown_hours", "min_rows")
 
@@ -120,6 +127,7 @@ class Settings:
     log_file: Path | None = None  # also log to this file, rotated
     log_json: bool = False  # JSON lines instead of plain lines
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    memory_limit: str = "512MB"  # DuckDB's memory cap (it spills to disk beyond), e.g. "2GB"
 
     @property
     def round_trip_cost_bps(self) -> float:
@@ -157,6 +165,8 @@ class Settings:
             found += tf.problems(f"timeframes.{interval}")
         if self.log_level.upper() not in LEVEL_NAMES:
             found.append(f"log_level: {self.log_level!r} is not one of {', '.join(LEVEL_NAMES)}")
+        if not MEMORY_LIMIT.fullmatch(self.memory_limit.strip()):
+            found.append(f"memory_limit: {self.memory_limit!r} is not a size like '512MB' or '2GB'")
         if self.source == "ccxt" and not self.ccxt_exchange:
             found.append("ccxt_exchange: required when source = 'ccxt'")
         return found + self.alerts.problems("alerts")
@@ -171,10 +181,10 @@ class Settings:
 def load_settings(config_path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Defaults, then the TOML file (./alpha12.toml when it exists), then ALPHA12_* variables."""
     env = os.environ if env is None else env
-    path = config_path or Path(env.get("ALPHA12_CONFIG", "alpha12.toml"))
+    path = _config_path(config_path, env)
     raw: dict[str, Any] = {}
     problems: list[str] = []
-    if config_path is not None or path.exists():
+    if path is not None:
         try:
             raw = tomllib.loads(path.read_text())
         except FileNotFoundError:
@@ -190,6 +200,25 @@ def load_settings(config_path: Path | None = None, env: dict[str, str] | None = 
     return settings
 
 
+def _config_path(config_path: Path | None, env: typing.Mapping[str, str]) -> Path | None:
+    """The TOML file load_settings reads: the given one, else ALPHA12_CONFIG or ./alpha12.toml
+    when it exists; None when the defaults and variables are all there is."""
+    if config_path is not None:
+        return config_path
+    path = Path(env.get("ALPHA12_CONFIG", "alpha12.toml"))
+    return path if path.exists() else None
+
+
+def settings_origin(config_path: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Where load_settings takes the settings from, in words for the start log line."""
+    env = os.environ if env is None else env
+    path = _config_path(config_path, env)
+    parts = [str(path) if path is not None else "defaults"]
+    if any(name.startswith(ENV_PREFIX) and name not in ENV_SKIPPED for name in env):
+        parts.append("ALPHA12_* variables")
+    return " + ".join(parts)
+
+
 def _validated(settings: Settings) -> Settings:
     problems = settings.problems()
     if problems:
@@ -201,14 +230,8 @@ def _from_env(env: typing.Mapping[str, str]) -> dict[str, Any]:
     """ALPHA12_REPLAY_SPEED=60 -> {replay_speed: "60"}; ALPHA12_TIMEFRAMES__5M__WIN_RATE=0.5
     -> {timeframes: {5m: {win_rate: "0.5"}}}. Values stay strings; _build coerces them."""
     nested: dict[str, Any] = {}
-    skipped = {
-        "ALPHA12_CONFIG",
-        "ALPHA12_ADMIN_PASSWORD",
-        "ALPHA12_REQUIRE_BROWSER",
-        "ALPHA12_ENGINE",
-    }
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in skipped:
+        if not name.startswith(ENV_PREFIX) or name in ENV_SKIPPED:
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         target = nested

@@ -7,15 +7,17 @@ the CLI from it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from alpha12 import collector
+from alpha12 import collector, logs
+from alpha12.alerts import Alerter
 from alpha12.clock import Clock, ReplayClock, WallClock, utc
-from alpha12.config import EDITABLE, Settings, SettingsError, load_settings
+from alpha12.config import EDITABLE, Settings, SettingsError, load_settings, settings_origin
 from alpha12.monitor import PerformanceMonitor
 from alpha12.registry import Registry
 from alpha12.sources import Source, build_source
@@ -24,6 +26,9 @@ from alpha12.vocabulary import Pair
 
 REPLAY_CLOCK_KEY = "replay_clock"
 SETTINGS_OVERRIDES_KEY = "settings_overrides"
+ALERTS_CLOSE_TIMEOUT_S = 5.0  # at exit, queued alerts get this long to go out
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,7 +39,10 @@ class Context:
     clock: Clock
     registry: Registry = field(init=False)
     monitor: PerformanceMonitor = field(init=False)
+    alerter: Alerter = field(init=False)
     _settings_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _results_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _closed: bool = field(init=False, default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.registry = Registry(self.settings.models_dir, self.store, self.clock)
@@ -42,6 +50,8 @@ class Context:
         self.monitor = PerformanceMonitor(
             self.store, self.registry, lambda: self.settings, self.clock
         )
+        # One alerter per process: its rate limit and its sending thread are shared by all.
+        self.alerter = Alerter(self.settings.alerts, self._alert_result)
 
     @classmethod
     def open(
@@ -51,17 +61,42 @@ class Context:
         settings: Settings | None = None,
         clock: Clock | None = None,
         source: Source | None = None,
+        origin: str | None = None,
     ) -> Context:
-        settings = settings or load_settings(Path(config) if config else None)
-        store = Store(db or settings.db_path)
+        """`origin`: where the given `settings` came from, for the start log line."""
+        if settings is None:
+            config = Path(config) if config else None
+            settings, origin = load_settings(config), settings_origin(config)
+        store = Store(db or settings.db_path, settings.memory_limit)
         source = source or build_source(settings)
         clock = clock or _default_clock(settings, store, source)
         context = cls(settings, store, source, clock)
         context.apply_saved_settings()  # thresholds edited in the app hold for every front end
+        log.info(
+            "opened the store %s (settings from %s; %s; models in %s; memory limit %s)",
+            store.path,
+            origin or "the caller",
+            source.name,
+            settings.models_dir,
+            settings.memory_limit,
+        )
         return context
 
     def close(self) -> None:
-        self.store.close()
+        """Send the queued alerts (briefly), then close the store their results are written
+        to; a send still hanging after that reports to the log only."""
+        self.alerter.close(ALERTS_CLOSE_TIMEOUT_S)
+        with self._results_lock:  # never while the alerter's thread is writing its result
+            self._closed = True
+            self.store.close()
+
+    def _alert_result(self, level: str, message: str) -> None:
+        """An alert's delivery or failure, as an event (and so a log record)."""
+        with self._results_lock:
+            if self._closed:
+                logs.log_event(level, "alerts", message)
+            else:
+                self.store.log_event(self.clock.now(), level, "alerts", message)
 
     @property
     def live(self) -> bool:

@@ -8,6 +8,7 @@ fans out through joblib), so a burst of retrains never stalls the other pairs' c
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
@@ -17,18 +18,29 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 import pandas as pd
 
 from alpha12 import cycle
+from alpha12.alerts import AlertKind
 from alpha12.clock import WallClock, utc
 from alpha12.collector import Backoff, collect_pairs
 from alpha12.context import Context
 from alpha12.lab import runs
 from alpha12.monitor import Outcome
 from alpha12.timeframes import interval_delta
-from alpha12.vocabulary import ATTEMPTS, Action, EngineState, JobKind, JobStatus
+from alpha12.vocabulary import ATTEMPTS, Action, EngineState, JobKind, JobStatus, PairStatus
 from alpha12.warmstart import WARM_START_PROGRESS_KEY, pending_pairs, warm_start
 
 TICK_SECONDS = 1.0
 ENGINE_STATE_KEY = "engine"
 REPEAT_LOG_EVERY = 100
+MAX_FAILURE_KEYS = 1000  # distinct failure messages counted at once (a bounded memory)
+STALL_TICKS = 60  # a running engine whose heartbeat is this many ticks old has stalled
+# A monitor decision -> the alert it raises.
+ACTION_ALERTS = {
+    Action.RECALIBRATED: AlertKind.RECALIBRATED,
+    Action.REJECTED_CHALLENGER: AlertKind.REJECTED,
+    Action.FAILED: AlertKind.FAILED,
+}
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -40,8 +52,9 @@ class Engine:
         self.monitor = context.monitor
         self.tick_seconds = tick_seconds
         self.backoff = Backoff()
-        self.state = EngineState.STOPPED
+        self._state = EngineState.STOPPED
         self.last_heartbeat: pd.Timestamp | None = None
+        self._stall_reported: pd.Timestamp | None = None  # the heartbeat a stall was told of
         self.restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,6 +102,18 @@ class Engine:
     def running(self) -> bool:
         return bool(self._thread and self._thread.is_alive())
 
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @state.setter
+    def state(self, value: EngineState) -> None:
+        """Every change of state is a log line: a service's log says when it warmed up,
+        stopped or restarted."""
+        if value != self._state:
+            log.info("engine %s -> %s", self._state, value)
+        self._state = value
+
     def _spawn(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True, name="alpha12-engine")
         self.state = EngineState.RUNNING
@@ -99,8 +124,23 @@ class Engine:
             if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
                 self.restarts += 1
                 self.state = EngineState.RESTARTING
-                self._event("error", f"the engine thread died ({self._death}); restarting it")
+                message = f"the engine thread died ({self._death}); restarting it"
+                self._event("error", message)
+                self._alert(AlertKind.ENGINE_DEAD, "alpha12 engine died", message)
                 self._spawn()
+            elif self._stalled() and self._stall_reported != self.last_heartbeat:
+                self._stall_reported = self.last_heartbeat  # once per stall, not every tick
+                age = (WallClock().now() - self.last_heartbeat).total_seconds()
+                message = f"the engine's heartbeat is {age:.0f} s old (a tick is stuck)"
+                log.warning(message)
+                self._alert(AlertKind.ENGINE_STALLED, "alpha12 engine stalled", message)
+
+    def _stalled(self) -> bool:
+        """Running (not warming up, whose heartbeat is per pair) with an old heartbeat."""
+        if self.state != EngineState.RUNNING or self.last_heartbeat is None:
+            return False
+        age = (WallClock().now() - self.last_heartbeat).total_seconds()
+        return age > STALL_TICKS * self.tick_seconds
 
     def _run(self) -> None:
         try:
@@ -174,7 +214,22 @@ class Engine:
             for pair in sourced:
                 self._failed(pair, error)
             return [pair for pair in due if pair not in sourced]
+        self._alert_source_down(now)
         return due
+
+    def _alert_source_down(self, now: pd.Timestamp) -> None:
+        """Alert (rate-limited per pair) for each pair whose source has failed too long."""
+        limit = pd.Timedelta(minutes=self.context.settings.alerts.source_down_minutes)
+        for asset, interval in self.backoff.down_for(now, limit):
+            since = self.backoff.failing_since[(asset, interval)]
+            self._alert(
+                AlertKind.SOURCE_DOWN,
+                f"alpha12: no bars for {asset} {interval}",
+                f"{self.context.source.name} has failed for {asset} {interval} since "
+                f"{since:%Y-%m-%d %H:%M} UTC.",
+                asset,
+                interval,
+            )
 
     def _due(self, pair: tuple[str, str], now: pd.Timestamp) -> bool:
         due = self._next_due.get(pair)
@@ -187,7 +242,9 @@ class Engine:
         # A failure that repeats every tick is logged once, then every REPEAT_LOG_EVERY-th
         # time with its count, so it cannot flood the events table.
         key = (asset, interval, message)
-        seen = self._failures[key] = self._failures.get(key, 0) + 1
+        seen = self._failures[key] = self._failures.pop(key, 0) + 1  # newest last
+        if len(self._failures) > MAX_FAILURE_KEYS:  # messages vary: forget the oldest
+            self._failures.pop(next(iter(self._failures)))
         if seen == 1 or seen % REPEAT_LOG_EVERY == 0:
             suffix = f" (seen {seen} times)" if seen > 1 else ""
             detail = "".join(traceback.format_exception(error, limit=3))
@@ -211,14 +268,25 @@ class Engine:
             self._event("error", f"monitor run failed: {type(error).__name__}: {error}")
             return
         for key, row in report.items():
-            if row["action"] in ATTEMPTS:
-                asset, interval = key.rsplit("_", 1)
-                self._event(
-                    "info" if row["action"] != Action.FAILED else "error",
-                    f"{row['action']}: {row['message']}",
+            asset, interval = key.rsplit("_", 1)
+            if row["status"] in (PairStatus.DEGRADED, PairStatus.COOLDOWN):
+                reasons = "; ".join(row["reasons"])
+                self._alert(
+                    AlertKind.DEGRADED,
+                    f"alpha12: {asset} {interval} degraded",
+                    reasons,
                     asset,
                     interval,
                 )
+            if row["action"] in ATTEMPTS:
+                self._decided(asset, interval, row["action"], f"{row['action']}: {row['message']}")
+
+    def _decided(self, asset: str, interval: str, action: Action, message: str) -> None:
+        """A recalibration attempt's event and alert (the monitor's or a forced retrain's)."""
+        self._event("error" if action == Action.FAILED else "info", message, asset, interval)
+        self._alert(
+            ACTION_ALERTS[action], f"alpha12: {asset} {interval} {action}", message, asset, interval
+        )
 
     def request_retrain(self, asset: str, interval: str, requested_by: str = "ui") -> int:
         """Queue a forced retrain; a pair already queued or running gets that job's id."""
@@ -242,12 +310,11 @@ class Engine:
             outcome = Outcome(Action.FAILED, f"{type(error).__name__}: {error}")
         status = JobStatus.FAILED if outcome.action == Action.FAILED else JobStatus.DONE
         self._update_job(job["id"], status, 1.0, f"{outcome.action}: {outcome.message}".strip())
-        self._event(
-            "error" if status == JobStatus.FAILED else "info",
-            f"forced retrain {outcome.action}: {outcome.message}",
-            asset,
-            interval,
-        )
+        message = f"forced retrain {outcome.action}: {outcome.message}"
+        if outcome.action in ATTEMPTS:
+            self._decided(asset, interval, outcome.action, message)
+        else:  # skipped: no training happened, nothing to alert
+            self._event("info", message, asset, interval)
 
     def _run_lab_job(self, job: dict) -> None:
         """A kept lab run, on this trainer thread like any job: its progress goes to the job
@@ -363,6 +430,21 @@ class Engine:
             self.store.log_event(self.clock.now(), level, "engine", message, asset, interval)
         except Exception:  # the store itself failing must not kill the loop; print instead
             print(f"alpha12 engine: {message}\n{detail or ''}", flush=True)
+
+    def _alert(
+        self,
+        kind: AlertKind,
+        title: str,
+        body: str,
+        asset: str | None = None,
+        interval: str | None = None,
+    ) -> None:
+        """Hand an alert to the process's alerter: it only queues (its own thread sends), and
+        its failing must never stop the engine."""
+        try:
+            self.context.alerter.notify(kind, title, body, asset, interval, self.clock.now())
+        except Exception:
+            log.exception("could not queue the %s alert", kind)
 
 
 def _timestamp(value: str | None) -> pd.Timestamp | None:

@@ -33,6 +33,9 @@ MIN_SECRET_LENGTH = 6  # shorter path parts ("hook", "v1") are words, not secret
 _ADDRESS_SCHEMES = frozenset({"http", "https", "json", "jsons", "xml", "xmls", "form", "forms"})
 _URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://([^\s'\"<>]+)")
 _MARK = "_alpha12_handler"  # set on the handlers configure() owns, so a second call replaces them
+# extra={SHOWN: True}: a front end has already printed this record's message on stderr, so the
+# stderr handler skips it (one line for the user) while a log file still gets it.
+SHOWN = "shown_on_stderr"
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -144,6 +147,23 @@ def _pair(record: logging.LogRecord) -> tuple[str | None, str | None]:
     return getattr(record, "asset", None), getattr(record, "interval", None)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (a test's capture, a redirect), not
+    to the stream of the day it was configured, which may be closed by then."""
+
+    def __init__(self):
+        super().__init__()
+        self.addFilter(lambda record: not getattr(record, SHOWN, False))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; sys.stderr is used
+        pass
+
+
 def configure(
     level: str = "INFO", file: str | Path | None = None, json_lines: bool = False
 ) -> logging.Logger:
@@ -152,11 +172,8 @@ def configure(
     name = level.upper()
     if name not in LEVEL_NAMES:
         raise ValueError(f"log level {level!r} is not one of {', '.join(LEVEL_NAMES)}")
-    logger = logging.getLogger(ROOT)
-    for handler in [h for h in logger.handlers if getattr(h, _MARK, False)]:
-        logger.removeHandler(handler)
-        handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    logger = reset()
+    handlers: list[logging.Handler] = [_Stderr()]
     if file is not None:
         Path(file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(
@@ -170,6 +187,26 @@ def configure(
         handler.setFormatter(JsonFormatter() if json_lines else HumanFormatter())
         logger.addHandler(handler)
     logger.setLevel(name)
+    return logger
+
+
+def configure_from(
+    settings, level: str | None = None, file: str | Path | None = None, json_lines: bool = False
+) -> logging.Logger:
+    """`configure` with the settings' log_level, log_file and log_json, each overridden by a
+    given value (the CLI's --log-level, --log-file and --log-json)."""
+    return configure(
+        level or settings.log_level, file or settings.log_file, json_lines or settings.log_json
+    )
+
+
+def reset() -> logging.Logger:
+    """Remove (and close) the handlers `configure` attached; the `alpha12` logger."""
+    logger = logging.getLogger(ROOT)
+    for handler in [h for h in logger.handlers if getattr(h, _MARK, False)]:
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.NOTSET)
     return logger
 
 

@@ -19,6 +19,7 @@ import platform
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,9 @@ MODEL_METRICS = (
     "signal_win_rate",
     "signal_profit_factor",
 )
+# Verified models kept in memory: every pair's serving model and fallback with room for
+# rollbacks; an older version asked for again is read (and verified) from its file.
+MODEL_CACHE_SIZE = 64
 
 
 class RegistryError(UserError):
@@ -67,7 +71,9 @@ class Registry:
         self.root = Path(root)
         self.store = store
         self.clock = clock
-        self._cache: dict[tuple[str, str, int], tuple[tuple, TrainedModel]] = {}
+        # Verified models by (asset, interval, version), least recently used first: bounded,
+        # because every recalibration adds a version and a process runs for months.
+        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple, TrainedModel]] = OrderedDict()
         self._lock = threading.RLock()
         self._refused: set[tuple] = set()  # bad files already reported
         self._servable: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
@@ -242,6 +248,7 @@ class Registry:
             signature = (str(path), stat.st_mtime_ns, stat.st_size)
             cached = self._cache.get(key)
             if cached and cached[0] == signature:
+                self._cache.move_to_end(key)
                 return cached[1]
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != sha256:
@@ -262,6 +269,9 @@ class Registry:
                 )
             return None
         self._cache[key] = (signature, model)
+        self._cache.move_to_end(key)
+        while len(self._cache) > MODEL_CACHE_SIZE:
+            self._cache.popitem(last=False)
         return model
 
     def _repair(self, asset: str, interval: str, version: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alpha12 import archive, cycle, drift
+from alpha12 import archive, backup, bars, cycle, drift
 from alpha12.clock import WallClock
 from alpha12.context import Context
 from alpha12.engine import Engine
@@ -85,12 +85,16 @@ class Alpha12:
     # -- bars -----------------------------------------------------------------------------
 
     def import_csv(
-        self, path: str | Path, asset: str | None = None, interval: str | None = None
+        self,
+        path: str | Path,
+        asset: str | None = None,
+        interval: str | None = None,
+        progress=None,
     ) -> list[ImportReport]:
         # A file holds real history, so its bars are judged against the real time: judged by a
         # replay clock in the past, most of a recent file would be rejected as "in the future".
         return import_logged(
-            self.store, Path(path), WallClock().now(), self.clock.now(), asset, interval
+            self.store, Path(path), WallClock().now(), self.clock.now(), asset, interval, progress
         )
 
     def import_csv_upload(
@@ -99,6 +103,34 @@ class Alpha12:
         return import_upload(
             self.store, name, data, WallClock().now(), self.clock.now(), asset, interval
         )
+
+    def import_exchange(
+        self, asset: str, interval: str, since: pd.Timestamp, progress=None
+    ) -> dict[str, int]:
+        """Years of `asset` bars from the settings' ccxt exchange, through the same gate as
+        every bar (validated, rejections recorded with their reason); the counts."""
+        from alpha12.sources.exchange import ExchangeSource  # ccxt is optional: loaded on use
+
+        settings = self.settings
+        source = ExchangeSource(
+            settings.ccxt_exchange, settings.ccxt_symbols, settings.source_timeout_s
+        )
+        now = WallClock().now()  # exchange bars are real: judged against the real time
+        checked = bars.validate(source.backfill(asset, interval, since, progress), interval, now)
+        rejected = checked.reason_counts()
+        imported = self.store.upsert_bars(asset, interval, checked.bars)
+        if rejected:
+            self.store.record_rejections(asset, interval, source.name, rejected, now)
+        self.store.log_event(
+            self.clock.now(),
+            "info",
+            "ccxt-import",
+            f"{imported} bars imported from {source.name} since {since:%Y-%m-%d}, "
+            f"{sum(rejected.values())} rejected",
+            asset,
+            interval,
+        )
+        return {"fetched": len(checked.bars), "imported": imported, **rejected}
 
     def bar_status(self) -> pd.DataFrame:
         """Per pair: bars, first and last bar, freshness and rejected rows."""
@@ -395,6 +427,43 @@ class Alpha12:
             "paused": bool(getattr(clock, "paused", False)),
             "monitor_period_minutes": self.settings.monitor_period_minutes,
         }
+
+    def backup(self, to_dir: str | Path | None = None, progress=None) -> backup.Manifest:
+        """A verified copy of the store and the models, taken through this process's open
+        store while the engine runs; by default into a new folder beside the database named by
+        the time (backup-YYYYmmdd-HHMMSS)."""
+        folder = Path(to_dir) if to_dir else self.default_backup_folder()
+        manifest = backup.backup(self.store, self.settings.models_dir, folder, progress)
+        self.store.log_event(
+            self.clock.now(),
+            "info",
+            "backup",
+            f"backup written to {folder}: {sum(manifest.tables.values())} rows, "
+            f"{len(manifest.models)} model files, verified",
+        )
+        return manifest
+
+    def default_backup_folder(self) -> Path:
+        return self.store.path.parent / f"backup-{WallClock().now():%Y%m%d-%H%M%S}"
+
+    def send_test_alert(self, timeout: float = 30.0) -> tuple[bool, str]:
+        """Send a test alert to every configured URL and wait for it; whether it reached them
+        all, and the result in words (also an event: who tested and what came of it)."""
+        delivered, message = self._test_alert(timeout)
+        self.store.log_event(self.clock.now(), "info", "alerts", f"test alert: {message}")
+        return delivered, message
+
+    def _test_alert(self, timeout: float) -> tuple[bool, str]:
+        alerter = self.context.alerter
+        if not alerter.enabled:
+            return False, "not sent: alerts are off (no [alerts] urls, or apprise missing)"
+        try:
+            delivered = alerter.send_test().result(timeout)
+        except TimeoutError:
+            return False, f"not sent within {timeout:g} s; the events will say what came of it"
+        if delivered:
+            return True, "it reached every alert URL"
+        return False, "it did not reach every URL; the events above say which and why"
 
     def recent_errors(self, limit: int = 50) -> pd.DataFrame:
         return self.store.events(limit, min_level="warning")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from alpha12 import ui
 from alpha12.config import EDITABLE
+from alpha12.errors import Alpha12Error
 from alpha12.sources.csv_files import MAX_UPLOAD_MB
 from alpha12.timeframes import INTERVALS
 
@@ -164,6 +165,43 @@ def csv_upload() -> None:
         show_import(app.import_csv_upload(uploaded.name, data, asset.strip() or None, interval))
 
 
+def alerts_and_backup() -> None:
+    """Two admin actions of a service: prove the alert URLs work, and back up now (in this
+    process, which owns the store, while the engine runs)."""
+    test, copy = st.columns(2)
+    with test:
+        if ui.confirmed_action(
+            "test-alert",
+            "Send a test alert",
+            "Send a test alert to every URL under **[alerts]** in the settings?",
+        ):
+            with st.spinner("Sending the test alert…"):
+                delivered, message = app.send_test_alert()
+            (st.success if delivered else st.warning)(f"Test alert: {message}.")
+    with copy:
+        if ui.confirmed_action(
+            "backup",
+            "Back up now",
+            f"Copy the database and the models into a new folder in **{app.store.path.parent}** "
+            "named by the time (backup-YYYYmmdd-HHMMSS)? The engine keeps running.",
+        ):
+            back_up()
+
+
+def back_up() -> None:
+    folder = app.default_backup_folder()
+    try:
+        with st.spinner("Backing up…"):
+            manifest = app.backup(folder)
+    except Alpha12Error as error:
+        st.error(f"No backup: {error}")
+        return
+    st.success(
+        f"Backup written to {folder}: {sum(manifest.tables.values()):,} rows and "
+        f"{len(manifest.models)} model files, verified."
+    )
+
+
 def _interval_choice(interval: str | None) -> str:
     return "from the file name" if interval is None else interval
 
@@ -186,6 +224,8 @@ st.subheader("Engine and clock")
 engine_and_clock()
 st.subheader("Recent warnings and errors")
 recent_errors()
+st.subheader("Alerts and backup")
+alerts_and_backup()
 st.subheader("Settings per timeframe")
 settings_form()
 st.subheader("Import bars from a CSV file")

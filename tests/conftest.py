@@ -33,6 +33,16 @@ def keep_main_module():
     sys.modules["__main__"] = main
 
 
+@pytest.fixture(autouse=True)
+def reset_logging():
+    """A test that runs the CLI or the app configures the alpha12 logger; the next test
+    starts without those handlers (and their files)."""
+    yield
+    from alpha12 import logs
+
+    logs.reset()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Default settings with every file under tmp_path and a short synthetic history."""

@@ -126,11 +126,20 @@ def import_csv(
     now: pd.Timestamp,
     asset: str | None = None,
     interval: str | None = None,
+    progress=None,
 ) -> list[ImportReport]:
-    """Import a file or every ASSET_INTERVAL.csv of a folder; one report per file."""
-    if path.is_dir():
-        return [import_file(store, p, now, a, i) for (a, i), p in scan_folder(path).items()]
-    return [import_file(store, path, now, asset, interval)]
+    """Import a file or every ASSET_INTERVAL.csv of a folder; one report per file.
+    `progress(fraction, message)` before each file, for a progress bar over a folder."""
+    report = progress or (lambda fraction, message: None)
+    if not path.is_dir():
+        report(0.0, path.name)
+        return [import_file(store, path, now, asset, interval)]
+    files = scan_folder(path)
+    reports = []
+    for n, ((a, i), file) in enumerate(files.items()):
+        report(n / len(files), file.name)
+        reports.append(import_file(store, file, now, a, i))
+    return reports
 
 
 def import_logged(
@@ -140,9 +149,10 @@ def import_logged(
     at: pd.Timestamp,
     asset: str | None = None,
     interval: str | None = None,
+    progress=None,
 ) -> list[ImportReport]:
     """import_csv, each file's outcome also an event stamped `at` (the context's clock)."""
-    reports = import_csv(store, path, now, asset, interval)
+    reports = import_csv(store, path, now, asset, interval, progress)
     for report in reports:
         level = "error" if report.error else "info"
         message = report.error or (

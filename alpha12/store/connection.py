@@ -51,9 +51,11 @@ class StoreLockedError(StoreError):
 class Connection:
     """One DuckDB file, opened read-write by this process."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, memory_limit: str | None = None):
         self.path = Path(path)
         self._connection = _connect(self.path)
+        if memory_limit:
+            self._limit_memory(memory_limit)
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._spans: dict[Pair, tuple[pd.Timestamp, pd.Timestamp]] | None = None  # _bar_spans
@@ -112,6 +114,19 @@ class Connection:
 
     def close(self) -> None:
         self._connection.close()
+
+    def _limit_memory(self, limit: str) -> None:
+        """Cap DuckDB's buffer pool (it spills to disk beyond it), so a process that runs for
+        months holds a bounded amount of memory however large the file grows."""
+        try:
+            self._connection.execute("SET memory_limit = ?", [limit])
+        except duckdb.Error as error:
+            self._connection.close()
+            raise StoreError(f"memory_limit {limit!r} was refused by DuckDB: {error}") from None
+
+    def memory_limit(self) -> str:
+        """DuckDB's memory limit as it reports it (e.g. '488.2 MiB')."""
+        return self.scalar("SELECT current_setting('memory_limit')")
 
     def _migrate(self) -> None:
         with self.transaction() as cursor:

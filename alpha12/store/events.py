@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from alpha12 import logs
 from alpha12.store.connection import to_json
 
 
@@ -20,6 +21,9 @@ class EventsTable:
         asset: str | None = None,
         interval: str | None = None,
     ) -> None:
+        """One events-table row, and the same row as a log record first: the log tells the
+        same story as the table, and still tells it when the write fails."""
+        logs.log_event(level, component, message, asset, interval)
         with self.transaction() as cursor:
             cursor.execute(
                 "INSERT INTO events (ts, level, component, asset, interval, message) "

@@ -283,6 +283,8 @@ ACTIONS = {
     ("lab", '"lab-sweep"'): ("queue a sweep", "lab-sweep", None),
     ("lab", 'f"lab-cancel-{run_id}"'): ("cancel a lab run", "lab-cancel-1", queue_lab),
     ("lab", 'f"lab-apply-{run_id}"'): ("apply a lab policy", "lab-apply-1", finish_lab),
+    ("system", '"test-alert"'): ("send a test alert", "test-alert", None),
+    ("system", '"backup"'): ("back up now", "backup", None),
 }
 
 
@@ -342,8 +344,11 @@ def wait_for_jobs(app, timeout: float = 120) -> None:
 # -- the admin password is never written anywhere --------------------------------------------
 
 
-def test_admin_password_is_never_logged_or_stored(admin_env, caplog, capsys):
+def test_admin_password_is_never_logged_or_stored(admin_env, caplog, capsys, monkeypatch):
     caplog.set_level(logging.DEBUG)
+    log_file = admin_env / "logs" / "alpha12.log"
+    monkeypatch.setenv("ALPHA12_LOG_FILE", str(log_file))
+    monkeypatch.setenv("ALPHA12_LOG_LEVEL", "DEBUG")
     at = open_page("overview")
     app = at.session_state["alpha12"]
     confirm(at, "retrain-1d", "wrong")
@@ -355,6 +360,8 @@ def test_admin_password_is_never_logged_or_stored(admin_env, caplog, capsys):
     save_settings(at, PASSWORD)
     upload(at)
     confirm(at, "upload", PASSWORD)
+    confirm(at, "test-alert", PASSWORD)
+    confirm(at, "backup", PASSWORD)
     at.switch_page("pages/models.py")
     run(at)
     confirm(at, f"rollback-{ASSET}-{SWAPPED_INTERVAL}", PASSWORD)
@@ -363,6 +370,11 @@ def test_admin_password_is_never_logged_or_stored(admin_env, caplog, capsys):
     assert app.settings.timeframe("5m").win_rate == 0.5
     assert app.store.scalar("SELECT count(*) FROM bars WHERE asset = 'XYZ'") == 48
     assert app.registry.active_version(ASSET, SWAPPED_INTERVAL) == 1
+    assert len(list(admin_env.glob("backup-*/manifest.json"))) == 1
+    logged = log_file.read_text()  # the log file, read back like every other file below
+    assert (
+        "forced retrain" in logged and "imported 48 bars" in logged and "backup written" in logged
+    )
     dumps = [app.store.query(f"SELECT * FROM {t}").to_csv() for t in table_names(app)]
     assert not [d for d in dumps if PASSWORD in d]
     st.cache_resource.clear()  # closes the store: its file and WAL are complete on disk

@@ -1,0 +1,125 @@
+"""The soak: the engine on the default synthetic replay at full speed for ALPHA12_SOAK_MINUTES
+(default 60) while the pages' views are polled every few seconds, the process's resident memory
+sampled all along. After the warm start, the memory must stay within 10% of its level at the
+first monitor run: a leak (an unbounded cache, a growing buffer pool) shows as a rising curve.
+
+Skipped unless ALPHA12_SOAK=1, so `make test` stays fast:
+
+    ALPHA12_SOAK=1 ALPHA12_SOAK_MINUTES=60 python -m pytest tests/reliability/test_soak.py -s
+
+ALPHA12_SOAK_HISTORY_DAYS shortens the replay's history (default: the settings' 365 days),
+so a short run is not all warm start; ALPHA12_SOAK_CSV names the curve's file.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from alpha12.config import Settings
+from alpha12.engine import Engine
+from alpha12.services import Alpha12
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("ALPHA12_SOAK") != "1", reason="set ALPHA12_SOAK=1"),
+]
+SAMPLE_SECONDS = 2.0
+POLL_SECONDS = 3.0
+REPLAY_SPEED = 3600.0  # an hour of market per second: "full speed" for the default replay
+GROWTH_LIMIT = 1.10
+
+
+def rss_bytes() -> int:
+    """This process's resident set (VmRSS), now."""
+    line = next(
+        x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:")
+    )
+    return int(line.split()[1]) * 1024
+
+
+class Sampler(threading.Thread):
+    """Every SAMPLE_SECONDS: (seconds since start, RSS, engine state, monitor runs so far)."""
+
+    def __init__(self, app: Alpha12):
+        super().__init__(daemon=True, name="soak-sampler")
+        self.app, self.rows, self.stop = app, [], threading.Event()
+        self.started = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stop.wait(SAMPLE_SECONDS):
+            self.rows.append(
+                {
+                    "seconds": round(time.monotonic() - self.started, 1),
+                    "rss_mb": round(rss_bytes() / 2**20, 1),
+                    "state": str(self.app.engine.state),
+                    "monitor_runs": monitor_runs(self.app),
+                }
+            )
+
+
+def monitor_runs(app: Alpha12) -> int:
+    """Monitor runs among the latest decisions (one clock time per run); 0 before the first."""
+    log = app.recalibration_log(limit=500)
+    return int(log.loc[log["trigger"] == "monitor", "ts"].nunique()) if len(log) else 0
+
+
+def poll_views(app: Alpha12) -> None:
+    """What the open pages ask for at each refresh."""
+    app.overview()
+    app.pair_status()
+    app.recalibration_log()
+    app.system_status()
+
+
+def test_memory_stays_flat_while_the_engine_runs(tmp_path):
+    minutes = float(os.environ.get("ALPHA12_SOAK_MINUTES", "60"))
+    history = int(os.environ.get("ALPHA12_SOAK_HISTORY_DAYS", Settings.history_days))
+    curve = Path(os.environ.get("ALPHA12_SOAK_CSV", tmp_path / "soak_rss.csv"))
+    settings = dataclasses.replace(
+        Settings(),
+        db_path=tmp_path / "storage.duckdb",
+        models_dir=tmp_path / "models",
+        history_days=history,
+        replay_speed=REPLAY_SPEED,
+    )
+    app = Alpha12.open(settings=settings)
+    engine = Engine(app.context)
+    app._engine = engine  # the facade's views report this engine
+    sampler = Sampler(app)
+    sampler.start()
+    engine.start()
+    deadline = time.monotonic() + minutes * 60
+    try:
+        while time.monotonic() < deadline:
+            poll_views(app)
+            time.sleep(POLL_SECONDS)
+    finally:
+        sampler.stop.set()
+        sampler.join()
+        engine.stop(timeout=300)
+        app.close()
+    write_curve(curve, sampler.rows)
+    after = [r for r in sampler.rows if r["monitor_runs"] > 0 and r["state"] == "running"]
+    assert len(after) >= 10, f"too few samples after the first monitor run: see {curve}"
+    baseline, peak = after[0]["rss_mb"], max(r["rss_mb"] for r in after)
+    print(
+        f"\nsoak: {minutes:g} min, {len(sampler.rows)} samples, RSS at the first monitor run "
+        f"{baseline} MB, peak after it {peak} MB ({peak / baseline - 1:+.1%}), "
+        f"last {after[-1]['rss_mb']} MB, {after[-1]['monitor_runs']} monitor runs; curve {curve}"
+    )
+    assert peak <= GROWTH_LIMIT * baseline
+
+
+def write_curve(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["seconds", "rss_mb", "state", "monitor_runs"])
+        writer.writeheader()
+        writer.writerows(rows)
