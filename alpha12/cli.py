@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alpha12 import backup, logs, terminal
+from alpha12 import backup, formatting, logs, terminal
 from alpha12.clock import utc
 from alpha12.collector import Backoff
 from alpha12.config import Settings, load_settings, settings_origin
@@ -266,7 +266,9 @@ def _live_frame(app: Alpha12) -> pd.DataFrame:
     """One row per pair for `run`'s table, the engine's state and the clock in each row's
     first columns (a table is what the live view redraws)."""
     warm = app.warm_start_progress()
-    engine = f"{app.engine.state}" + (f" ({terminal.percent(warm['progress'], 0)})" if warm else "")
+    engine = f"{app.engine.state}" + (
+        f" ({formatting.percent(warm['progress'], 0)})" if warm else ""
+    )
     table = app.pair_status()
     return pd.DataFrame(
         {
@@ -277,7 +279,7 @@ def _live_frame(app: Alpha12) -> pd.DataFrame:
             "bars": table["bars"],
             "trades": table["trades"],
             "pending": table["pending"],
-            "win rate": table["win_rate"].map(terminal.percent),
+            "win rate": table["win_rate"].map(formatting.percent),
             "profit factor": table["profit_factor"].map(_factor),
             "status": table["status"],
             "cooldown": table["cooldown_remaining_s"].map(_cooldown),
@@ -287,15 +289,15 @@ def _live_frame(app: Alpha12) -> pd.DataFrame:
 
 
 def _factor(value: float) -> str:
-    return terminal.MISSING if pd.isna(value) else "inf" if math.isinf(value) else f"{value:.2f}"
+    return formatting.MISSING if pd.isna(value) else "inf" if math.isinf(value) else f"{value:.2f}"
 
 
 def _cooldown(seconds: float) -> str:
-    return "-" if pd.isna(seconds) or seconds <= 0 else terminal.duration(seconds)
+    return "-" if pd.isna(seconds) or seconds <= 0 else formatting.duration(seconds)
 
 
 def _version(value) -> str:
-    return terminal.MISSING if pd.isna(value) else f"v{int(value)}"
+    return formatting.MISSING if pd.isna(value) else f"v{int(value)}"
 
 
 def _monitor(app: Alpha12, args) -> int:
@@ -383,10 +385,10 @@ def _status_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The status rows for reading: ages as durations, rates as percentages."""
     shown = frame.drop(columns=["first_bar", "cooldown_remaining_s"])
     shown["last_bar"] = frame["last_bar"].map(lambda t: t and t[:16].replace("T", " "))
-    shown["freshness_s"] = frame["freshness_s"].map(terminal.duration)
-    shown["win_rate"] = frame["win_rate"].map(terminal.percent)
+    shown["freshness_s"] = frame["freshness_s"].map(formatting.duration)
+    shown["win_rate"] = frame["win_rate"].map(formatting.percent)
     shown["profit_factor"] = frame["profit_factor"].map(
-        lambda v: terminal.MISSING if v is None else v if isinstance(v, str) else f"{v:.2f}"
+        lambda v: formatting.MISSING if v is None else v if isinstance(v, str) else f"{v:.2f}"
     )
     shown["cooldown"] = frame["cooldown_remaining_s"].map(_cooldown)
     shown["model_version"] = frame["model_version"].map(_version)

@@ -30,6 +30,7 @@ from alpha12.backup import Manifest, restore
 from alpha12.clock import ManualClock
 from alpha12.config import SettingsError, load_settings
 from alpha12.engine import Engine
+from alpha12.formatting import MISSING
 from alpha12.registry import Registry
 from alpha12.services import Alpha12
 from alpha12.sources import TemporarySourceError
@@ -404,7 +405,7 @@ def test_status_reads_durations_and_percentages(isolated_env, tmp_path, capsys, 
     assert code == 0, err
     assert "\x1b[" not in out
     assert re.search(r"\b(\d+m \d\ds|\d+h \d\dm|\d+d \d+h)\b", out), out  # ages as durations
-    assert "nan" not in out.lower() and "n/a" in out  # no trades yet: no made-up win rate
+    assert "nan" not in out.lower() and MISSING in out  # no trades yet: no made-up win rate
 
 
 def test_the_memory_limit_reaches_duckdb_and_is_validated(tmp_path, settings):
