@@ -178,6 +178,18 @@ class Alerter:
             done.set_result(False)
         return done
 
+    def test(self, timeout: float = 30.0) -> tuple[bool, str]:
+        """Send a test alert and wait for it: whether it reached every URL, and in words."""
+        if not self.enabled:
+            return False, "not sent: alerts are off (no [alerts] urls, or apprise missing)"
+        try:
+            delivered = self.send_test().result(timeout)
+        except TimeoutError:
+            return False, f"not sent within {timeout:g} s; the events will say what came of it"
+        if delivered:
+            return True, "it reached every alert URL"
+        return False, "it did not reach every URL; the events above say which and why"
+
     def close(self, timeout: float = 10.0) -> bool:
         """Stop taking alerts and send the queued ones; True when all went out within `timeout`."""
         with self._lock:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alpha12 import archive, backup, bars, cycle, drift
+from alpha12 import archive, backup, cycle, drift
 from alpha12.clock import WallClock
 from alpha12.context import Context
 from alpha12.engine import Engine
@@ -109,28 +109,11 @@ class Alpha12:
     ) -> dict[str, int]:
         """Years of `asset` bars from the settings' ccxt exchange, through the same gate as
         every bar (validated, rejections recorded with their reason); the counts."""
-        from alpha12.sources.exchange import ExchangeSource  # ccxt is optional: loaded on use
+        from alpha12.sources.exchange import import_history  # ccxt is optional: loaded on use
 
-        settings = self.settings
-        source = ExchangeSource(
-            settings.ccxt_exchange, settings.ccxt_symbols, settings.source_timeout_s
+        return import_history(
+            self.store, self.settings, asset, interval, since, self.clock.now(), progress
         )
-        now = WallClock().now()  # exchange bars are real: judged against the real time
-        checked = bars.validate(source.backfill(asset, interval, since, progress), interval, now)
-        rejected = checked.reason_counts()
-        imported = self.store.upsert_bars(asset, interval, checked.bars)
-        if rejected:
-            self.store.record_rejections(asset, interval, source.name, rejected, now)
-        self.store.log_event(
-            self.clock.now(),
-            "info",
-            "ccxt-import",
-            f"{imported} bars imported from {source.name} since {since:%Y-%m-%d}, "
-            f"{sum(rejected.values())} rejected",
-            asset,
-            interval,
-        )
-        return {"fetched": len(checked.bars), "imported": imported, **rejected}
 
     def bar_status(self) -> pd.DataFrame:
         """Per pair: bars, first and last bar, freshness and rejected rows."""
@@ -449,21 +432,9 @@ class Alpha12:
     def send_test_alert(self, timeout: float = 30.0) -> tuple[bool, str]:
         """Send a test alert to every configured URL and wait for it; whether it reached them
         all, and the result in words (also an event: who tested and what came of it)."""
-        delivered, message = self._test_alert(timeout)
+        delivered, message = self.context.alerter.test(timeout)
         self.store.log_event(self.clock.now(), "info", "alerts", f"test alert: {message}")
         return delivered, message
-
-    def _test_alert(self, timeout: float) -> tuple[bool, str]:
-        alerter = self.context.alerter
-        if not alerter.enabled:
-            return False, "not sent: alerts are off (no [alerts] urls, or apprise missing)"
-        try:
-            delivered = alerter.send_test().result(timeout)
-        except TimeoutError:
-            return False, f"not sent within {timeout:g} s; the events will say what came of it"
-        if delivered:
-            return True, "it reached every alert URL"
-        return False, "it did not reach every URL; the events above say which and why"
 
     def recent_errors(self, limit: int = 50) -> pd.DataFrame:
         return self.store.events(limit, min_level="warning")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from alpha12.bars import NUMERIC_COLUMNS, UTC_MICROS, empty_bars, resample
+from alpha12.bars import NUMERIC_COLUMNS, UTC_MICROS, empty_bars, resample, validate
 from alpha12.clock import WallClock
 from alpha12.sources import SourceError, TemporarySourceError, closed_between
 from alpha12.timeframes import INTERVALS, interval_delta
@@ -147,6 +147,33 @@ class ExchangeSource:
                     f"{self.exchange_id} refused {symbol} {timeframe} "
                     f"({type(error).__name__}): {error}"
                 ) from None
+
+
+def import_history(
+    store, settings, asset: str, interval: str, since: pd.Timestamp, at: pd.Timestamp, progress
+) -> dict[str, int]:
+    """Bars of `asset` since `since` from the settings' exchange into `store`, through the
+    gate every bar passes (rejections recorded with their reason), as an event stamped `at`;
+    the counts."""
+    source = ExchangeSource(
+        settings.ccxt_exchange, settings.ccxt_symbols, settings.source_timeout_s
+    )
+    now = WallClock().now()  # exchange bars are real: judged against the real time
+    checked = validate(source.backfill(asset, interval, since, progress), interval, now)
+    rejected = checked.reason_counts()
+    imported = store.upsert_bars(asset, interval, checked.bars)
+    if rejected:
+        store.record_rejections(asset, interval, source.name, rejected, now)
+    store.log_event(
+        at,
+        "info",
+        "ccxt-import",
+        f"{imported} bars imported from {source.name} since {since:%Y-%m-%d}, "
+        f"{sum(rejected.values())} rejected",
+        asset,
+        interval,
+    )
+    return {"fetched": len(checked.bars), "imported": imported, **rejected}
 
 
 def _ms(ts: pd.Timestamp) -> int:
