@@ -162,10 +162,10 @@ def _policies(text: str) -> str:
 def _lab(app: Alpha12, args) -> int:
     with terminal.progress("lab", file=sys.stderr) as report:
         if args.resume is not None:
-            kept = app.resume_lab(args.resume, report)
+            kept = app.lab.resume(args.resume, report)
         elif args.asset and args.interval and args.policies:
             pairs = [(a, i) for a in args.asset for i in args.interval]
-            kept = app.run_lab(pairs, args.policies, report, args.oracle_candidates or None)
+            kept = app.lab.run(pairs, args.policies, report, args.oracle_candidates or None)
         else:
             raise LabError("lab: give --asset, --interval and --policies (or --resume RUN_ID)")
     for problem in kept.lab.problems.values():

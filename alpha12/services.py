@@ -16,9 +16,7 @@ from alpha12 import archive, backup, cycle, drift
 from alpha12.clock import WallClock
 from alpha12.context import Context
 from alpha12.engine import Engine
-from alpha12.lab import LabError, oracle, runs
-from alpha12.lab.policies import parse_policies
-from alpha12.lab.runner import sweep_grid
+from alpha12.lab.desk import LabDesk
 from alpha12.metrics import rolling_performance
 from alpha12.sources.csv_files import ImportReport, import_logged, import_upload
 from alpha12.store import SnapshotQuery
@@ -30,6 +28,7 @@ from alpha12.warmstart import WARM_START_PROGRESS_KEY
 class Alpha12:
     def __init__(self, context: Context):
         self.context = context
+        self.lab = LabDesk(context)  # the recalibration lab: runs, results, applying them
         self._engine: Engine | None = None
 
     @classmethod
@@ -193,89 +192,6 @@ class Alpha12:
         if not job["active"] and outcome is not None:
             job.update(outcome)
         return job
-
-    # -- the recalibration lab ------------------------------------------------------------
-
-    def request_lab(
-        self,
-        pairs: list[Pair],
-        policies_text: str,
-        requested_by: str = "ui",
-        oracle_candidates: int | None = oracle.CANDIDATES,
-    ) -> int:
-        """Store a lab run and queue it for the engine's trainer (behind any other job); its
-        id. Bad policies or pairs are refused (LabError) before anything is written."""
-        policies = parse_policies(policies_text)
-        return runs.create(
-            self.store,
-            self.settings,
-            pairs,
-            policies,
-            self.clock.now(),
-            requested_by,
-            oracle_candidates,
-            queue=True,
-        )
-
-    def request_sweep(
-        self, pair: Pair, win_rates: list[float], cooldowns: list[float], requested_by: str = "ui"
-    ) -> int:
-        """Queue a sweep: a lab run of the custom policy over win-rate threshold x cooldown on
-        one pair, without the oracle; its id."""
-        grid = ",".join(p.name for p in sweep_grid(win_rates, cooldowns))
-        return self.request_lab([pair], grid, requested_by, oracle_candidates=None)
-
-    def run_lab(
-        self,
-        pairs: list[Pair],
-        policies_text: str,
-        progress=None,
-        oracle_candidates: int | None = oracle.CANDIDATES,
-    ) -> runs.KeptRun:
-        """Store a lab run and run it here and now (the CLI); bad input is refused first."""
-        policies = parse_policies(policies_text)
-        run_id = runs.create(
-            self.store, self.settings, pairs, policies, self.clock.now(), "cli", oracle_candidates
-        )
-        return self.resume_lab(run_id, progress)
-
-    def resume_lab(self, run_id: int, progress=None) -> runs.KeptRun:
-        """Run a kept run's unfinished parts here and now; its finished parts are kept."""
-        return runs.execute(self.store, self.settings, run_id, self.clock.now, progress)
-
-    def lab_runs(self) -> pd.DataFrame:
-        """Every kept lab run, newest first, with its job's progress."""
-        return self.store.lab_run_records()
-
-    def lab_run(self, run_id: int) -> runs.KeptRun:
-        """A kept run re-opened: results table, sentences, problems, curves (lab.curves)."""
-        return runs.load(self.store, run_id)
-
-    def cancel_lab(self, run_id: int) -> str:
-        """Stop a run: a queued one at once, a running one after its parts in flight (the
-        finished parts stay). The run's status after the request."""
-        status = self.store.request_lab_cancel(run_id, self.clock.now())
-        if status is None:
-            raise LabError(f"no lab run {run_id}")
-        return status
-
-    def lab_export(self, run_id: int, file_format: str) -> bytes:
-        return runs.export(self.lab_run(run_id), file_format)
-
-    def apply_lab_policy(self, run_id: int, interval: str, policy: str) -> list[str]:
-        """Set a seed, guarded or custom policy's thresholds from a run as the live settings
-        of `interval`, through the validated, audited settings path; the problems found
-        (then nothing changes). Other policies are refused (LabError)."""
-        changes = runs.thresholds(self.lab_run(run_id), interval, policy)
-        problems = self.update_timeframe_settings(interval, changes)
-        if not problems:
-            self.store.log_event(
-                self.clock.now(),
-                "info",
-                "lab",
-                f"run {run_id}: {policy}'s thresholds applied to {interval}: {changes}",
-            )
-        return problems
 
     # -- the pages' views -----------------------------------------------------------------
 

@@ -60,13 +60,13 @@ def new_run() -> None:
         f"Replay **{len(pairs)} pair(s)** under **{text or 'no policy'}**? It runs as a job on "
         "the engine's trainer, behind any other job.",
     ):
-        queue(lambda: app.request_lab(pairs, text), "Lab run {run_id} queued.")
+        queue(lambda: app.lab.request(pairs, text), "Lab run {run_id} queued.")
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
 def progress() -> None:
     """The open runs' progress; a full rerun when one ends, so its results show."""
-    runs = app.lab_runs()
+    runs = app.lab.runs()
     active = runs[runs["status"].isin(OPEN_JOBS)]
     for row in active.itertuples():
         st.progress(
@@ -79,7 +79,7 @@ def progress() -> None:
 
 
 def cancel_buttons() -> None:
-    runs = app.lab_runs()
+    runs = app.lab.runs()
     for run_id in runs.loc[runs["status"].isin(OPEN_JOBS), "id"]:
         if ui.confirmed_action(
             f"lab-cancel-{run_id}",
@@ -87,13 +87,13 @@ def cancel_buttons() -> None:
             f"Stop lab run {run_id}? The parts already finished are kept; run it again "
             "(`python -m alpha12 lab --resume`) to finish it.",
         ):
-            ui.flash(f"Lab run {run_id}: {app.cancel_lab(run_id)}.")
+            ui.flash(f"Lab run {run_id}: {app.lab.cancel(run_id)}.")
             st.rerun()
 
 
 def past_runs() -> int | None:
     """The kept runs; the one chosen to open."""
-    runs = app.lab_runs()
+    runs = app.lab.runs()
     if runs.empty:
         st.info("No lab run yet: choose pairs and policies above and press Run.")
         return None
@@ -113,7 +113,7 @@ def past_runs() -> int | None:
 
 
 def show_run(run_id: int) -> None:
-    kept = app.lab_run(run_id)
+    kept = app.lab.open(run_id)
     table, lab = kept.lab.table, kept.lab
     st.caption(f"Run {run_id} · {kept.record['status']} · {kept.record['message']}")
     for problem in lab.problems.values():
@@ -141,7 +141,7 @@ def downloads(run_id: int) -> None:
     for column, file_format in ((csv, "csv"), (parquet, "parquet")):
         column.download_button(
             f"Download {file_format.upper()}",
-            app.lab_export(run_id, file_format),
+            app.lab.export(run_id, file_format),
             file_name=f"alpha12-lab-{run_id}.{file_format}",
             key=f"lab_download_{file_format}",
         )
@@ -162,7 +162,7 @@ def apply_thresholds(kept) -> None:
         f"settings of **{interval}**? The change is audited and applies at the next monitor run.",
     ):
         try:
-            problems = app.apply_lab_policy(run_id, interval, policy)
+            problems = app.lab.apply(run_id, interval, policy)
         except Alpha12Error as error:
             st.error(str(error))
             return
@@ -193,7 +193,7 @@ def sweep_request() -> None:
         f"Replay {' '.join(pair)} under {len(win_rates) * len(cooldowns)} custom policies? "
         "It runs as a job; open it below when it is done.",
     ):
-        queue(lambda: app.request_sweep(pair, win_rates, cooldowns), "Sweep {run_id} queued.")
+        queue(lambda: app.lab.request_sweep(pair, win_rates, cooldowns), "Sweep {run_id} queued.")
 
 
 st.subheader("New run")

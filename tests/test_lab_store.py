@@ -79,7 +79,7 @@ def counting_replays(monkeypatch, fail_at: int | None = None) -> list[str]:
 def test_a_run_is_kept_and_reopens_with_identical_results(lab_app):
     run_id = create(lab_app, "never,seed", oracle_candidates=3)
     kept = runs.execute(lab_app.store, lab_app.settings, run_id, lab_app.clock.now)
-    again = lab_app.lab_run(run_id)
+    again = lab_app.lab.open(run_id)
     assert kept.record["status"] == again.record["status"] == "done"
     assert len(kept.lab.table) == 2 and kept.lab.table["trades"].min() > 0
     pd.testing.assert_frame_equal(again.lab.table, kept.lab.table)
@@ -103,7 +103,7 @@ def test_a_run_is_kept_and_reopens_with_identical_results(lab_app):
     assert record["code_version"].startswith("0.")
     assert json.loads(record["data_range"])["pairs"]["BTC 1h"]["bars"] == 600
     for file_format in ("csv", "parquet"):
-        data = lab_app.lab_export(run_id, file_format)
+        data = lab_app.lab.export(run_id, file_format)
         read = pd.read_csv if file_format == "csv" else pd.read_parquet
         import io
 
@@ -118,10 +118,10 @@ def test_a_run_resumes_after_a_crash_with_its_finished_parts(lab_app, monkeypatc
     with pytest.raises(RuntimeError, match="died"):
         runs.execute(lab_app.store, lab_app.settings, run_id, lab_app.clock.now)
     assert lab_app.store.lab_parts(run_id)["policy"].tolist() == ["never"]
-    assert lab_app.lab_run(run_id).record["status"] == "failed"
+    assert lab_app.lab.open(run_id).record["status"] == "failed"
     finished = runs.load_parts(lab_app.store, run_id)[(*PAIR, "never")]
     replayed.clear()
-    resumed = lab_app.resume_lab(run_id)
+    resumed = lab_app.lab.resume(run_id)
     assert replayed == ["custom:min_trades=8"]  # only the part the crash cut off
     assert resumed.record["status"] == "done"
     pd.testing.assert_frame_equal(resumed.lab.parts[(*PAIR, "never")].trades, finished.trades)
@@ -152,19 +152,19 @@ def test_a_stored_part_reads_back_exactly(lab_app):
 
 
 def test_cancel_mid_run_keeps_whole_finished_parts_only(lab_app, monkeypatch):
-    run_id = lab_app.request_lab([PAIR], POLICIES + ",seed", oracle_candidates=None)
+    run_id = lab_app.lab.request([PAIR], POLICIES + ",seed", oracle_candidates=None)
     engine = Engine(lab_app.context)
     replayed = counting_replays(monkeypatch)
     original = runs.part_row
 
     def cancel_after_the_first(part):
-        lab_app.cancel_lab(run_id)  # the user clicks Cancel while the first part is saved
+        lab_app.lab.cancel(run_id)  # the user clicks Cancel while the first part is saved
         return original(part)
 
     monkeypatch.setattr(runs, "part_row", cancel_after_the_first)
     engine._run_job(engine._claim_job())
     assert replayed == ["never"]  # the runner stopped before the next part
-    kept = lab_app.lab_run(run_id)
+    kept = lab_app.lab.open(run_id)
     assert kept.record["status"] == "cancelled" and kept.lab.stopped
     parts = lab_app.store.lab_parts(run_id)
     assert parts["policy"].tolist() == ["never"]
@@ -175,12 +175,12 @@ def test_cancel_mid_run_keeps_whole_finished_parts_only(lab_app, monkeypatch):
 
 
 def test_a_queued_run_is_cancelled_at_once(lab_app):
-    run_id = lab_app.request_lab([PAIR], POLICIES, oracle_candidates=None)
-    assert lab_app.cancel_lab(run_id) == "cancelled"
+    run_id = lab_app.lab.request([PAIR], POLICIES, oracle_candidates=None)
+    assert lab_app.lab.cancel(run_id) == "cancelled"
     assert lab_app.store.claim_job(lab_app.clock.now()) is None  # nothing left to work
-    assert lab_app.lab_run(run_id).record["status"] == "cancelled"
+    assert lab_app.lab.open(run_id).record["status"] == "cancelled"
     with pytest.raises(LabError, match="no lab run 99"):
-        lab_app.cancel_lab(99)
+        lab_app.lab.cancel(99)
 
 
 def test_two_lab_runs_queue_one_behind_the_other(lab_app, monkeypatch):
@@ -193,8 +193,8 @@ def test_two_lab_runs_queue_one_behind_the_other(lab_app, monkeypatch):
         return runs.KeptRun(run_id, store.lab_run_record(run_id), runner.LabRun(None, {}))
 
     monkeypatch.setattr(runs, "execute", held)
-    first = lab_app.request_lab([PAIR], POLICIES, oracle_candidates=None)
-    second = lab_app.request_lab([PAIR], POLICIES, oracle_candidates=None)
+    first = lab_app.lab.request([PAIR], POLICIES, oracle_candidates=None)
+    second = lab_app.lab.request([PAIR], POLICIES, oracle_candidates=None)
     engine = Engine(lab_app.context)
     monkeypatch.setattr(engine, "cycle", lambda *args: None)  # no collection: jobs only
     engine.tick()
@@ -203,7 +203,7 @@ def test_two_lab_runs_queue_one_behind_the_other(lab_app, monkeypatch):
         pass
     for _ in range(3):
         engine.tick()  # the trainer is busy with the first run: the second waits
-    statuses = lab_app.lab_runs().set_index("id")["job_status"]
+    statuses = lab_app.lab.runs().set_index("id")["job_status"]
     assert started == [first] and (statuses[first], statuses[second]) == ("running", "queued")
     release.set()
     engine._training.result(timeout=10)
@@ -215,10 +215,10 @@ def test_two_lab_runs_queue_one_behind_the_other(lab_app, monkeypatch):
 
 def test_invalid_policies_are_refused_before_any_row_is_written(lab_app):
     with pytest.raises(LabError, match="hours: must be > 0"):
-        lab_app.request_lab([PAIR], "never,timer:hours=-3")
+        lab_app.lab.request([PAIR], "never,timer:hours=-3")
     with pytest.raises(LabError, match="no bars stored for ETH 1h"):
-        lab_app.request_lab([("ETH", "1h")], "never")
-    assert lab_app.lab_runs().empty
+        lab_app.lab.request([("ETH", "1h")], "never")
+    assert lab_app.lab.runs().empty
     assert lab_app.store.scalar("SELECT count(*) FROM jobs") == 0
 
 
@@ -226,11 +226,11 @@ def test_applying_a_policy_sets_its_thresholds_through_the_audit(lab_app):
     run_id = create(lab_app, "never,custom:win_rate=0.4:cooldown_hours=6")
     runs.execute(lab_app.store, lab_app.settings, run_id, lab_app.clock.now)
     with pytest.raises(LabError, match="never has no thresholds to apply"):
-        lab_app.apply_lab_policy(run_id, "1h", "never")
+        lab_app.lab.apply(run_id, "1h", "never")
     with pytest.raises(LabError, match="no policy 'seed'"):
-        lab_app.apply_lab_policy(run_id, "1h", "seed")
+        lab_app.lab.apply(run_id, "1h", "seed")
     assert lab_app.settings_audit().empty
-    assert lab_app.apply_lab_policy(run_id, "1h", "custom:win_rate=0.4:cooldown_hours=6") == []
+    assert lab_app.lab.apply(run_id, "1h", "custom:win_rate=0.4:cooldown_hours=6") == []
     timeframe = lab_app.settings.timeframe("1h")
     assert (timeframe.win_rate, timeframe.cooldown_hours, timeframe.min_trades) == (0.4, 6.0, 5)
     audit = lab_app.settings_audit()
@@ -292,7 +292,7 @@ def test_cli_lab_refuses_bad_policies_before_any_work(lab_files, capsys):
     assert "bars" in err and "whole number" in err
     app = Alpha12.open(db=lab_files[1], config=lab_files[3])
     try:
-        assert app.lab_runs().empty
+        assert app.lab.runs().empty
     finally:
         app.close()
 

@@ -54,7 +54,7 @@ def test_a_lab_run_from_the_page_shows_its_results_and_applies_thresholds(lab_en
     at = open_page("lab")
     assert at.title[0].value == "Lab"
     app = run_lab_from_the_page(at)
-    kept = app.lab_run(1)
+    kept = app.lab.open(1)
     assert kept.record["status"] == "done" and list(kept.lab.table["policy"]) == ["never", POLICY]
     shown = at.dataframe[-1].value
     assert list(shown["policy"]) == ["never", POLICY]
@@ -92,8 +92,8 @@ def test_the_page_refuses_without_the_admin_password(lab_env, monkeypatch):
     at.text_input(key="lab-run:password").set_value("wrong")
     click(at, "lab-run:confirm")
     assert WRONG_PASSWORD in [e.value for e in at.error]
-    assert app.lab_runs().empty
-    app.request_lab([PAIR], "never,custom:win_rate=0.4", oracle_candidates=None)
+    assert app.lab.runs().empty
+    app.lab.request([PAIR], "never,custom:win_rate=0.4", oracle_candidates=None)
     app.engine._run_job(app.engine._claim_job())
     at.run()
     at.selectbox(key="lab_apply_policy").set_value("custom:win_rate=0.4").run()

@@ -248,7 +248,7 @@ def upload(at: AppTest) -> None:
 
 def queue_lab(at: AppTest) -> None:
     """A lab run waiting in the queue (the engine is off), so its Cancel button shows."""
-    at.session_state["alpha12"].request_lab([(ASSET, "1h")], "seed", oracle_candidates=None)
+    at.session_state["alpha12"].lab.request([(ASSET, "1h")], "seed", oracle_candidates=None)
     run(at)
 
 
@@ -256,7 +256,7 @@ def finish_lab(at: AppTest) -> None:
     """A finished lab run of a custom policy, worked by the engine's job runner, so its
     thresholds can be applied."""
     app = at.session_state["alpha12"]
-    app.request_lab([(ASSET, "1h")], "custom:win_rate=0.5", oracle_candidates=None)
+    app.lab.request([(ASSET, "1h")], "custom:win_rate=0.5", oracle_candidates=None)
     app.engine._run_job(app.engine._claim_job())
     run(at)
 
