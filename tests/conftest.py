@@ -173,3 +173,19 @@ def lab_settings(settings: Settings) -> Settings:
 def hourly(make_bars) -> pd.DataFrame:
     """The lab tests' history: LAB_BARS hourly bars."""
     return make_bars(LAB_BARS, "1h", seed=3)
+
+
+def backfilled_1h_store(folder: Path, days: int):
+    """A store in `folder` with `days` of synthetic BTC 1h bars, snapshots backfilled; the
+    caller closes it."""
+    from alpha12 import cycle
+    from alpha12.bars import resample
+    from alpha12.sources.replay import SYNTHETIC_ORIGIN
+    from alpha12.sources.synthetic import SyntheticMarket
+    from alpha12.store import Store
+
+    store = Store(folder / "s.duckdb")
+    base = SyntheticMarket(seed=12, origin=SYNTHETIC_ORIGIN).base_bars("BTC", days)
+    store.upsert_bars("BTC", "1h", resample(base, "1h"))
+    cycle.backfill_pair(store, Settings(), "BTC", "1h")
+    return store

@@ -10,15 +10,13 @@ import threading
 import pandas as pd
 import pytest
 
-from alpha12 import cycle, models, training
+from alpha12 import models, training
 from alpha12.backup import MANIFEST, MODELS, BackupError, Manifest, backup, restore
-from alpha12.bars import resample
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
 from alpha12.registry import Registry
-from alpha12.sources.replay import SYNTHETIC_ORIGIN
-from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.store import Store
+from tests.conftest import backfilled_1h_store
 
 SETTINGS = Settings()
 NOW = pd.Timestamp("2025-02-01", tz="UTC")
@@ -27,10 +25,7 @@ NOW = pd.Timestamp("2025-02-01", tz="UTC")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One small 1h model, trained once for the module."""
-    store = Store(tmp_path_factory.mktemp("training") / "s.duckdb")
-    base = SyntheticMarket(seed=12, origin=SYNTHETIC_ORIGIN).base_bars("BTC", 20)
-    store.upsert_bars("BTC", "1h", resample(base, "1h"))
-    cycle.backfill_pair(store, SETTINGS, "BTC", "1h")
+    store = backfilled_1h_store(tmp_path_factory.mktemp("training"), 20)
     model = models.fit(
         training.training_frame(store, SETTINGS, "BTC", "1h", NOW), SETTINGS.timeframe("1h")
     )

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import cycle, models, training
-from alpha12.bars import resample
+from alpha12 import models, training
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
 from alpha12.features import FEATURE_NAMES
@@ -20,10 +19,8 @@ from alpha12.registry import (
     Registry,
     RegistryError,
 )
-from alpha12.sources.replay import SYNTHETIC_ORIGIN
-from alpha12.sources.synthetic import SyntheticMarket
-from alpha12.store import Store
 from alpha12.vocabulary import ModelStatus
+from tests.conftest import backfilled_1h_store
 
 SETTINGS = Settings()
 NOW = pd.Timestamp("2025-02-01", tz="UTC")
@@ -32,10 +29,7 @@ NOW = pd.Timestamp("2025-02-01", tz="UTC")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two different 1h models (trained as of two times) and rows to predict."""
-    store = Store(tmp_path_factory.mktemp("training") / "s.duckdb")
-    base = SyntheticMarket(seed=12, origin=SYNTHETIC_ORIGIN).base_bars("BTC", 30)
-    store.upsert_bars("BTC", "1h", resample(base, "1h"))
-    cycle.backfill_pair(store, SETTINGS, "BTC", "1h")
+    store = backfilled_1h_store(tmp_path_factory.mktemp("training"), 30)
     fitted = [
         models.fit(
             training.training_frame(store, SETTINGS, "BTC", "1h", NOW - days),
