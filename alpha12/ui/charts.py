@@ -87,18 +87,9 @@ def equity_figure(perf: pd.DataFrame, marks: pd.DataFrame) -> go.Figure:
     )
     for origin, symbol in (("warm_start", "circle-open"), ("live", "circle")):
         part = perf[perf["origin"] == origin]
+        colour = np.where(part["r_multiple"] > 0, WIN, LOSS)
         fig.add_trace(
-            go.Scatter(
-                x=part["exit_ts"],
-                y=part["equity_r"],
-                mode="markers",
-                name=f"{origin} trades",
-                marker={
-                    "symbol": symbol,
-                    "size": 5,
-                    "color": np.where(part["r_multiple"] > 0, WIN, LOSS),
-                },
-            )
+            _markers(part["exit_ts"], part["equity_r"], f"{origin} trades", symbol, 5, colour)
         )
     _recalibration_marks(fig, marks)
     fig.update_layout(
@@ -131,17 +122,14 @@ def price_figure(bars: pd.DataFrame, trades: pd.DataFrame) -> go.Figure:
             part = shown[(shown["direction"] == direction) & (outcome == result)]
             if len(part):
                 fig.add_trace(
-                    go.Scatter(
-                        x=part["ts"],
-                        y=part["entry"],
-                        mode="markers",
-                        name=f"{name} {result}",
-                        marker={
-                            "symbol": symbol,
-                            "size": 11,
-                            "color": colour,
-                            "line": {"width": 1, "color": "white"},
-                        },
+                    _markers(
+                        part["ts"],
+                        part["entry"],
+                        f"{name} {result}",
+                        symbol,
+                        11,
+                        colour,
+                        line={"width": 1, "color": "white"},
                     )
                 )
     fig.update_layout(
@@ -237,3 +225,14 @@ def drift_figure(psi: pd.DataFrame) -> go.Figure:
         fig.add_vline(x=line, line={"color": OPEN, "dash": "dash"})
     fig.update_layout(height=22 * len(psi) + 60, margin={"t": 20, "b": 10}, xaxis_title="PSI")
     return fig
+
+
+def _markers(x, y, name: str, symbol: str, size: int, colour, **marker) -> go.Scatter:
+    """A trace of trade markers: one symbol, one size, a colour per point or for all."""
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="markers",
+        name=name,
+        marker={"symbol": symbol, "size": size, "color": colour, **marker},
+    )
