@@ -14,6 +14,7 @@ from alpha12 import logs, ui
 from alpha12.config import load_settings, settings_origin
 from alpha12.errors import Alpha12Error
 from alpha12.services import Alpha12
+from alpha12.vocabulary import EngineState
 
 # Read by the app, not settings: load_settings would reject them as unknown.
 APP_VARIABLES = ("ALPHA12_ENGINE", ui.ADMIN_PASSWORD_VARIABLE, "ALPHA12_REQUIRE_BROWSER")
@@ -51,6 +52,14 @@ def market_banner(app: Alpha12) -> None:
         st.success(f"{app.market_label} · {clock}", icon=":material/sensors:")
     else:
         st.warning(f"**{app.market_label}** · {clock}", icon=":material/replay:")
+    engine = app.system_status()
+    if engine["state"] == EngineState.STALLED:
+        st.error(
+            f"The engine is stalled: its last heartbeat was "
+            f"{ui.duration(engine['heartbeat_age_s'])} ago ({ui.timestamp(engine['heartbeat'])}). "
+            "See the System page and the log.",
+            icon=":material/heart_broken:",
+        )
     warm = app.warm_start_progress()
     if warm is not None:
         st.progress(warm["progress"], text=f"Warm start: {warm['message']}")

@@ -266,7 +266,7 @@ def _live_frame(app: Alpha12) -> pd.DataFrame:
     """One row per pair for `run`'s table, the engine's state and the clock in each row's
     first columns (a table is what the live view redraws)."""
     warm = app.warm_start_progress()
-    engine = f"{app.engine.state}" + (
+    engine = f"{app.engine.status()['state']}" + (
         f" ({formatting.percent(warm['progress'], 0)})" if warm else ""
     )
     table = app.pair_status()
@@ -366,6 +366,7 @@ def _status(app: Alpha12, args) -> int:
                     "market": app.market_label,
                     "live": app.live,
                     "clock": app.clock.now().isoformat(),
+                    "engine": _engine_row(app.engine.status()),
                     "pairs": rows,
                 },
                 indent=2,
@@ -374,11 +375,24 @@ def _status(app: Alpha12, args) -> int:
         return 0
     print(app.market_label)
     print(f"clock: {app.clock.now():%Y-%m-%d %H:%M:%S} UTC", flush=True)
+    engine = _engine_row(app.engine.status())
+    beat = formatting.duration(engine["heartbeat_age_s"])
+    print(f"engine: {engine['state']}, last heartbeat {beat} ago", flush=True)
     if not rows:
         print("no pairs")
         return 0
     terminal.show(_status_frame(pd.DataFrame(rows)))
     return 0
+
+
+def _engine_row(status: dict) -> dict:
+    """The engine's state and its last heartbeat (time and age in seconds), for status."""
+    heartbeat = status["heartbeat"]
+    return {
+        "state": str(status["state"]),
+        "heartbeat": heartbeat.isoformat() if heartbeat is not None else None,
+        "heartbeat_age_s": status["heartbeat_age_s"],
+    }
 
 
 def _status_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -140,10 +140,11 @@ class Engine:
         if self.state != EngineState.RUNNING or self.last_heartbeat is None:
             return False
         age = (WallClock().now() - self.last_heartbeat).total_seconds()
-        return age > STALL_TICKS * self.tick_seconds
+        return age > self._stall_seconds()
 
     def _run(self) -> None:
         try:
+            self._heartbeat()  # a first tick that hangs must still show as a stall
             self.warm_start_if_new()
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -385,22 +386,29 @@ class Engine:
         self._heartbeat()
 
     def status(self) -> dict:
-        """State, heartbeat (this process's, else the last one written) and its age in real
-        time, restarts, and when the next monitor run and collection are due."""
+        """State, heartbeat and its age in real time, restarts, and when the next monitor run
+        and collection are due. In the process that runs the engine, its own; elsewhere (the
+        CLI) the last heartbeat the running process wrote. A running engine whose heartbeat is
+        older than STALL_TICKS ticks is "stalled"."""
         beat = self.store.get_state(ENGINE_STATE_KEY) or {}
         heartbeat = self.last_heartbeat or _timestamp(beat.get("heartbeat_wall"))
+        age = (WallClock().now() - heartbeat).total_seconds() if heartbeat else None
+        state = self.state if self.running else EngineState(beat.get("state", self.state))
+        if state == EngineState.RUNNING and age is not None and age > self._stall_seconds():
+            state = EngineState.STALLED
         running = self.running
         return {
-            "state": self.state,
+            "state": state,
             "running": running,
             "restarts": self.restarts,
             "heartbeat": heartbeat,
-            "heartbeat_age_s": (
-                (WallClock().now() - heartbeat).total_seconds() if heartbeat else None
-            ),
+            "heartbeat_age_s": age,
             "next_monitor": _timestamp(beat.get("next_monitor")) if running else None,
             "next_collection": _timestamp(beat.get("next_collection")) if running else None,
         }
+
+    def _stall_seconds(self) -> float:
+        return STALL_TICKS * self.tick_seconds
 
     def _heartbeat(self) -> None:
         self.last_heartbeat = WallClock().now()  # real time: a paused replay is still alive

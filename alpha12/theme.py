@@ -24,6 +24,7 @@ ENGINE_COLOURS = {
     EngineState.RUNNING: "green",
     EngineState.WARMING_UP: "blue",
     EngineState.RESTARTING: "orange",
+    EngineState.STALLED: "orange",
     EngineState.STOPPED: "red",
 }
 # Recalibration attempts (what starts a cooldown), as marked on the charts.

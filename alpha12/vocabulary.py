@@ -63,6 +63,7 @@ class EngineState(StrEnum):
     RUNNING = "running"
     WARMING_UP = "warming up"
     RESTARTING = "restarting"
+    STALLED = "stalled"  # running, but its heartbeat is older than a few ticks
 
 
 class ModelStatus(StrEnum):

@@ -39,6 +39,7 @@ def test_status_json_on_a_fresh_db(small_replay, tmp_path, capsys):
     status = status_json(capsys, tmp_path / "fresh.duckdb")
     assert status["live"] is False
     assert "not live" in status["market"]
+    assert status["engine"] == {"state": "stopped", "heartbeat": None, "heartbeat_age_s": None}
     assert pd.Timestamp(status["clock"]) >= SYNTHETIC_ORIGIN + pd.Timedelta(days=HISTORY_DAYS)
     settings = Settings()
     pairs = status["pairs"]

@@ -232,6 +232,42 @@ def test_a_dead_engine_thread_is_restarted_and_recorded(make_engine, no_warm_sta
     assert engine.restarts == 1 and engine.store.get_state("engine")["state"] == "stopped"
 
 
+def test_a_stalled_engine_is_shown_as_stalled_until_it_beats_again(
+    make_engine, no_warm_start, monkeypatch
+):
+    engine = make_engine()  # 10 ms ticks: stalled once its heartbeat is 0.6 s old
+    stuck, real_tick = threading.Event(), engine.tick
+
+    def tick() -> None:
+        if not stuck.is_set():
+            stuck.wait(10)  # one tick that hangs until released
+        real_tick()
+
+    monkeypatch.setattr(engine, "tick", tick)
+    engine.start()
+    wait_for(lambda: engine.status()["state"] == "stalled")
+    status = engine.status()
+    assert status["running"] and status["heartbeat_age_s"] > 60 * engine.tick_seconds
+    assert status["heartbeat"] == engine.last_heartbeat  # when it last beat
+    stuck.set()
+    wait_for(lambda: engine.status()["state"] == "running")
+
+
+def test_another_process_reads_a_stopped_heartbeat_as_stalled(make_engine, no_warm_start):
+    engine = make_engine()
+    engine.start()
+    wait_for(lambda: engine.store.get_state("engine") is not None)
+    saved = engine.store.get_state("engine")
+    engine.stop()
+    # As a crashed app leaves it: "running", with a heartbeat a minute old.
+    old = pd.Timestamp(saved["heartbeat_wall"]) - pd.Timedelta(minutes=1)
+    engine.store.set_state("engine", {**saved, "state": "running", "heartbeat_wall": str(old)})
+    reader = Engine(engine.context)  # what the CLI's status sees: not its own engine
+    status = reader.status()
+    assert (status["state"], status["running"]) == ("stalled", False)
+    assert status["heartbeat"] == old and status["heartbeat_age_s"] >= 60
+
+
 # --- lifecycle ---------------------------------------------------------------------------------
 
 
