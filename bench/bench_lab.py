@@ -37,28 +37,37 @@ def run(quick: bool = False) -> list[dict]:
         return [row(f"lab: skipped, {BTC_DIR} not found", float("nan"), "s", "")]
     days = 60 if quick else 365
     hourly = _bars("1h", days)
-    rows = [*_five_policies(hourly, days), *_naive_against_lab(_bars("1h", 30 if quick else 90))]
-    rows.append(_five_minute_seed(_bars("5m", 7 if quick else days), hourly, days))
+    rows = [*_five_policies(hourly), *_naive_against_lab(_bars("1h", 30 if quick else 90))]
+    rows.append(_five_minute_seed(_bars("5m", 7 if quick else days), hourly))
     return rows
 
 
 def _bars(interval: str, days: int) -> pd.DataFrame:
     """The newest `days` of the shared BTC/USDT bars of one timeframe."""
     bars = read_bar_file(BTC_DIR / f"BTCUSDT_{interval}.csv", interval).bars
-    return bars[bars["ts"] >= bars["ts"].iloc[-1] - pd.Timedelta(days=days)].reset_index(drop=True)
+    newest = bars[bars["ts"] >= bars["ts"].iloc[-1] - pd.Timedelta(days=days)]
+    newest = newest.reset_index(drop=True)
+    newest.attrs["interval"] = interval  # for the rows' names
+    return newest
 
 
 def _settings(**changes) -> Settings:
     return dataclasses.replace(Settings(), assets=("BTCUSDT",), **changes)
 
 
-def _five_policies(bars: pd.DataFrame, days: int) -> list[dict]:
+def _span(bars: pd.DataFrame) -> str:
+    """How much history `bars` hold, in words: '365 days of 1h bars (8,761)'."""
+    days = round((bars["ts"].iloc[-1] - bars["ts"].iloc[0]) / pd.Timedelta(days=1))
+    return f"{days} days of {bars.attrs['interval']} bars ({len(bars):,})"
+
+
+def _five_policies(bars: pd.DataFrame) -> list[dict]:
     policies = parse_policies(POLICIES)
     fanned = _timed_lab(bars, "1h", policies, _settings(n_jobs=2))
     one_by_one = _timed_lab(bars, "1h", policies, _settings(n_jobs=1))
     return [
         row(
-            f"lab: {days} days of 1h bars ({len(bars):,}) under {POLICIES}, 2 cores",
+            f"lab: {_span(bars)} under {POLICIES}, 2 cores; reference one by one",
             fanned,
             "s",
             "<= 60 s",
@@ -86,7 +95,7 @@ def _store_of(bars: pd.DataFrame, interval: str) -> Iterator[Store]:
             store.close()
 
 
-def _five_minute_seed(bars: pd.DataFrame, hourly: pd.DataFrame, days: int) -> dict:
+def _five_minute_seed(bars: pd.DataFrame, hourly: pd.DataFrame) -> dict:
     settings = _settings()
     started = time.perf_counter()
     replay(bars, settings, "BTCUSDT", "5m", Seed(), None, 0.0)
@@ -95,7 +104,7 @@ def _five_minute_seed(bars: pd.DataFrame, hourly: pd.DataFrame, days: int) -> di
     replay(hourly, settings, "BTCUSDT", "1h", Seed(), None, 0.0)
     reference = time.perf_counter() - started
     return row(
-        f"lab: {days} days of 5m bars ({len(bars):,}) under seed; reference the 1h pair-year",
+        f"lab: {_span(bars)} under seed; reference {_span(hourly)} under seed",
         seconds,
         "s",
         "<= 300 s",
