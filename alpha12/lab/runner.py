@@ -33,13 +33,12 @@ from alpha12.monitor import PerformanceMonitor
 from alpha12.registry import Registry
 from alpha12.store import Store
 from alpha12.timeframes import interval_delta
-from alpha12.vocabulary import ATTEMPTS, Action
+from alpha12.vocabulary import ATTEMPTS, Action, Pair
 
 ORACLE = "oracle"
 BLOCK_HORIZONS = 3  # the paired bootstrap's block: a few trade horizons of bars
 TRADE_COLUMNS = ["ts", "exit_ts", "direction", "r_multiple", "pnl_pct", "model_version"]
 
-Pair = tuple[str, str]
 Key = tuple[str, str, str]  # asset, interval, policy name
 
 

@@ -26,9 +26,9 @@ from alpha12.config import Settings, TimeframeSettings
 from alpha12.lab import LabError, runner, stats
 from alpha12.lab.oracle import OracleResult
 from alpha12.lab.policies import Policy, Seed, parse_policy
-from alpha12.lab.runner import LabRun, Pair, Part
+from alpha12.lab.runner import LabRun, Part
 from alpha12.store import Store, to_json
-from alpha12.vocabulary import JobStatus
+from alpha12.vocabulary import JobStatus, Pair
 
 # The settings a lab result depends on: kept with the run, and used again when it resumes.
 RESULT_SETTINGS = ("timeframes", "fee_bps", "slippage_bps", "trade_window", "seed")
