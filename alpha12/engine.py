@@ -136,11 +136,7 @@ class Engine:
                 self._alert(AlertKind.ENGINE_STALLED, "alpha12 engine stalled", message)
 
     def _stalled(self) -> bool:
-        """Running (not warming up, whose heartbeat is per pair) with an old heartbeat."""
-        if self.state != EngineState.RUNNING or self.last_heartbeat is None:
-            return False
-        age = (WallClock().now() - self.last_heartbeat).total_seconds()
-        return age > self._stall_seconds()
+        return _stale(self.state, self.last_heartbeat, self._stall_seconds())
 
     def _run(self) -> None:
         try:
@@ -394,7 +390,7 @@ class Engine:
         heartbeat = self.last_heartbeat or _timestamp(beat.get("heartbeat_wall"))
         age = (WallClock().now() - heartbeat).total_seconds() if heartbeat else None
         state = self.state if self.running else EngineState(beat.get("state", self.state))
-        if state == EngineState.RUNNING and age is not None and age > self._stall_seconds():
+        if _stale(state, heartbeat, self._stall_seconds()):
             state = EngineState.STALLED
         running = self.running
         return {
@@ -453,6 +449,14 @@ class Engine:
             self.context.alerter.notify(kind, title, body, asset, interval, self.clock.now())
         except Exception:
             log.exception("could not queue the %s alert", kind)
+
+
+def _stale(state: EngineState, heartbeat: pd.Timestamp | None, limit_s: float) -> bool:
+    """Running (not warming up, whose heartbeat is per pair) with a heartbeat older than
+    `limit_s` seconds of real time: the one rule for "stalled"."""
+    if state != EngineState.RUNNING or heartbeat is None:
+        return False
+    return (WallClock().now() - heartbeat).total_seconds() > limit_s
 
 
 def _timestamp(value: str | None) -> pd.Timestamp | None:

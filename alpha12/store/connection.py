@@ -40,6 +40,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def equal_to(values: dict) -> tuple[list[str], list]:
+    """SQL equality conditions for the columns whose value is given (names from code only)."""
+    given = {column: value for column, value in values.items() if value is not None}
+    return [f"{column} = ?" for column in given], list(given.values())
+
+
 class StoreError(UserError):
     """A problem with the database file that the user must act on."""
 

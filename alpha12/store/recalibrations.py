@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from alpha12.snapshots import SNAPSHOT_SOURCE
+from alpha12.store.connection import equal_to
 from alpha12.vocabulary import ATTEMPTS, ROUTINE_ACTIONS
 
 _COLUMNS = (
@@ -72,11 +73,9 @@ class RecalibrationsTable:
     ) -> pd.DataFrame:
         """Decisions, newest (clock time) first; `routine=False` leaves out the pairs merely
         found healthy or waiting for trades (most rows)."""
-        clauses, params = ["id > ?"], [after_id]
-        for column, value in (("asset", asset), ("interval", interval)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        clauses, params = equal_to({"asset": asset, "interval": interval})
+        clauses.append("id > ?")
+        params.append(after_id)
         if actions is not None:
             clauses.append("list_contains(?, action)")
             params.append(list(actions))

@@ -15,6 +15,7 @@ import pandas as pd
 from alpha12 import features
 from alpha12.features import FEATURE_NAMES
 from alpha12.snapshots import SNAPSHOT_SOURCE, TARGET_COLUMNS, stored_features
+from alpha12.store.connection import equal_to
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import FALLBACK_INTERVAL, ModelStatus, Pair
 
@@ -81,12 +82,6 @@ class SnapshotQuery:
         if self.labelled is not None:
             clauses.append("target IS NOT NULL" if self.labelled else "target IS NULL")
         return " AND ".join(clauses) or "TRUE", params
-
-
-def equal_to(values: dict) -> tuple[list[str], list]:
-    """SQL equality conditions for the columns whose value is given (names from code only)."""
-    given = {column: value for column, value in values.items() if value is not None}
-    return [f"{column} = ?" for column in given], list(given.values())
 
 
 @dataclass

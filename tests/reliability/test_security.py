@@ -554,7 +554,7 @@ SQL_INTERPOLATIONS = {
     "', '.join(FEATURE_NAMES)": "the fixed feature list",
     "names": "column names from FEATURE_NAMES/TARGET_COLUMNS or frames built in code",
     "features": "column definitions built from FEATURE_NAMES",
-    "where": "clauses of fixed column names with ? placeholders (store.snapshots.equal_to)",
+    "where": "clauses of fixed column names with ? placeholders (store.connection.equal_to)",
     "' AND '.join(clauses)": "the same kind of fixed clauses, built in the store",
     "', '.join(_COLUMNS)": "the recalibrations table's fixed column list",
     "', '.join('?' * len(_COLUMNS))": "placeholders only",
