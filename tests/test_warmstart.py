@@ -9,10 +9,14 @@ import pytest
 from alpha12 import snapshots, warmstart
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
+from alpha12.lab import runner
+from alpha12.lab.policies import Seed
 from alpha12.registry import FALLBACK_INTERVAL
 from alpha12.services import Alpha12
 from alpha12.sources.replay import SyntheticReplay
 from alpha12.timeframes import interval_delta
+from alpha12.vocabulary import Action
+from tests.conftest import PAIR
 
 HISTORY_DAYS = 120
 # Shorter walks than the product's, so the test stays fast; the rules are the same.
@@ -146,3 +150,28 @@ def test_a_stopped_warm_start_leaves_its_pairs_for_the_next_start(tmp_path):
     assert app.store.scalar("SELECT count(*) FROM setups") == 0
     assert warmstart.pending_pairs(app.store, app.pairs()) == app.pairs()
     app.close()
+
+
+def test_the_warm_start_walk_is_the_lab_seed_walk(hourly, lab_settings, monkeypatch):
+    """One code path: walking the same bars, the warm start and the lab's `seed` policy open
+    the same trades and take the same decisions (only their origin tag differs)."""
+    monkeypatch.setitem(warmstart.WARM_START_BARS, PAIR[1], len(hourly))  # the whole history
+    settings = dataclasses.replace(lab_settings, assets=(PAIR[0],), intervals=(PAIR[1],))
+    lab = runner.replay(hourly, settings, *PAIR, Seed(), None, 0.0)
+    with runner.scratch_monitor(hourly, settings, *PAIR) as monitor:
+        warmstart.warm_start(monitor, [PAIR])
+        setups = monitor.store.query("SELECT * FROM setups WHERE status = 'closed' ORDER BY ts")
+        decided = monitor.store.query(
+            "SELECT ts, action, new_version FROM recalibrations ORDER BY id"
+        )
+    assert len(lab.trades) >= 10 and (lab.decisions["action"] == Action.RECALIBRATED).sum() >= 2
+    pd.testing.assert_frame_equal(
+        setups[runner.TRADE_COLUMNS].reset_index(drop=True),
+        lab.trades[runner.TRADE_COLUMNS].reset_index(drop=True),
+        check_dtype=False,
+    )
+    pd.testing.assert_frame_equal(
+        decided.reset_index(drop=True),
+        lab.decisions[["ts", "action", "new_version"]].reset_index(drop=True),
+        check_dtype=False,
+    )

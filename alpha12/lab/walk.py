@@ -60,15 +60,13 @@ class PairWalk:
 
     def _start_index(self) -> int | None:
         """The first walked bar: `recent_bars` before the end (or the first bar, walking
-        the whole history), but late enough that the rows labelled by then meet the
-        timeframe's minimum. The whole-history walk counts only rows a model can learn from
-        (all features known) and has no fallback model: too little history walks nothing."""
+        the whole history), but late enough that the rows a model can learn from (labelled,
+        all features known) meet the timeframe's minimum. The whole-history walk has no
+        fallback model: too little history walks nothing."""
         n = len(self.bars)
         if n < 2:
             return None
-        rows = self.history
-        if self.recent_bars is None:
-            rows = rows.dropna(subset=list(FEATURE_NAMES))
+        rows = self.history.dropna(subset=list(FEATURE_NAMES))
         known = np.sort(rows["target_ts"].to_numpy())
         labelled_by = np.searchsorted(known, self.closes.to_numpy(), side="right")
         enough = np.flatnonzero(labelled_by >= self.timeframe.min_rows)
