@@ -1,9 +1,15 @@
 """Every page renders without an exception, on an empty store and on a populated one."""
 
+import re
+
+import pandas as pd
 import pytest
 
-from alpha12 import ui
-from tests.app.helpers import INTERVALS, PAGES, open_page
+from alpha12 import formatting, ui
+from alpha12.clock import WallClock
+from alpha12.engine import ENGINE_STATE_KEY
+from alpha12.vocabulary import EngineState
+from tests.app.helpers import INTERVALS, PAGES, context, open_page
 
 TITLES = {page: page.title() for page in PAGES}
 
@@ -31,3 +37,25 @@ def test_page_on_an_empty_store(app_env, page):
 def test_page_on_a_populated_store(populated_env, page):
     at = open_page(page)
     assert at.title[0].value == TITLES[page]
+
+
+def test_the_system_page_shows_the_engine_state_heartbeat_age_and_clock(populated_env):
+    """As another process sees a crashed engine: saved as running, its heartbeat 3 minutes
+    old. The page says stalled, how old the heartbeat is and when it was, and the clock."""
+    at = open_page("system")
+    app = context(at)
+    beat = WallClock().now() - pd.Timedelta(minutes=3)
+    app.store.set_state(
+        ENGINE_STATE_KEY, {"state": EngineState.RUNNING, "heartbeat_wall": str(beat)}
+    )
+    before = app.clock.now().floor("min")  # the replay clock runs at 600x
+    at.run()
+    after = app.clock.now()
+    facts = [m.value for m in at.markdown]
+    engine = next(f for f in facts if f.startswith("**Engine**"))
+    assert f"**{EngineState.STALLED}**" in engine
+    heartbeat = next(f for f in facts if f.startswith("**Heartbeat**"))
+    assert re.search(r"\b3m \d\ds ago", heartbeat) and formatting.timestamp(beat) in heartbeat
+    clock = next(f for f in facts if f.startswith("**Replay clock**"))
+    shown = pd.Timestamp(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", clock).group(), tz="UTC")
+    assert before <= shown <= after
