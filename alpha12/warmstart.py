@@ -44,39 +44,61 @@ def warm_start(
     progress: Progress = _quiet,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, str]:
-    """Backfill, then walk each pair; per ASSET_INTERVAL a one-line summary. Each finished
-    pair is remembered, so a stop (or a crash) leaves the others for the next start."""
+    """Backfill, then walk each pair; per ASSET_INTERVAL a one-line summary.
+
+    The walks go in two rounds over the cores, so the overview fills fast: first every pair
+    walks until its first setup is saved (in the overview's order: timeframe by timeframe),
+    then every walk runs to its end (the costliest first, to finish soonest). Each finished
+    pair is remembered, so a stop (or a crash) leaves the rest for the next start; a walk
+    that has begun is finished, so no pair is left half walked."""
     store, settings = monitor.store, monitor.settings()
     for n, (asset, interval) in enumerate(pairs):
-        progress(0.3 * n / len(pairs), f"backfilling snapshots: {asset} {interval}")
+        progress(0.2 * n / len(pairs), f"backfilling snapshots: {asset} {interval}")
         cycle.backfill_pair(store, settings, asset, interval)
     walks = {
         pair: PairWalk(monitor, *pair, recent_bars=WARM_START_BARS[pair[1]], origin=WARM_START)
         for pair in pairs
     }
-    for asset in sorted({asset for asset, _ in pairs}):
-        starts = [w.start_time for (a, _), w in walks.items() if a == asset and w.start_time]
-        if starts:
-            progress(0.3, f"training the {asset} fallback model")
-            monitor.train_fallbacks([asset], min(starts), WARM_START)
-    lock, done = threading.Lock(), []
+    _train_fallbacks(monitor, walks, progress)
+    lock, steps, done = threading.Lock(), {}, []
 
-    def walk_pair(pair: tuple[str, str]) -> str:
+    def begin(pair: tuple[str, str]) -> None:
         if should_stop():
+            return
+        steps[pair] = walks[pair].steps()
+        for _ in steps[pair]:
+            if walks[pair].save_setups():
+                break
+        progress(0.25 + 0.35 * len(steps) / len(pairs), f"first trades of {pair[0]} {pair[1]}")
+
+    def finish(pair: tuple[str, str]) -> str:
+        if pair not in steps:
             return "not walked: stopped"
-        result = walks[pair].run()
+        for _ in steps[pair]:
+            pass
         with lock:
             done.append(pair)
             store.set_state(WARM_STARTED_KEY, [*store.get_state(WARM_STARTED_KEY, []), pair])
-        progress(0.35 + 0.65 * len(done) / len(pairs), f"walked {pair[0]} {pair[1]}")
-        return result
+        progress(0.6 + 0.4 * len(done) / len(pairs), f"walked {pair[0]} {pair[1]}")
+        return walks[pair].summary
 
-    # Pairs are independent and training releases the GIL, so walk them side by side, the
-    # costliest first (most cooldowns in its walk, so most retrains) to finish soonest.
+    # Pairs are independent and training releases the GIL, so they walk side by side.
+    in_view = sorted(pairs, key=lambda pair: settings.intervals.index(pair[1]))
     by_cost = sorted(pairs, key=lambda pair: -_walk_cost(settings.timeframe(pair[1]), pair[1]))
     with ThreadPoolExecutor(max_workers=settings.n_jobs) as pool:
-        walked = dict(zip(by_cost, pool.map(walk_pair, by_cost), strict=True))
+        list(pool.map(begin, in_view))
+        walked = dict(zip(by_cost, pool.map(finish, by_cost), strict=True))
     return {f"{a}_{i}": walked[(a, i)] for a, i in pairs}
+
+
+def _train_fallbacks(monitor: PerformanceMonitor, walks: dict, progress: Progress) -> None:
+    """Each asset's pooled fallback model, as of its earliest walk: it serves the pairs too
+    short for a model of their own."""
+    for asset in sorted({asset for asset, _ in walks}):
+        starts = [w.start_time for (a, _), w in walks.items() if a == asset and w.start_time]
+        if starts:
+            progress(0.2, f"training the {asset} fallback model")
+            monitor.train_fallbacks([asset], min(starts), WARM_START)
 
 
 def _walk_cost(timeframe, interval: str) -> float:

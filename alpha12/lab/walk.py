@@ -8,6 +8,7 @@ predicts bars that close after T, and its training rows' labels were all known b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ class PairWalk:
     origin: str = "lab"
     trades: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
+    saved: int = 0  # how many of `trades` are in the store
 
     def __post_init__(self) -> None:
         store, settings = self.monitor.store, self.monitor.settings()
@@ -67,8 +69,8 @@ class PairWalk:
         if n < 2:
             return None
         rows = self.history.dropna(subset=list(FEATURE_NAMES))
-        known = np.sort(rows["target_ts"].to_numpy())
-        labelled_by = np.searchsorted(known, self.closes.to_numpy(), side="right")
+        known = np.sort(_nanoseconds(rows["target_ts"]))
+        labelled_by = np.searchsorted(known, _nanoseconds(self.closes), side="right")
         enough = np.flatnonzero(labelled_by >= self.timeframe.min_rows)
         earliest = enough[0] + 1 if len(enough) else n
         if self.recent_bars is None:
@@ -81,20 +83,45 @@ class PairWalk:
         return max(n - self.recent_bars, min(n - 1, WARMUP_BARS))
 
     def run(self) -> str:
+        for _ in self.steps():
+            pass
+        return self.summary
+
+    def steps(self) -> Iterator[None]:
+        """The walk one monitor check at a time: a generator, so that a caller may interleave
+        pairs and save the setups opened so far (`save_setups`) before the walk ends. The
+        last step saves the rest and marks the walked snapshots."""
         if self.start is None:
-            return "no bars"
+            return
         as_of = self.start_time
         first = self._assessment(as_of, None)
         self._attempt(as_of, first, first.decision(forced=True))
         served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
         frame = self.walked_features()
-        marks = self._walk(frame, served)
-        self._save(frame, marks)
+        marks = yield from self._walk(frame, served)
+        self.save_setups()
+        rows = pd.concat([frame[["ts"]], marks], axis=1)
+        rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
+        self.monitor.store.mark_walked(self.asset, self.interval, rows)
+
+    @property
+    def summary(self) -> str:
+        if self.start is None:
+            return "no bars"
         closed = [t for t in self.trades if t["status"] == "closed"]
         return (
             f"{len(self.trades)} setups ({len(closed)} resolved) over "
             f"{len(self.bars) - self.start} bars"
         )
+
+    def save_setups(self) -> int:
+        """Insert the setups opened since the last save (each is final when opened: its
+        outcome is read from history); how many are saved in all."""
+        new = self.trades[self.saved :]
+        if new:
+            self.monitor.store.insert_setups(pd.DataFrame(new))
+            self.saved = len(self.trades)
+        return self.saved
 
     def walked_features(self) -> pd.DataFrame:
         """The stored snapshot features of every walked bar, one row per bar (ts first)."""
@@ -106,9 +133,9 @@ class PairWalk:
             .reset_index()
         )
 
-    def _walk(self, frame: pd.DataFrame, served) -> pd.DataFrame:
-        """Predict, trade and monitor bar by bar; per walked bar the probability, the model
-        that gave it and whether a setup opened."""
+    def _walk(self, frame: pd.DataFrame, served) -> Iterator[None]:
+        """Predict, trade and monitor bar by bar, yielding after each monitor check; returns
+        per walked bar the probability, the model that gave it and whether a setup opened."""
         n = len(frame)
         probability, version = np.full(n, np.nan), np.full(n, np.nan)
         scope, generated = np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
@@ -143,6 +170,7 @@ class PairWalk:
             ):
                 served, stale = changed, True
             tick += MONITOR_STEP
+            yield
         return pd.DataFrame(
             {
                 "probability": probability,
@@ -261,10 +289,8 @@ class PairWalk:
         )
         return outcome
 
-    def _save(self, frame: pd.DataFrame, marks: pd.DataFrame) -> None:
-        store = self.monitor.store
-        if self.trades:
-            store.insert_setups(pd.DataFrame(self.trades))
-        rows = pd.concat([frame[["ts"]], marks], axis=1)
-        rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
-        store.mark_walked(self.asset, self.interval, rows)
+
+def _nanoseconds(times: pd.Series) -> np.ndarray:
+    """UTC times as int64 nanoseconds: numpy sorts and searches these fast (tz-aware
+    Timestamps become Python objects)."""
+    return times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").view("i8")

@@ -4,6 +4,8 @@ gives the empty store, with the engine thread off so nothing races the assertion
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
@@ -15,13 +17,22 @@ from tests.app.helpers import populated_settings
 
 @pytest.fixture(scope="session")
 def populated_dir(tmp_path_factory) -> Path:
-    """A store after the engine's warm start, run synchronously on this thread."""
-    folder = tmp_path_factory.mktemp("populated")
-    app = Alpha12.open(settings=populated_settings(folder))
-    try:
-        app.engine.warm_start_if_new()  # the engine thread's first step, without the thread
-    finally:
-        app.close()
+    """A store after the engine's warm start, run synchronously on this thread; built once
+    per test run and shared by the xdist workers (the first one builds it, under a lock)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    folder, built = shared / "populated", shared / "populated.built"
+    with open(shared / "populated.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            folder.mkdir(exist_ok=True)
+            app = Alpha12.open(settings=populated_settings(folder))
+            try:
+                app.engine.warm_start_if_new()  # the engine thread's first step, no thread
+            finally:
+                app.close()
+            built.touch()
     return folder
 
 
