@@ -14,6 +14,9 @@ import pandas as pd
 from alpha12.vocabulary import PairStatus
 
 WILSON_Z_95 = 1.959963984540054
+# Resamples per point of the rolling profit-factor band: one interval per closed trade, so
+# fewer than the headline interval's 2000 (its bounds move by about a hundredth).
+ROLLING_BOOTSTRAP = 400
 # Bounds how many resampled pnl values the bootstrap holds in memory at once.
 _BOOTSTRAP_CHUNK_VALUES = 2_000_000
 
@@ -126,16 +129,35 @@ def summarize(pnl_pct: np.ndarray, r_multiples: np.ndarray, pending: int = 0) ->
 
 def rolling_performance(closed: pd.DataFrame, window: int) -> pd.DataFrame:
     """Closed trades (oldest first; pnl_pct, r_multiple) with the rolling win rate and profit
-    factor over the last `window` trades (shown from min(window, 10) trades on) and the
-    cumulative R."""
+    factor over the last `window` trades (shown from min(window, 10) trades on), their 95%
+    intervals (Wilson; seeded bootstrap) and the cumulative R."""
     pnl = closed["pnl_pct"].astype(float)
     rolling = {"window": window, "min_periods": min(window, 10)}
     gross_profit = pnl.clip(lower=0).rolling(**rolling).sum()
     gross_loss = (-pnl).clip(lower=0).rolling(**rolling).sum()
     factor = profit_factors(gross_profit, gross_loss)
+    wins = (pnl > 0).astype(float).rolling(**rolling).sum()
+    trades = pnl.rolling(**rolling).count()
+    win_rate_band = [
+        wilson_interval(int(w), int(n)) if n == n else (math.nan, math.nan)
+        for w, n in zip(wins, trades, strict=True)
+    ]
+    values = pnl.to_numpy()
+    factor_band = [
+        bootstrap_profit_factor_interval(
+            values[max(0, end - window + 1) : end + 1], ROLLING_BOOTSTRAP
+        )
+        if n == n
+        else (math.nan, math.nan)
+        for end, n in enumerate(trades)
+    ]
     return closed.assign(
-        win_rate=(pnl > 0).astype(float).rolling(**rolling).mean(),
+        win_rate=wins / trades,
+        win_rate_low=[low for low, _ in win_rate_band],
+        win_rate_high=[high for _, high in win_rate_band],
         profit_factor=np.where(gross_profit.isna(), np.nan, factor),
+        profit_factor_low=[low for low, _ in factor_band],
+        profit_factor_high=[high for _, high in factor_band],
         equity_r=closed["r_multiple"].astype(float).cumsum(),
     )
 
@@ -155,6 +177,36 @@ def timeframe_summary(grid: pd.DataFrame) -> pd.DataFrame:
     )
     summary["win_rate"] = (wins / summary["trades"]).where(summary["trades"] > 0)
     return summary.join(counts).reset_index()
+
+
+def edge_verdict(model_metrics: dict) -> tuple[bool, str]:
+    """Whether a model shows no out-of-sample skill, and why, from its hold-out metrics
+    (models.evaluate): no edge when the 95% interval of its ROC AUC includes 0.5, or when its
+    signal rule's hold-out profit factor is not above 1. Profit factors are after costs and a
+    profit factor above 1 is exactly a positive sum of pnl, so this is "expectancy after costs
+    not above zero"; no signal trade on the hold-out also counts as no edge."""
+    auc, rows = model_metrics.get("roc_auc"), model_metrics.get("eval_rows") or 0
+    positives = round((model_metrics.get("base_rate") or 0) * rows)
+    if auc is None or positives in (0, rows):
+        return True, "no hold-out ROC AUC (outcomes of one kind only)"
+    low, high = auc_interval(auc, positives, rows - positives)
+    if low <= 0.5 <= high:
+        return True, f"hold-out ROC AUC {auc:.3f} [{low:.3f}, {high:.3f}] includes 0.5"
+    factor = model_metrics.get("signal_profit_factor")
+    if factor is None or math.isnan(factor) or factor <= 1:
+        shown = "no signal trades" if factor is None or math.isnan(factor) else f"{factor:.2f}"
+        return True, f"hold-out signal profit factor {shown}: not above 1 after costs"
+    return False, f"hold-out ROC AUC {auc:.3f} [{low:.3f}, {high:.3f}], signal PF {factor:.2f}"
+
+
+def auc_interval(auc: float, positives: int, negatives: int) -> tuple[float, float]:
+    """95% interval of a ROC AUC from the Hanley-McNeil (1982) standard error."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
+    ) / (positives * negatives)
+    half_width = WILSON_Z_95 * math.sqrt(max(variance, 0.0))
+    return max(0.0, auc - half_width), min(1.0, auc + half_width)
 
 
 def format_profit_factor(value: float) -> str:

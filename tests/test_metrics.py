@@ -3,15 +3,19 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from alpha12.metrics import (
+    auc_interval,
     average_r,
     bootstrap_profit_factor_interval,
+    edge_verdict,
     expectancy,
     format_profit_factor,
     max_drawdown_r,
     profit_factor,
+    rolling_performance,
     summarize,
     wilson_interval,
     win_rate,
@@ -157,3 +161,50 @@ def test_format_profit_factor():
     assert format_profit_factor(0.0) == "0.00"
     assert format_profit_factor(math.inf) == "∞"
     assert format_profit_factor(math.nan) == "—"
+
+
+def test_rolling_bands_hold_the_rolling_values_and_repeat_exactly():
+    pnl = np.random.default_rng(3).normal(0.1, 1.0, 60)
+    closed = pd.DataFrame({"pnl_pct": pnl, "r_multiple": pnl})
+    perf = rolling_performance(closed, 20)
+    shown = perf.dropna(subset=["win_rate"])
+    assert len(shown) == 60 - 9  # from the 10th trade on
+    assert (shown["win_rate_low"] <= shown["win_rate"]).all()
+    assert (shown["win_rate"] <= shown["win_rate_high"]).all()
+    assert (shown["profit_factor_low"] <= shown["profit_factor"]).all()
+    assert (shown["profit_factor"] <= shown["profit_factor_high"]).all()
+    last = pnl[-20:]  # the last row's window
+    assert (perf["win_rate_low"].iloc[-1], perf["win_rate_high"].iloc[-1]) == wilson_interval(
+        int((last > 0).sum()), 20
+    )
+    assert perf.equals(rolling_performance(closed, 20))  # seeded: the same bands every refresh
+
+
+def test_auc_interval_is_hanley_mcneil():
+    # A = 0.7, 50 positives and 50 negatives: Q1 = 0.53846, Q2 = 0.57647,
+    # variance = (0.21 + 49 (Q1 - 0.49) + 49 (Q2 - 0.49)) / 2500 = 0.0027287, SE = 0.05224
+    low, high = auc_interval(0.7, 50, 50)
+    assert (low, high) == (
+        pytest.approx(0.7 - 1.96 * 0.05224, abs=1e-4),
+        pytest.approx(0.7 + 1.96 * 0.05224, abs=1e-4),
+    )
+
+
+SKILLED = {"roc_auc": 0.62, "eval_rows": 600, "base_rate": 0.48, "signal_profit_factor": 1.3}
+
+
+@pytest.mark.parametrize(
+    ("changes", "no_edge", "words"),
+    [
+        ({}, False, "hold-out ROC AUC 0.620"),
+        ({"roc_auc": 0.5}, True, "includes 0.5"),
+        ({"roc_auc": 0.53, "eval_rows": 200}, True, "includes 0.5"),  # too few rows to tell
+        ({"signal_profit_factor": 0.97}, True, "profit factor 0.97: not above 1 after costs"),
+        ({"signal_profit_factor": 1.0}, True, "not above 1"),
+        ({"signal_profit_factor": math.nan}, True, "no signal trades"),
+        ({"roc_auc": None}, True, "no hold-out ROC AUC"),
+    ],
+)
+def test_edge_verdict(changes, no_edge, words):
+    verdict, reason = edge_verdict({**SKILLED, **changes})
+    assert verdict is no_edge and words in reason

@@ -32,7 +32,7 @@ from alpha12.vocabulary import JobStatus, Pair
 
 # The settings a lab result depends on: kept with the run, and used again when it resumes.
 RESULT_SETTINGS = ("timeframes", "fee_bps", "slippage_bps", "trade_window", "seed")
-THRESHOLDS = ("win_rate", "profit_factor", "min_trades", "cooldown_hours")
+THRESHOLDS = ("win_rate", "profit_factor", "min_trades", "cooldown_hours", "trigger")
 EXPORT_FORMATS = ("csv", "parquet")
 
 

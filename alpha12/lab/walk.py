@@ -117,10 +117,12 @@ class PairWalk:
         busy_until = None
         tick = self.closes[self.start].ceil("1h")
         k = self.start
+        outcomes = self.history.set_index("ts")[["target_ts", "label"]].reindex(frame["ts"])
         state = {
             "evaluated_trades": -1,
             "cooldown_end": None,
             "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
+            "marks": (frame["ts"], probability, version, scope, outcomes),  # filled as it walks
         }
         stale = True  # the remaining bars need predictions from `served`
         while k < len(self.bars):
@@ -206,14 +208,14 @@ class PairWalk:
         state["evaluated_trades"] = len(resolved)
         if cooldown_over:
             state["cooldown_end"] = None
-        assessment = self._assessment(tick, served)
+        assessment = self._assessment(tick, served, state["marks"])
         outcome = self._attempt(tick, assessment, self.policy.decision(assessment, now))
         if outcome.action in ATTEMPTS:
             state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
             state["attempt"] = (tick, k)
         return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
 
-    def _assessment(self, tick: pd.Timestamp, served) -> Assessment:
+    def _assessment(self, tick: pd.Timestamp, served, marks=None) -> Assessment:
         version = served.version if served else None
         scope = served.scope if served else None
         mine = [
@@ -234,7 +236,16 @@ class PairWalk:
         remaining = self.monitor.cooldown_remaining(self.asset, self.interval, self.timeframe, tick)
         labelled = int((self.history["target_ts"] <= tick).sum())
         return Assessment(
-            self.asset, self.interval, summary, self.timeframe, remaining, labelled, version, scope
+            self.asset,
+            self.interval,
+            summary,
+            self.timeframe,
+            remaining,
+            labelled,
+            version,
+            scope,
+            calibration=_live_calibration(tick, served, marks),
+            model_metrics=served.model.metrics if served else None,
         )
 
     def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
@@ -270,3 +281,22 @@ class PairWalk:
         rows = pd.concat([frame[["ts"]], marks], axis=1)
         rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
         store.mark_walked(self.asset, self.interval, rows)
+
+
+def _live_calibration(tick: pd.Timestamp, served, marks) -> dict | None:
+    """What the live monitor's calibration reads from the store (store.live_predictions),
+    from the walk's own marks: the served model's predictions on bars after its training
+    window whose targets were known at `tick`."""
+    if served is None or marks is None:
+        return None
+    ts, probability, version, scope, outcomes = marks
+    mine = (
+        (version == served.version)
+        & (scope == served.scope)
+        & ~np.isnan(probability)
+        & (ts > served.model.window_end).to_numpy()
+        & (outcomes["target_ts"] <= tick).to_numpy()
+    )
+    if not mine.any():
+        return None
+    return models.calibration(outcomes["label"].to_numpy()[mine], probability[mine])

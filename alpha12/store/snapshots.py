@@ -232,6 +232,21 @@ class SnapshotsTable:
             [asset, interval, SNAPSHOT_SOURCE],
         )
 
+    def live_predictions(self, keys: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+        """The resolved live predictions of each pair's serving model in `keys` (asset,
+        interval, version, scope, since: the end of its training window): the probability it
+        gave each bar after `since`, and the bar's target where it was known by `now`."""
+        return self.query_with(
+            keys,
+            """SELECT s.asset, s.interval, s.ts, s.probability, s.target
+               FROM snapshots s JOIN incoming k ON s.asset = k.asset AND s.interval = k.interval
+                AND s.model_version = k.version AND s.model_scope = k.scope AND s.ts > k.since
+               WHERE s.source = ? AND s.probability IS NOT NULL AND s.target IS NOT NULL
+                 AND s.target_ts <= ?
+               ORDER BY s.asset, s.interval, s.ts""",
+            [SNAPSHOT_SOURCE, now],
+        )
+
     def snapshot_features(
         self,
         asset: str,
