@@ -178,13 +178,18 @@ def test_durations_and_numbers_read_naturally():
     assert ui.percent(0.4567) == "45.7%" and ui.percent(None) == "—"
 
 
-def test_a_pair_card_shows_status_thresholds_cooldown_and_model():
+def test_a_pair_card_shows_status_intervals_thresholds_cooldown_and_model():
     card = ui.pair_card(
         {
             "status": "cooldown",
+            "no_edge": True,
             "win_rate": 0.40,
+            "win_rate_low": 0.284,
+            "win_rate_high": 0.529,
             "win_rate_threshold": 0.45,
             "profit_factor": math.inf,
+            "profit_factor_low": 1.5,
+            "profit_factor_high": math.inf,
             "profit_factor_threshold": 1.2,
             "trades": 55,
             "min_trades": 50,
@@ -196,9 +201,10 @@ def test_a_pair_card_shows_status_thresholds_cooldown_and_model():
         }
     )
     assert card.splitlines() == [
-        ":orange-background[:orange[**:material/hourglass_top: cooldown**]]  ",
-        "win rate **40.0%** :red[< 45%]  ",
-        "profit factor **∞** :green[≥ 1.20]  ",
+        ":orange-background[:orange[**:material/hourglass_top: cooldown**]] "
+        ":violet-background[:violet[**:material/trending_flat: no edge**]]  ",
+        "win rate **40.0%** [28–53] :red[< 45%]  ",
+        "profit factor **∞** [1.50–∞] :green[≥ 1.20]  ",
         "trades **55** / 50 · 2 open  ",
         ":orange[cooldown **1h 30m** left]  ",
         "model **v3** :violet[fallback], 25h 00m old",
