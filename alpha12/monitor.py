@@ -112,9 +112,17 @@ class Assessment:
             return Action.SKIPPED_COOLDOWN
         return None if self.enough_data else Action.SKIPPED_DATA
 
+    def live_figures(self) -> dict:
+        """The live calibration the rule judged: its ECE (None without predictions) and how
+        many resolved predictions it rests on."""
+        calibration = self.calibration or {}
+        return {
+            "live_ece": calibration.get("ece"),
+            "live_predictions": calibration.get("predictions", 0),
+        }
+
     def as_dict(self) -> dict:
         no_edge, no_edge_reason = self.edge
-        calibration = self.calibration or {}
         return {
             "asset": self.asset,
             "interval": self.interval,
@@ -136,8 +144,7 @@ class Assessment:
             "profit_factor_threshold": self.thresholds.profit_factor,
             "min_trades": self.thresholds.min_trades,
             "trigger": self.thresholds.trigger,
-            "live_ece": calibration.get("ece"),
-            "live_predictions": calibration.get("predictions", 0),
+            **self.live_figures(),
             "max_calibration_gap": self.thresholds.max_calibration_gap,
             "no_edge": no_edge,
             "no_edge_reason": no_edge_reason,
@@ -438,7 +445,7 @@ class PerformanceMonitor:
                 "challenger_score": outcome.challenger_score,
                 "incumbent_score": outcome.incumbent_score,
                 "new_version": outcome.new_version,
-                "metrics_before": to_json(summary),
+                "metrics_before": to_json({**summary, **assessment.live_figures()}),
                 "metrics_after": to_json(outcome.metrics_after) if outcome.metrics_after else None,
                 "message": message,
             }

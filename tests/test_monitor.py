@@ -3,6 +3,7 @@ time, insufficient data as an answer, forced retrains, and challengers that must
 incumbent on the same window. Every decision is a row in `recalibrations`."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -284,6 +285,8 @@ def test_a_calibration_gap_degrades_the_pair_and_its_retrain_is_recorded(app, ea
     assert report["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
     row = recalibrations(app, "1h").iloc[-1]
     assert (row["trigger"], row["action"], row["reasons"]) == ("monitor", report["action"], reason)
+    before = json.loads(row["metrics_before"])
+    assert (before["live_ece"], before["live_predictions"]) == (pytest.approx(ece), predictions)
 
 
 def test_no_edge_is_a_badge_not_a_reason(app, incumbent):
