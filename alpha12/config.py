@@ -40,10 +40,11 @@ EDITABLE = (
     "trigger",
     "max_calibration_gap",
 )
-# The live degradation rules a timeframe may judge by (monitor.Assessment): "threshold" the point
-# win rate and profit factor against the thresholds, "guarded" the upper ends of their 95%
-# intervals. Each is also a lab policy (seed, guarded), which is how the default is chosen.
-TRIGGERS = ("threshold", "guarded")
+# The live degradation rules a timeframe may judge by (monitor.performance_reasons): "threshold"
+# the point win rate and profit factor against the thresholds, "guarded" the upper ends of their
+# 95% intervals, "page_hinkley" a detected fall in mean R. Each is also a lab policy (seed,
+# guarded, page_hinkley), which is how the default is chosen.
+TRIGGERS = ("threshold", "guarded", "page_hinkley")
 DEFAULT_TRIGGER = "threshold"
 
 

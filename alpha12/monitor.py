@@ -473,7 +473,16 @@ def performance_reasons(summary: dict, thresholds: TimeframeSettings) -> list[st
     trigger: "threshold" compares the point win rate and profit factor with the thresholds;
     "guarded" their 95% upper bounds (Wilson 1927; percentile bootstrap, Efron 1979), so only a
     record whose whole interval lies below a threshold degrades it and a short bad run of a
-    sound model does not. The lab's seed and guarded policies are these two triggers."""
+    sound model does not; "page_hinkley" ignores the levels and degrades when the Page-Hinkley
+    statistic says mean R has fallen (metrics.page_hinkley). The lab's policies of the same
+    names judge by these triggers (seed: the configured one)."""
+    if thresholds.trigger == "page_hinkley":
+        statistic, alarm = summary["page_hinkley"], metrics.PAGE_HINKLEY_THRESHOLD
+        return (
+            [f"mean R fell: Page-Hinkley {statistic:.1f} above {alarm:g}"]
+            if statistic > alarm
+            else []
+        )
     guarded = thresholds.trigger == "guarded"
     win_rate = summary["win_rate_high" if guarded else "win_rate"]
     pf = summary["profit_factor_high" if guarded else "profit_factor"]

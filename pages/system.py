@@ -19,7 +19,8 @@ FIELD_HELP = {
     "cooldown_hours": "clock hours between two recalibration attempts of a pair",
     "min_rows": "labelled snapshot rows needed to train a model (at least 20)",
     "trigger": "threshold: the point win rate or profit factor below its minimum degrades the "
-    "pair; guarded: only when the upper end of its 95% interval is below",
+    "pair; guarded: only when the upper end of its 95% interval is below; page_hinkley: when "
+    "the Page-Hinkley test detects a fall in the mean R of its trades",
     "max_calibration_gap": "live ECE (from 300 resolved predictions) beyond which the serving "
     "model counts as degraded",
 }

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from alpha12.metrics import (
+    PAGE_HINKLEY_THRESHOLD,
     auc_interval,
     average_r,
     bootstrap_profit_factor_interval,
@@ -14,6 +15,7 @@ from alpha12.metrics import (
     expectancy,
     format_profit_factor,
     max_drawdown_r,
+    page_hinkley,
     profit_factor,
     rolling_performance,
     summarize,
@@ -48,6 +50,7 @@ def test_summarize_fixed_trade_list():
         "expectancy_pct": 1.0,
         "average_r": 0.4,
         "max_drawdown_r": 1.0,
+        "page_hinkley": page_hinkley(R),
         "gross_profit_pct": 6.5,
         "gross_loss_pct": 1.5,
     }
@@ -208,3 +211,23 @@ SKILLED = {"roc_auc": 0.62, "eval_rows": 600, "base_rate": 0.48, "signal_profit_
 def test_edge_verdict(changes, no_edge, words):
     verdict, reason = edge_verdict({**SKILLED, **changes})
     assert verdict is no_edge and words in reason
+
+
+def test_page_hinkley_by_hand():
+    # running means 1, 1, 1/3, 0; deviations + 0.1: 0.1, 0.1, -1.2333, -0.9
+    # running sums 0.1, 0.2, -1.0333, -1.9333: 2.1333 below the highest point
+    assert page_hinkley([1.0, 1.0, -1.0, -1.0]) == pytest.approx(2.1333, abs=1e-4)
+    assert page_hinkley([-1.0, -1.0, 1.0, 1.0]) == 0.0  # a rise is no alarm
+    assert page_hinkley([]) == 0.0 and page_hinkley([math.nan, 1.0]) == 0.0
+
+
+def test_page_hinkley_alarms_on_a_fall_and_rarely_on_a_steady_record():
+    rng = np.random.default_rng(4)
+
+    def trades(n, win_rate):
+        return np.where(rng.random(n) < win_rate, 1.0, -1.0)
+
+    steady = [page_hinkley(trades(100, 0.55)) for _ in range(500)]
+    falling = [page_hinkley(np.r_[trades(50, 0.6), trades(50, 0.3)]) for _ in range(500)]
+    assert np.mean(np.array(steady) > PAGE_HINKLEY_THRESHOLD) < 0.06
+    assert np.mean(np.array(falling) > PAGE_HINKLEY_THRESHOLD) > 0.75

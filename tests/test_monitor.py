@@ -230,8 +230,25 @@ def test_guarded_degrades_once_the_whole_interval_is_below(app, incumbent):
     assert assessment.reasons[0] == f"95% upper bound: win rate {high:.1%} below 52%"
 
 
+def test_page_hinkley_degrades_a_record_that_fell_not_one_that_stayed_level(app, incumbent):
+    app.registry.register("BTC", "1h", incumbent, END, "test")
+    app.update_timeframe_settings("1h", {"trigger": "page_hinkley"})
+    add_trades(app, "1h", [1.0, -0.8] * 30)  # win rate 50%, below 52%, but level throughout
+    level = app.monitor.assess("BTC", "1h")
+    assert (level.status, level.reasons) == (PairStatus.HEALTHY, [])
+    app.registry.register("BTC", "1h", incumbent, END, "test")  # v2: a fresh record
+    add_trades(app, "1h", BALANCED, version=2)  # 30 wins, then 30 losses
+    fell = app.monitor.assess("BTC", "1h")
+    statistic = metrics.page_hinkley(np.array(BALANCED))
+    assert statistic > metrics.PAGE_HINKLEY_THRESHOLD
+    assert (fell.status, fell.reasons) == (
+        PairStatus.DEGRADED,
+        [f"mean R fell: Page-Hinkley {statistic:.1f} above 12"],
+    )
+
+
 def test_an_unknown_trigger_is_refused():
-    expected = r"timeframes\.1h\.trigger: must be one of threshold, guarded"
+    expected = r"timeframes\.1h\.trigger: must be one of threshold, guarded, page_hinkley"
     with pytest.raises(SettingsError, match=expected):
         Settings().with_timeframe("1h", trigger="sometimes")
 

@@ -162,6 +162,18 @@ class Guarded(Seed):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PageHinkley(Seed):
+    """The seed rule under the "page_hinkley" trigger: degraded when the Page-Hinkley test on
+    the serving model's trade R detects a fall in its mean (Page 1954; Hinkley 1971), whatever
+    the level of the win rate and profit factor."""
+
+    kind: ClassVar[str] = "page_hinkley"
+
+    def adjust(self, timeframe: TimeframeSettings) -> TimeframeSettings:
+        return dataclasses.replace(timeframe, trigger="page_hinkley")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Custom(Seed):
     """The seed rule with thresholds typed by the analyst (a what-if); None keeps the
     configured value."""
@@ -194,7 +206,7 @@ class Custom(Seed):
 
 
 POLICIES: dict[str, type[Policy]] = {
-    p.kind: p for p in (Never, Timer, Rolling, Seed, Guarded, Custom)
+    p.kind: p for p in (Never, Timer, Rolling, Seed, Guarded, PageHinkley, Custom)
 }
 
 

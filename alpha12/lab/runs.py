@@ -278,8 +278,8 @@ def thresholds(kept: KeptRun, interval: str, policy_name: str) -> dict:
     if not isinstance(policy, Seed):
         raise LabError(
             f"{policy_name} has no thresholds to apply: a {policy.kind} policy retrains on a "
-            "schedule (or never), whatever the win rate and profit factor. Only seed, guarded "
-            "and custom policies judge by thresholds."
+            "schedule (or never), whatever the win rate and profit factor. Only seed, guarded, "
+            "page_hinkley and custom policies judge by thresholds and a trigger."
         )
     judged = policy.adjust(run_settings(Settings(), kept.record).timeframe(interval))
     return {key: getattr(judged, key) for key in THRESHOLDS}
