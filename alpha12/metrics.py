@@ -156,29 +156,29 @@ def rolling_performance(closed: pd.DataFrame, window: int) -> pd.DataFrame:
     gross_profit = pnl.clip(lower=0).rolling(**rolling).sum()
     gross_loss = (-pnl).clip(lower=0).rolling(**rolling).sum()
     factor = profit_factors(gross_profit, gross_loss)
-    wins = (pnl > 0).astype(float).rolling(**rolling).sum()
-    trades = pnl.rolling(**rolling).count()
-    win_rate_band = [
-        wilson_interval(int(w), int(n)) if n == n else (math.nan, math.nan)
-        for w, n in zip(wins, trades, strict=True)
-    ]
-    values = pnl.to_numpy()
-    factor_band = [
-        bootstrap_profit_factor_interval(
-            values[max(0, end - window + 1) : end + 1], ROLLING_BOOTSTRAP
-        )
-        if n == n
-        else (math.nan, math.nan)
-        for end, n in enumerate(trades)
-    ]
+    win_rate = (pnl > 0).astype(float).rolling(**rolling).mean()
+    values, shown = pnl.to_numpy(), win_rate.notna().to_numpy()
+    windows = [values[max(0, end - window + 1) : end + 1] for end in range(len(values))]
+    unknown = (math.nan, math.nan)
+    bands = {
+        "win_rate": [
+            wilson_interval(int((w > 0).sum()), w.size) if ok else unknown
+            for w, ok in zip(windows, shown, strict=True)
+        ],
+        "profit_factor": [
+            bootstrap_profit_factor_interval(w, ROLLING_BOOTSTRAP) if ok else unknown
+            for w, ok in zip(windows, shown, strict=True)
+        ],
+    }
     return closed.assign(
-        win_rate=wins / trades,
-        win_rate_low=[low for low, _ in win_rate_band],
-        win_rate_high=[high for _, high in win_rate_band],
+        win_rate=win_rate,
         profit_factor=np.where(gross_profit.isna(), np.nan, factor),
-        profit_factor_low=[low for low, _ in factor_band],
-        profit_factor_high=[high for _, high in factor_band],
         equity_r=closed["r_multiple"].astype(float).cumsum(),
+        **{
+            f"{name}_{end}": [interval[i] for interval in intervals]
+            for name, intervals in bands.items()
+            for i, end in enumerate(("low", "high"))
+        },
     )
 
 

@@ -57,7 +57,7 @@ def hand_win_rate_interval(app: Alpha12, interval: str) -> tuple[float, float]:
     return wilson_interval(int((judged > 0).sum()), len(judged))
 
 
-def test_overview_cards_show_the_win_rate_interval(populated_env):
+def test_overview_cards_show_the_win_rate_interval_and_the_hand_counted_pending(populated_env):
     at = open_page("overview")
     app = context(at)
     shown = dict(zip(INTERVALS, cards(at), strict=True))
@@ -66,6 +66,10 @@ def test_overview_cards_show_the_win_rate_interval(populated_env):
     for interval in judged:
         low, high = hand_win_rate_interval(app, interval)
         assert f"[{low * 100:.0f}–{high * 100:.0f}]" in shown[interval], shown[interval]
+    for interval in INTERVALS:
+        trades = app.trades(ASSET, interval, limit=100_000)
+        pending = int((trades["status"] == "open").sum())
+        assert (f" · {pending} open" in shown[interval]) == (pending > 0), shown[interval]
 
 
 def test_status_json_carries_intervals_around_the_point_and_the_hand_counted_pending(
