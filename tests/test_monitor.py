@@ -282,6 +282,18 @@ def test_live_ece_is_the_hand_computed_value_over_the_serving_models_resolved_pr
     assert [b["count"] for b in calibration["reliability"]] == [40] * 10
 
 
+def test_live_calibration_reads_only_the_newest_bars(app, early, monkeypatch):
+    monkeypatch.setattr(monitor_module, "CALIBRATION_WINDOW_BARS", 100)
+    app.registry.register("BTC", "1h", early, EARLY, "test")
+    live = served_since(app, early)
+    mark_predictions(app, live["ts"], 0.55)
+    recent = live[live["ts"] > END - pd.Timedelta(hours=100)]
+    assert len(live) > 400 and len(recent) > 80
+    calibration = app.monitor.assess("BTC", "1h").calibration
+    assert calibration["predictions"] == len(recent)
+    assert calibration["ece"] == pytest.approx(abs(0.55 - recent["label"].mean()), abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "predictions", [MIN_CALIBRATION_PREDICTIONS - 1, MIN_CALIBRATION_PREDICTIONS]
 )

@@ -16,7 +16,7 @@ import pandas as pd
 from alpha12 import cycle, features, metrics, models, signals, snapshots, training
 from alpha12.features import FEATURE_NAMES, WARMUP_BARS
 from alpha12.lab.policies import Policy, Seed, Tick
-from alpha12.monitor import Assessment, Outcome, PerformanceMonitor
+from alpha12.monitor import Assessment, Outcome, PerformanceMonitor, calibration_since
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS
 
@@ -117,12 +117,11 @@ class PairWalk:
         busy_until = None
         tick = self.closes[self.start].ceil("1h")
         k = self.start
-        outcomes = self.history.set_index("ts")[["target_ts", "label"]].reindex(frame["ts"])
         state = {
             "evaluated_trades": -1,
             "cooldown_end": None,
             "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
-            "marks": (frame["ts"], probability, version, scope, outcomes),  # filled as it walks
+            "marks": self.marks(frame, probability, version, scope),
         }
         stale = True  # the remaining bars need predictions from `served`
         while k < len(self.bars):
@@ -244,9 +243,33 @@ class PairWalk:
             labelled,
             version,
             scope,
-            calibration=_live_calibration(tick, served, marks),
+            calibration=self._live_calibration(tick, served, marks),
             model_metrics=served.model.metrics if served else None,
         )
+
+    def marks(self, frame: pd.DataFrame, probability, version, scope) -> tuple:
+        """The walk's predictions (arrays it fills as it walks) with each walked bar's time and
+        outcome: what its calibration check reads."""
+        outcomes = self.history.set_index("ts")[["target_ts", "label"]].reindex(frame["ts"])
+        return frame["ts"], probability, version, scope, outcomes
+
+    def _live_calibration(self, tick: pd.Timestamp, served, marks) -> dict | None:
+        """What the live monitor's calibration reads from the store (store.live_predictions),
+        from the walk's own marks: the served model's predictions on the bars after
+        monitor.calibration_since whose targets were known at `tick`."""
+        if served is None or marks is None:
+            return None
+        ts, probability, version, scope, outcomes = marks
+        mine = (
+            (version == served.version)
+            & (scope == served.scope)
+            & ~np.isnan(probability)
+            & (ts > calibration_since(served, self.interval, tick)).to_numpy()
+            & (outcomes["target_ts"] <= tick).to_numpy()
+        )
+        if not mine.any():
+            return None
+        return models.calibration(outcomes["label"].to_numpy()[mine], probability[mine])
 
     def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
         """Retrain now (decision None) or record the skip; either way remembered in
@@ -281,22 +304,3 @@ class PairWalk:
         rows = pd.concat([frame[["ts"]], marks], axis=1)
         rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
         store.mark_walked(self.asset, self.interval, rows)
-
-
-def _live_calibration(tick: pd.Timestamp, served, marks) -> dict | None:
-    """What the live monitor's calibration reads from the store (store.live_predictions),
-    from the walk's own marks: the served model's predictions on bars after its training
-    window whose targets were known at `tick`."""
-    if served is None or marks is None:
-        return None
-    ts, probability, version, scope, outcomes = marks
-    mine = (
-        (version == served.version)
-        & (scope == served.scope)
-        & ~np.isnan(probability)
-        & (ts > served.model.window_end).to_numpy()
-        & (outcomes["target_ts"] <= tick).to_numpy()
-    )
-    if not mine.any():
-        return None
-    return models.calibration(outcomes["label"].to_numpy()[mine], probability[mine])
