@@ -130,6 +130,32 @@ def test_rolling_performance_follows_the_metric_definitions():
     assert perf["equity_r"].tolist() == [1.0, 0.0, 2.0, 3.0]
 
 
+def test_the_rolling_charts_shade_each_95_percent_interval():
+    pnl = [1.0, -0.5, 2.0, 1.0, -1.0, 0.5, -0.5, 1.5, -1.0, 1.0, 2.0, -0.5]
+    closed = pd.DataFrame(
+        {
+            "exit_ts": pd.date_range("2025-01-01", periods=len(pnl), freq="h", tz="UTC"),
+            "pnl_pct": pnl,
+            "r_multiple": pnl,
+        }
+    )
+    perf = rolling_performance(closed, window=10)
+    marks = pd.DataFrame(columns=["ts", "action"])
+    figure = ui.performance_figure(perf, 0.5, 1.2, marks)
+    bands = [t for t in figure.data if t.name == "95% interval"]
+    assert [(t.yaxis, t.fill) for t in bands] == [
+        ("y", None),
+        ("y", "tonexty"),
+        ("y2", None),
+        ("y2", "tonexty"),
+    ]
+    win_rate_high, win_rate_low = (np.array(t.y, dtype=float) for t in bands[:2])
+    assert np.allclose(win_rate_high, perf["win_rate_high"], equal_nan=True)
+    assert np.allclose(win_rate_low, perf["win_rate_low"], equal_nan=True)
+    shown = ~np.isnan(win_rate_low)
+    assert shown.sum() == 3 and (win_rate_low[shown] <= perf["win_rate"][shown]).all()
+
+
 def test_timeframe_summary_counts_statuses_and_pools_the_win_rate():
     grid = pd.DataFrame(
         {
