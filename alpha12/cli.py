@@ -397,13 +397,20 @@ def _engine_row(status: dict) -> dict:
 
 def _status_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The status rows for reading: ages as durations, rates as percentages."""
-    shown = frame.drop(columns=["first_bar", "cooldown_remaining_s"])
+    hidden = ["first_bar", "cooldown_remaining_s", "no_edge_reason"]
+    shown = frame.drop(columns=[*hidden, "win_rate_interval", "profit_factor_interval"])
     shown["last_bar"] = frame["last_bar"].map(lambda t: t and t[:16].replace("T", " "))
     shown["freshness_s"] = frame["freshness_s"].map(formatting.duration)
-    shown["win_rate"] = frame["win_rate"].map(formatting.percent)
-    shown["profit_factor"] = frame["profit_factor"].map(
-        lambda v: formatting.MISSING if v is None else v if isinstance(v, str) else f"{v:.2f}"
-    )
+    shown["win_rate"] = [
+        f"{formatting.percent(rate)} {_band(band, formatting.percent_points)}".strip()
+        for rate, band in zip(frame["win_rate"], frame["win_rate_interval"], strict=True)
+    ]
+    shown["profit_factor"] = [
+        f"{_factor(_float(pf))} {_band(band, _factor)}".strip()
+        for pf, band in zip(frame["profit_factor"], frame["profit_factor_interval"], strict=True)
+    ]
+    shown["live_ece"] = frame["live_ece"].map(lambda v: formatting.number(v, 3))
+    shown["no_edge"] = frame["no_edge"].map(lambda flag: "no edge" if flag else "")
     shown["cooldown"] = frame["cooldown_remaining_s"].map(_cooldown)
     shown["model_version"] = frame["model_version"].map(_version)
     return shown
@@ -423,14 +430,34 @@ def _status_row(row: dict) -> dict:
         "freshness_s": None if freshness is None or math.isnan(freshness) else round(freshness),
         "rejected": int(row["rejected"]),
         "win_rate": _number(row["win_rate"]),
+        "win_rate_interval": [_number(row["win_rate_low"]), _number(row["win_rate_high"])],
         "profit_factor": _number(row["profit_factor"]),
+        "profit_factor_interval": [
+            _number(row["profit_factor_low"]),
+            _number(row["profit_factor_high"]),
+        ],
         "trades": int(row["trades"]),
         "pending": int(row["pending"]),
         "status": row["status"],
+        "trigger": row["trigger"],
+        "live_ece": _number(row["live_ece"]),
+        "live_predictions": int(row["live_predictions"]),
+        "no_edge": bool(row["no_edge"]),
+        "no_edge_reason": row["no_edge_reason"],
         "cooldown_remaining_s": round(row["cooldown_remaining_s"]),
         "model_version": None if pd.isna(row["model_version"]) else int(row["model_version"]),
         "model_scope": row["model_scope"] if isinstance(row["model_scope"], str) else None,
     }
+
+
+def _band(ends: list, show) -> str:
+    """A status row's [low, high] (JSON: null, "inf") as "[lo–hi]"; "" when unknown."""
+    return formatting.band(*(_float(end) for end in ends), show)
+
+
+def _float(value) -> float:
+    """A status row's number back from JSON: null is NaN, "inf" infinity."""
+    return math.nan if value is None else float(value)
 
 
 def _number(value) -> float | str | None:

@@ -31,7 +31,21 @@ ENV_SKIPPED = frozenset(
     {"ALPHA12_CONFIG", "ALPHA12_ADMIN_PASSWORD", "ALPHA12_REQUIRE_BROWSER", "ALPHA12_ENGINE"}
 )
 # The timeframe settings an admin may edit in the app (saved in the store, audited).
-EDITABLE = ("win_rate", "profit_factor", "min_trades", "cooldown_hours", "min_rows")
+EDITABLE = (
+    "win_rate",
+    "profit_factor",
+    "min_trades",
+    "cooldown_hours",
+    "min_rows",
+    "trigger",
+    "max_calibration_gap",
+)
+# The live degradation rules a timeframe may judge by (monitor.performance_reasons): "threshold"
+# the point win rate and profit factor against the thresholds, "guarded" the upper ends of their
+# 95% intervals, "page_hinkley" a detected fall in mean R. Each is also a lab policy (seed,
+# guarded, page_hinkley), which is how the default is chosen.
+TRIGGERS = ("threshold", "guarded", "page_hinkley")
+DEFAULT_TRIGGER = "threshold"
 
 
 class SettingsError(UserError, ValueError):
@@ -55,6 +69,8 @@ class TimeframeSettings:
     tp_mult: float  # take-profit distance in ATRs
     sl_mult: float  # stop distance in ATRs
     entry_threshold: float  # calibrated probability needed for a long (1 - it for a short)
+    trigger: str = DEFAULT_TRIGGER  # the degradation rule, one of TRIGGERS
+    max_calibration_gap: float = 0.10  # live ECE beyond this degrades the serving model
 
     def problems(self, path: str) -> list[str]:
         checks = [
@@ -67,6 +83,8 @@ class TimeframeSettings:
             (self.tp_mult > 0, "tp_mult", "must be > 0"),
             (self.sl_mult > 0, "sl_mult", "must be > 0"),
             (0.5 < self.entry_threshold < 1, "entry_threshold", "must be within (0.5, 1)"),
+            (self.trigger in TRIGGERS, "trigger", f"must be one of {', '.join(TRIGGERS)}"),
+            (0 < self.max_calibration_gap <= 1, "max_calibration_gap", "must be within (0, 1]"),
         ]
         return [f"{path}.{key}: {message}" for ok, key, message in checks if not ok]
 

@@ -35,6 +35,19 @@ def interval(low: float | None, high: float | None, digits: int = 2, signed: boo
     return f"[{low:{form}}, {high:{form}}]"
 
 
+def band(low: float | None, high: float | None, show) -> str:
+    """A 95% interval in a few characters, each end read by `show`: "[38–66]"; "" when
+    either end is unknown."""
+    if missing(low) or missing(high):
+        return ""
+    return f"[{show(low)}–{show(high)}]"
+
+
+def percent_points(value: float) -> str:
+    """0.384 -> '38' (a rate in whole percentage points, for an interval beside it)."""
+    return f"{value * 100:.0f}"
+
+
 def profit_factor(value: float | None) -> str:
     return MISSING if missing(value) else format_profit_factor(float(value))
 

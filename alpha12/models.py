@@ -159,14 +159,25 @@ def evaluate(estimator, rows: pd.DataFrame, timeframe: TimeframeSettings) -> dic
 def probability_scores(labels: np.ndarray, probability: np.ndarray) -> dict:
     both_classes = len(np.unique(labels)) == 2
     clipped = np.clip(probability, 1e-6, 1 - 1e-6)
-    bins = reliability_bins(labels, probability)
     return {
         "roc_auc": float(roc_auc_score(labels, probability)) if both_classes else None,
         "brier": float(brier_score_loss(labels, probability)),
         "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
+        **calibration(labels, probability),
+        "base_rate": float(labels.mean()),
+    }
+
+
+def calibration(labels: np.ndarray, probability: np.ndarray) -> dict:
+    """How well predicted probabilities match outcomes: the expected calibration error over the
+    reliability bins, the bins, and how many predictions they hold. The same figures at
+    training time (the hold-out slice) and live (the serving model's resolved predictions)."""
+    labels, probability = np.asarray(labels, dtype=float), np.asarray(probability, dtype=float)
+    bins = reliability_bins(labels, probability)
+    return {
         "ece": expected_calibration_error(bins, len(labels)),
         "reliability": bins,
-        "base_rate": float(labels.mean()),
+        "predictions": len(labels),
     }
 
 

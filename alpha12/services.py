@@ -18,6 +18,7 @@ from alpha12.context import Context
 from alpha12.engine import Engine
 from alpha12.lab.desk import LabDesk
 from alpha12.metrics import rolling_performance
+from alpha12.monitor import MIN_CALIBRATION_PREDICTIONS
 from alpha12.sources.csv_files import ImportReport, import_logged, import_upload
 from alpha12.store import SnapshotQuery
 from alpha12.timeframes import interval_delta
@@ -257,6 +258,26 @@ class Alpha12:
         """The model serving the pair (its own or the fallback): its record, metrics, feature
         importances and training window; None when no model serves."""
         return self.registry.model_card(asset, interval)
+
+    def calibration(self, asset: str, interval: str) -> dict | None:
+        """The serving model's calibration at training (its hold-out slice) and live (its
+        resolved predictions since it began serving: models.calibration), with the gap that
+        degrades it and the predictions needed to judge; None when no model serves."""
+        assessment = self.monitor.assess(asset, interval)
+        if not assessment.has_model:
+            return None
+        trained = assessment.model_metrics
+        return {
+            "version": assessment.model_version,
+            "trained": {
+                "ece": trained.get("ece"),
+                "reliability": trained.get("reliability", []),
+                "predictions": trained.get("eval_rows", 0),
+            },
+            "live": assessment.calibration or {"ece": None, "reliability": [], "predictions": 0},
+            "max_gap": assessment.thresholds.max_calibration_gap,
+            "min_predictions": MIN_CALIBRATION_PREDICTIONS,
+        }
 
     def model_versions(self, asset: str, interval: str) -> pd.DataFrame:
         """Every version of one pair's model (interval "all" for the fallback), newest first,

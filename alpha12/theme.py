@@ -20,6 +20,8 @@ STATUS_ICONS = {
     PairStatus.INSUFFICIENT_TRADES: "pending",
     PairStatus.NO_MODEL: "block",
 }
+# The badge of a serving model without out-of-sample skill (metrics.edge_verdict).
+NO_EDGE_COLOUR, NO_EDGE_ICON = "violet", "trending_flat"
 ENGINE_COLOURS = {
     EngineState.RUNNING: "green",
     EngineState.WARMING_UP: "blue",

@@ -144,10 +144,16 @@ class NaiveWalk(PairWalk):
 
     def _walk(self, frame: pd.DataFrame, served) -> pd.DataFrame:
         n = len(frame)
-        probability = np.full(n, np.nan)
+        probability, version = np.full(n, np.nan), np.full(n, np.nan)
+        scope = np.full(n, None, dtype=object)
         busy_until = None
         tick = self.closes[self.start].ceil("1h")
-        state = {"evaluated_trades": -1, "cooldown_end": None, "attempt": (tick, self.start)}
+        state = {
+            "evaluated_trades": -1,
+            "cooldown_end": None,
+            "attempt": (tick, self.start),
+            "marks": self.marks(frame, probability, version, scope),
+        }
         for m in range(self.start, len(self.bars)):
             while self.closes[m] > tick:  # every check up to this bar's close
                 state["evaluated_trades"] = -1  # judged again whether or not trades changed
@@ -157,13 +163,15 @@ class NaiveWalk(PairWalk):
                 busy_until = None
             p = cycle.predict(served, frame.iloc[[m - self.start]])[0]
             probability[m - self.start] = p
+            version[m - self.start] = served.version if served else np.nan
+            scope[m - self.start] = served.scope if served else None
             if busy_until is None and served is not None and not np.isnan(p):
                 busy_until = self._trade(m, p, served)
         return pd.DataFrame(
             {
                 "probability": probability,
-                "model_version": np.nan,
-                "model_scope": None,
+                "model_version": version,
+                "model_scope": scope,
                 "setup_generated": False,
             }
         )

@@ -148,7 +148,8 @@ def downloads(run_id: int) -> None:
 
 
 def apply_thresholds(kept) -> None:
-    """A seed, guarded or custom policy's thresholds made the live settings of a timeframe."""
+    """A seed, guarded, page_hinkley or custom policy's thresholds and trigger made the live
+    settings of a timeframe."""
     left, right = st.columns(2)
     policy = left.selectbox("Policy", kept.policies, key="lab_apply_policy")
     interval = right.selectbox(
@@ -158,8 +159,9 @@ def apply_thresholds(kept) -> None:
     if ui.confirmed_action(
         f"lab-apply-{run_id}",
         f"Apply this policy's thresholds to {interval}",
-        f"Make **{policy}**'s win rate, profit factor, minimum trades and cooldown the live "
-        f"settings of **{interval}**? The change is audited and applies at the next monitor run.",
+        f"Make **{policy}**'s win rate, profit factor, minimum trades, cooldown and trigger the "
+        f"live settings of **{interval}**? The change is audited and applies at the next monitor "
+        "run.",
     ):
         try:
             problems = app.lab.apply(run_id, interval, policy)

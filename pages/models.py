@@ -105,5 +105,8 @@ def recalibration_log() -> None:
 
 st.subheader("Versions")
 versions_table()
+if interval != FALLBACK_INTERVAL:  # a fallback serves several timeframes: judged on each
+    st.subheader("Serving model: calibration at training and live")
+    ui.calibration_section(app.calibration(asset, interval))
 st.subheader("Recalibration log")
 recalibration_log()

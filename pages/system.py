@@ -5,7 +5,7 @@ bars (through the same gate as `python -m alpha12 import-csv`)."""
 import streamlit as st
 
 from alpha12 import ui
-from alpha12.config import EDITABLE
+from alpha12.config import EDITABLE, TRIGGERS
 from alpha12.errors import Alpha12Error
 from alpha12.sources.csv_files import MAX_UPLOAD_MB
 from alpha12.timeframes import INTERVALS
@@ -18,6 +18,11 @@ FIELD_HELP = {
     "min_trades": "resolved trades needed before the monitor judges the pair",
     "cooldown_hours": "clock hours between two recalibration attempts of a pair",
     "min_rows": "labelled snapshot rows needed to train a model (at least 20)",
+    "trigger": "threshold: the point win rate or profit factor below its minimum degrades the "
+    "pair; guarded: only when the upper end of its 95% interval is below; page_hinkley: when "
+    "the Page-Hinkley test detects a fall in the mean R of its trades",
+    "max_calibration_gap": "live ECE (from 300 resolved predictions) beyond which the serving "
+    "model counts as degraded",
 }
 # field -> (type, step, display format) of its input
 FIELD_INPUT = {
@@ -26,6 +31,7 @@ FIELD_INPUT = {
     "min_trades": (int, 1, "%d"),
     "cooldown_hours": (float, 1.0, "%.1f"),
     "min_rows": (int, 10, "%d"),
+    "max_calibration_gap": (float, 0.01, "%.2f"),
 }
 
 
@@ -108,6 +114,12 @@ def settings_form() -> None:
     current = table.loc[interval]
     with st.form(f"settings-{interval}"):
         columns = st.columns(len(EDITABLE))
+        trigger = columns[-1].selectbox(
+            "trigger",
+            TRIGGERS,
+            index=TRIGGERS.index(current["trigger"]),
+            help=FIELD_HELP["trigger"],
+        )
         changes = {
             field: column.number_input(
                 field,
@@ -117,9 +129,9 @@ def settings_form() -> None:
                 help=FIELD_HELP[field],
             )
             for column, (field, (kind, step, shown)) in zip(
-                columns, FIELD_INPUT.items(), strict=True
+                columns[:-1], FIELD_INPUT.items(), strict=True
             )
-        }
+        } | {"trigger": trigger}
         password = (
             st.text_input("Admin password", type="password", key="settings_password")
             if ui.admin_required()

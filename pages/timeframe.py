@@ -14,17 +14,18 @@ pair = app.pair_overview(asset, interval)
 
 def headline() -> None:
     status, win_rate, pf, trades, model = st.columns(5)
-    status.markdown(ui.fact("Status", ui.status_badge(pair["status"])))
+    badges = ui.status_badge(pair["status"]) + (f" {ui.no_edge_badge()}" if pair["no_edge"] else "")
+    status.markdown(ui.fact("Status", badges, f"trigger: {pair['trigger']}"))
     win_rate.metric(
         "Win rate",
-        ui.percent(pair["win_rate"]),
+        ui.win_rate_text(pair),
         f"min {ui.percent(pair['win_rate_threshold'], 0)}",
         delta_color=ui.threshold_colour(pair["win_rate"], pair["win_rate_threshold"]),
         delta_arrow="off",
     )
     pf.metric(
         "Profit factor",
-        ui.profit_factor(pair["profit_factor"]),
+        ui.profit_factor_text(pair),
         f"min {ui.number(pair['profit_factor_threshold'])}",
         delta_color=ui.threshold_colour(pair["profit_factor"], pair["profit_factor_threshold"]),
         delta_arrow="off",
@@ -41,6 +42,8 @@ def headline() -> None:
         st.warning(f"Cooldown: {ui.duration(pair['cooldown_remaining_s'])} of clock time left.")
     if pair["reasons"]:
         st.warning("Degraded: " + "; ".join(pair["reasons"]))
+    if pair["no_edge"]:
+        st.info(f"No edge: {pair['no_edge_reason']}.", icon=":material/trending_flat:")
 
 
 def retrain_control() -> None:
@@ -159,14 +162,13 @@ def model_tab() -> None:
         f"Evaluated out of sample on {metrics.get('eval_rows')} rows from "
         f"{metrics.get('eval_start', '—')}; base rate {ui.percent(metrics.get('base_rate'))}."
     )
-    reliability, importances = st.columns(2)
-    reliability.markdown("**Reliability**")
-    reliability.plotly_chart(ui.reliability_figure(metrics.get("reliability", [])))
-    importances.markdown("**Feature importances**")
+    st.markdown("**Calibration: at training and live**")
+    ui.calibration_section(app.calibration(asset, interval))
+    st.markdown("**Feature importances**")
     if card["importances"]:
-        importances.plotly_chart(ui.importance_figure(card["importances"]))
+        st.plotly_chart(ui.importance_figure(card["importances"]))
     else:
-        importances.info("No importances recorded for this version.")
+        st.info("No importances recorded for this version.")
 
 
 headline()

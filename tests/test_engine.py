@@ -16,7 +16,7 @@ from alpha12.clock import ManualClock
 from alpha12.engine import Engine
 from alpha12.services import Alpha12
 from alpha12.sources.replay import SyntheticReplay
-from alpha12.store import Store
+from alpha12.store import SnapshotQuery, Store
 
 HISTORY_DAYS = 10
 
@@ -326,6 +326,10 @@ def test_live_setups_open_and_close_as_bars_arrive(make_engine):
     assert len(setups) >= 3 and len(closed) >= 2
     assert (setups["status"] == "open").sum() <= 1  # one open setup per pair at a time
     assert set(setups["model_version"]) == {1} and set(setups["origin"]) == {"live"}
+    flagged, _ = engine.store.snapshot_page(
+        SnapshotQuery(asset="BTC", interval="1h", setup_generated=True), "ts", False, 10_000, 0
+    )
+    assert flagged["ts"].tolist() == setups["ts"].tolist()  # flagged exactly where one opened
     bars = engine.store.read_bars("BTC", "1h")
     cost = settings.round_trip_cost_bps
     outcomes = {

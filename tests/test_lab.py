@@ -137,6 +137,15 @@ def test_policies_parse_and_name_themselves_back():
     )
 
 
+def test_the_seed_policy_judges_by_the_configured_trigger_the_others_by_their_own():
+    base = Settings().timeframe("1h")
+    assert (base.trigger, Seed().adjust(base)) == ("threshold", base)
+    configured = dataclasses.replace(base, trigger="guarded")
+    assert Seed().adjust(configured).trigger == "guarded"
+    for text in ("guarded", "page_hinkley"):
+        assert parse_policy(text).adjust(base) == dataclasses.replace(base, trigger=text)
+
+
 # -- (d) the oracle -------------------------------------------------------------------------
 
 

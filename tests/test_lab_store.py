@@ -237,6 +237,16 @@ def test_applying_a_policy_sets_its_thresholds_through_the_audit(lab_app):
     assert set(audit["key"]) == {"timeframes.1h.win_rate", "timeframes.1h.cooldown_hours"}
 
 
+def test_applying_the_guarded_policy_sets_the_guarded_trigger(lab_app):
+    run_id = create(lab_app, "guarded")
+    runs.execute(lab_app.store, lab_app.settings, run_id, lab_app.clock.now)
+    assert lab_app.settings.timeframe("1h").trigger == "threshold"
+    assert lab_app.lab.apply(run_id, "1h", "guarded") == []
+    assert lab_app.settings.timeframe("1h").trigger == "guarded"
+    audit = lab_app.settings_audit()
+    assert audit[["key", "new_value"]].values.tolist() == [["timeframes.1h.trigger", '"guarded"']]
+
+
 # -- the CLI ----------------------------------------------------------------------------------
 
 

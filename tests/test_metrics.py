@@ -3,15 +3,21 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from alpha12.metrics import (
+    PAGE_HINKLEY_THRESHOLD,
+    auc_interval,
     average_r,
     bootstrap_profit_factor_interval,
+    edge_verdict,
     expectancy,
     format_profit_factor,
     max_drawdown_r,
+    page_hinkley,
     profit_factor,
+    rolling_performance,
     summarize,
     wilson_interval,
     win_rate,
@@ -44,6 +50,7 @@ def test_summarize_fixed_trade_list():
         "expectancy_pct": 1.0,
         "average_r": 0.4,
         "max_drawdown_r": 1.0,
+        "page_hinkley": page_hinkley(R),
         "gross_profit_pct": 6.5,
         "gross_loss_pct": 1.5,
     }
@@ -157,3 +164,70 @@ def test_format_profit_factor():
     assert format_profit_factor(0.0) == "0.00"
     assert format_profit_factor(math.inf) == "∞"
     assert format_profit_factor(math.nan) == "—"
+
+
+def test_rolling_bands_hold_the_rolling_values_and_repeat_exactly():
+    pnl = np.random.default_rng(3).normal(0.1, 1.0, 60)
+    closed = pd.DataFrame({"pnl_pct": pnl, "r_multiple": pnl})
+    perf = rolling_performance(closed, 20)
+    shown = perf.dropna(subset=["win_rate"])
+    assert len(shown) == 60 - 9  # from the 10th trade on
+    assert (shown["win_rate_low"] <= shown["win_rate"]).all()
+    assert (shown["win_rate"] <= shown["win_rate_high"]).all()
+    assert (shown["profit_factor_low"] <= shown["profit_factor"]).all()
+    assert (shown["profit_factor"] <= shown["profit_factor_high"]).all()
+    last = pnl[-20:]  # the last row's window
+    assert (perf["win_rate_low"].iloc[-1], perf["win_rate_high"].iloc[-1]) == wilson_interval(
+        int((last > 0).sum()), 20
+    )
+    assert perf.equals(rolling_performance(closed, 20))  # seeded: the same bands every refresh
+
+
+def test_auc_interval_is_hanley_mcneil():
+    # A = 0.7, 50 positives and 50 negatives: Q1 = 0.53846, Q2 = 0.57647,
+    # variance = (0.21 + 49 (Q1 - 0.49) + 49 (Q2 - 0.49)) / 2500 = 0.0027287, SE = 0.05224
+    low, high = auc_interval(0.7, 50, 50)
+    assert (low, high) == (
+        pytest.approx(0.7 - 1.96 * 0.05224, abs=1e-4),
+        pytest.approx(0.7 + 1.96 * 0.05224, abs=1e-4),
+    )
+
+
+SKILLED = {"roc_auc": 0.62, "eval_rows": 600, "base_rate": 0.48, "signal_profit_factor": 1.3}
+
+
+@pytest.mark.parametrize(
+    ("changes", "no_edge", "words"),
+    [
+        ({}, False, "hold-out ROC AUC 0.620"),
+        ({"roc_auc": 0.5}, True, "includes 0.5"),
+        ({"roc_auc": 0.53, "eval_rows": 200}, True, "includes 0.5"),  # too few rows to tell
+        ({"signal_profit_factor": 0.97}, True, "profit factor 0.97: not above 1 after costs"),
+        ({"signal_profit_factor": 1.0}, True, "not above 1"),
+        ({"signal_profit_factor": math.nan}, True, "no signal trades"),
+        ({"roc_auc": None}, True, "no hold-out ROC AUC"),
+    ],
+)
+def test_edge_verdict(changes, no_edge, words):
+    verdict, reason = edge_verdict({**SKILLED, **changes})
+    assert verdict is no_edge and words in reason
+
+
+def test_page_hinkley_by_hand():
+    # running means 1, 1, 1/3, 0; deviations + 0.1: 0.1, 0.1, -1.2333, -0.9
+    # running sums 0.1, 0.2, -1.0333, -1.9333: 2.1333 below the highest point
+    assert page_hinkley([1.0, 1.0, -1.0, -1.0]) == pytest.approx(2.1333, abs=1e-4)
+    assert page_hinkley([-1.0, -1.0, 1.0, 1.0]) == 0.0  # a rise is no alarm
+    assert page_hinkley([]) == 0.0 and page_hinkley([math.nan, 1.0]) == 0.0
+
+
+def test_page_hinkley_alarms_on_a_fall_and_rarely_on_a_steady_record():
+    rng = np.random.default_rng(4)
+
+    def trades(n, win_rate):
+        return np.where(rng.random(n) < win_rate, 1.0, -1.0)
+
+    steady = [page_hinkley(trades(100, 0.55)) for _ in range(500)]
+    falling = [page_hinkley(np.r_[trades(50, 0.6), trades(50, 0.3)]) for _ in range(500)]
+    assert np.mean(np.array(steady) > PAGE_HINKLEY_THRESHOLD) < 0.06
+    assert np.mean(np.array(falling) > PAGE_HINKLEY_THRESHOLD) > 0.75

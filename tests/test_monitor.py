@@ -3,6 +3,7 @@ time, insufficient data as an answer, forced retrains, and challengers that must
 incumbent on the same window. Every decision is a row in `recalibrations`."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,8 @@ from alpha12 import cycle, metrics, models, snapshots, training
 from alpha12 import monitor as monitor_module
 from alpha12.bars import resample
 from alpha12.clock import ManualClock
-from alpha12.config import SEED_TIMEFRAMES, Settings
-from alpha12.monitor import Assessment
+from alpha12.config import SEED_TIMEFRAMES, Settings, SettingsError
+from alpha12.monitor import MIN_CALIBRATION_PREDICTIONS, Assessment
 from alpha12.services import Alpha12
 from alpha12.sources.replay import SYNTHETIC_ORIGIN, SyntheticReplay
 from alpha12.sources.synthetic import SyntheticMarket
@@ -32,20 +33,35 @@ def synthetic(interval: str, days: int = DAYS) -> pd.DataFrame:
     return resample(base, interval)
 
 
-@pytest.fixture(scope="module")
-def frame_1h(tmp_path_factory) -> pd.DataFrame:
-    """The 1h training frame of the synthetic market at END."""
-    store = Store(tmp_path_factory.mktemp("frame") / "s.duckdb")
+EARLY = END - pd.Timedelta(days=20)  # a model trained then has served 20 days by END
+
+
+def frame_at(folder, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The 1h training frame of the synthetic market as of `as_of`."""
+    store = Store(folder / "s.duckdb")
     store.upsert_bars("BTC", "1h", synthetic("1h"))
     cycle.backfill_pair(store, Settings(), "BTC", "1h")
-    frame = training.training_frame(store, Settings(), "BTC", "1h", END)
+    frame = training.training_frame(store, Settings(), "BTC", "1h", as_of)
     store.close()
     return frame
 
 
 @pytest.fixture(scope="module")
+def frame_1h(tmp_path_factory) -> pd.DataFrame:
+    """The 1h training frame of the synthetic market at END."""
+    return frame_at(tmp_path_factory.mktemp("frame"), END)
+
+
+@pytest.fixture(scope="module")
 def incumbent(frame_1h) -> models.TrainedModel:
     return models.fit(frame_1h, SEED_TIMEFRAMES["1h"], seed=0)
+
+
+@pytest.fixture(scope="module")
+def early(tmp_path_factory) -> models.TrainedModel:
+    """A 1h model trained as of EARLY: 20 days of bars after its window to predict live."""
+    frame = frame_at(tmp_path_factory.mktemp("early"), EARLY)
+    return models.fit(frame, SEED_TIMEFRAMES["1h"], seed=0)
 
 
 @pytest.fixture
@@ -90,6 +106,20 @@ def add_trades(app, interval: str, pnl: list[float], version: int = 1, scope="ti
             }
         )
     )
+
+
+def mark_predictions(app, ts: pd.Series, probability, version: int = 1) -> None:
+    """What the live cycle writes on each analysed bar: the probability and the model that
+    gave it (BTC 1h snapshots)."""
+    marks = pd.DataFrame({"ts": ts.to_numpy(), "probability": probability})
+    marks = marks.assign(model_version=version, model_scope="timeframe", setup_generated=False)
+    app.store.mark_walked("BTC", "1h", marks)
+
+
+def served_since(app, model: models.TrainedModel) -> pd.DataFrame:
+    """The labelled 1h snapshots after the model's training window, target known by now."""
+    rows = app.store.labelled_snapshots("BTC", "1h")
+    return rows[(rows["ts"] > model.window_end) & (rows["target_ts"] <= app.clock.now())]
 
 
 def keep_degraded(app, interval: str = "1h") -> None:
@@ -172,6 +202,131 @@ def test_only_the_serving_models_trades_count(app, incumbent):
     assessment = app.monitor.assess("BTC", "1h")
     assert (assessment.summary["trades"], assessment.status) == (0, PairStatus.INSUFFICIENT_TRADES)
     assert app.monitor.assess("BTC", "4h").status == PairStatus.NO_MODEL
+
+
+def test_guarded_keeps_a_pair_healthy_while_its_interval_straddles_the_threshold(app, incumbent):
+    app.registry.register("BTC", "1h", incumbent, END, "test")
+    add_trades(app, "1h", BALANCED)  # win rate 50%, below 1h's 52%; Wilson [37.7%, 62.3%]
+    threshold = app.monitor.assess("BTC", "1h")
+    assert threshold.summary["win_rate_low"] < 0.52 < threshold.summary["win_rate_high"]
+    assert (threshold.status, threshold.reasons) == (
+        PairStatus.DEGRADED,
+        ["win rate 50.0% below 52%"],
+    )
+    assert app.update_timeframe_settings("1h", {"trigger": "guarded"}) == []
+    guarded = app.monitor.assess("BTC", "1h")
+    assert (guarded.status, guarded.reasons) == (PairStatus.HEALTHY, [])
+    assert guarded.as_dict()["trigger"] == "guarded"
+    assert app.monitor_once()["BTC_1h"]["action"] == Action.HEALTHY
+
+
+def test_guarded_degrades_once_the_whole_interval_is_below(app, incumbent):
+    app.registry.register("BTC", "1h", incumbent, END, "test")
+    add_trades(app, "1h", LOSING)  # 9 of 30: Wilson upper bound 47.8%
+    app.update_timeframe_settings("1h", {"trigger": "guarded"})
+    assessment = app.monitor.assess("BTC", "1h")
+    high = metrics.wilson_interval(9, 30)[1]
+    assert assessment.status == PairStatus.DEGRADED
+    assert assessment.reasons[0] == f"95% upper bound: win rate {high:.1%} below 52%"
+
+
+def test_page_hinkley_degrades_a_record_that_fell_not_one_that_stayed_level(app, incumbent):
+    app.registry.register("BTC", "1h", incumbent, END, "test")
+    app.update_timeframe_settings("1h", {"trigger": "page_hinkley"})
+    add_trades(app, "1h", [1.0, -0.8] * 30)  # win rate 50%, below 52%, but level throughout
+    level = app.monitor.assess("BTC", "1h")
+    assert (level.status, level.reasons) == (PairStatus.HEALTHY, [])
+    app.registry.register("BTC", "1h", incumbent, END, "test")  # v2: a fresh record
+    add_trades(app, "1h", BALANCED, version=2)  # 30 wins, then 30 losses
+    fell = app.monitor.assess("BTC", "1h")
+    statistic = metrics.page_hinkley(np.array(BALANCED))
+    assert statistic > metrics.PAGE_HINKLEY_THRESHOLD
+    assert (fell.status, fell.reasons) == (
+        PairStatus.DEGRADED,
+        [f"mean R fell: Page-Hinkley {statistic:.1f} above 12"],
+    )
+
+
+def test_an_unknown_trigger_is_refused():
+    expected = r"timeframes\.1h\.trigger: must be one of threshold, guarded, page_hinkley"
+    with pytest.raises(SettingsError, match=expected):
+        Settings().with_timeframe("1h", trigger="sometimes")
+
+
+def hand_ece(probability: np.ndarray, labels: np.ndarray) -> float:
+    """Expected calibration error over ten equal-width bins, by a plain loop."""
+    total = 0.0
+    for low in np.arange(10) / 10:
+        inside = (probability >= low) & (probability < low + 0.1)
+        if inside.any():
+            gap = abs(probability[inside].mean() - labels[inside].mean())
+            total += inside.sum() / len(probability) * gap
+    return total
+
+
+def test_live_ece_is_the_hand_computed_value_over_the_serving_models_resolved_predictions(
+    app, early
+):
+    app.registry.register("BTC", "1h", early, EARLY, "test")
+    live = served_since(app, early).iloc[:400]
+    probability = 0.05 + 0.1 * (np.arange(len(live)) % 10)  # bin centres, away from the edges
+    mark_predictions(app, live["ts"], probability)
+    trained = app.store.labelled_snapshots("BTC", "1h")
+    mark_predictions(app, trained["ts"].iloc[:50], 0.95)  # inside its window: not live
+    other = served_since(app, early).iloc[400:]
+    mark_predictions(app, other["ts"], 0.95, version=2)  # another model's predictions
+    calibration = app.monitor.assess("BTC", "1h").calibration
+    assert calibration["predictions"] == len(live) == 400
+    labels = live["label"].to_numpy()
+    assert calibration["ece"] == pytest.approx(hand_ece(probability, labels), abs=1e-6)
+    assert [b["count"] for b in calibration["reliability"]] == [40] * 10
+
+
+def test_live_calibration_reads_only_the_newest_bars(app, early, monkeypatch):
+    monkeypatch.setattr(monitor_module, "CALIBRATION_WINDOW_BARS", 100)
+    app.registry.register("BTC", "1h", early, EARLY, "test")
+    live = served_since(app, early)
+    mark_predictions(app, live["ts"], 0.55)
+    recent = live[live["ts"] > END - pd.Timedelta(hours=100)]
+    assert len(live) > 400 and len(recent) > 80
+    calibration = app.monitor.assess("BTC", "1h").calibration
+    assert calibration["predictions"] == len(recent)
+    assert calibration["ece"] == pytest.approx(abs(0.55 - recent["label"].mean()), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "predictions", [MIN_CALIBRATION_PREDICTIONS - 1, MIN_CALIBRATION_PREDICTIONS]
+)
+def test_a_calibration_gap_degrades_the_pair_and_its_retrain_is_recorded(app, early, predictions):
+    app.registry.register("BTC", "1h", early, EARLY, "test")
+    live = served_since(app, early).iloc[:predictions]
+    mark_predictions(app, live["ts"], 0.95)  # sure of every long, which wins about half
+    assessment = app.monitor.assess("BTC", "1h")
+    ece = assessment.calibration["ece"]
+    assert ece == pytest.approx(abs(0.95 - live["label"].mean()), abs=1e-6) and ece > 0.10
+    if predictions < MIN_CALIBRATION_PREDICTIONS:  # too few to judge; no trades to judge either
+        assert (assessment.status, assessment.reasons) == (PairStatus.INSUFFICIENT_TRADES, [])
+        assert app.monitor_once()["BTC_1h"]["action"] == Action.SKIPPED_TRADES
+        return
+    reason = f"live ECE {ece:.3f} above 0.10 on {predictions} predictions"
+    assert (assessment.status, assessment.reasons) == (PairStatus.DEGRADED, [reason])
+    report = app.monitor_once()["BTC_1h"]
+    assert report["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
+    row = recalibrations(app, "1h").iloc[-1]
+    assert (row["trigger"], row["action"], row["reasons"]) == ("monitor", report["action"], reason)
+    before = json.loads(row["metrics_before"])
+    assert (before["live_ece"], before["live_predictions"]) == (pytest.approx(ece), predictions)
+
+
+def test_no_edge_is_a_badge_not_a_reason(app, incumbent):
+    blind = dataclasses.replace(incumbent, metrics={**incumbent.metrics, "roc_auc": 0.5})
+    app.registry.register("BTC", "1h", blind, END, "test")
+    add_trades(app, "1h", [1.0] * 20 + [-0.5] * 10)  # a healthy record
+    judged = app.monitor.assess("BTC", "1h").as_dict()
+    assert (judged["status"], judged["no_edge"]) == (PairStatus.HEALTHY, True)
+    assert (
+        "ROC AUC 0.500" in judged["no_edge_reason"] and "includes 0.5" in judged["no_edge_reason"]
+    )
 
 
 # --- acting -------------------------------------------------------------------------------

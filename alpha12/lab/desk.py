@@ -93,9 +93,9 @@ class LabDesk:
         return kept.export(self.open(run_id), file_format)
 
     def apply(self, run_id: int, interval: str, policy: str) -> list[str]:
-        """Set a seed, guarded or custom policy's thresholds from a run as the live settings
-        of `interval`, through the validated, audited settings path; the problems found
-        (then nothing changes). Other policies are refused (LabError)."""
+        """Set a seed, guarded, page_hinkley or custom policy's thresholds and trigger from a
+        run as the live settings of `interval`, through the validated, audited settings path;
+        the problems found (then nothing changes). Other policies are refused (LabError)."""
         changes = kept.thresholds(self.open(run_id), interval, policy)
         problems = self.context.update_timeframe_settings(interval, changes)
         if not problems:

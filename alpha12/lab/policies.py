@@ -135,9 +135,9 @@ class Rolling(Policy):
 
 @dataclass(frozen=True, kw_only=True)
 class Seed(Policy):
-    """What the engine does today: the monitor's Assessment.decision (thresholds, min_trades,
-    cooldown, min_rows), evaluated whenever a trade resolved or a cooldown ended, and the
-    challenger gate."""
+    """What the engine does today: the monitor's Assessment.decision (the configured trigger
+    and thresholds, min_trades, cooldown, min_rows), evaluated whenever a trade resolved or a
+    cooldown ended, and the challenger gate."""
 
     kind: ClassVar[str] = "seed"
 
@@ -150,16 +150,27 @@ class Seed(Policy):
 
 @dataclass(frozen=True, kw_only=True)
 class Guarded(Seed):
-    """The seed rule with a statistically guarded trigger: degraded only when the whole 95%
-    interval lies below a threshold, i.e. the upper end of the win rate's Wilson score
-    interval (Wilson 1927) is below the win-rate threshold, or the upper end of the profit
-    factor's percentile bootstrap interval (Efron 1979) is below the profit-factor threshold.
-    A short bad run of a sound model then no longer triggers a retrain."""
+    """The seed rule under the "guarded" trigger (monitor.performance_reasons): degraded only
+    when the whole 95% interval lies below a threshold, so a short bad run of a sound model no
+    longer triggers a retrain. The live monitor judges a timeframe so when its trigger is
+    "guarded"."""
 
     kind: ClassVar[str] = "guarded"
 
-    def decision(self, assessment: Assessment, tick: Tick) -> str | None:
-        return guarded(assessment).decision()
+    def adjust(self, timeframe: TimeframeSettings) -> TimeframeSettings:
+        return dataclasses.replace(timeframe, trigger="guarded")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageHinkley(Seed):
+    """The seed rule under the "page_hinkley" trigger: degraded when the Page-Hinkley test on
+    the serving model's trade R detects a fall in its mean (Page 1954; Hinkley 1971), whatever
+    the level of the win rate and profit factor."""
+
+    kind: ClassVar[str] = "page_hinkley"
+
+    def adjust(self, timeframe: TimeframeSettings) -> TimeframeSettings:
+        return dataclasses.replace(timeframe, trigger="page_hinkley")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,19 +206,8 @@ class Custom(Seed):
 
 
 POLICIES: dict[str, type[Policy]] = {
-    p.kind: p for p in (Never, Timer, Rolling, Seed, Guarded, Custom)
+    p.kind: p for p in (Never, Timer, Rolling, Seed, Guarded, PageHinkley, Custom)
 }
-
-
-def guarded(assessment: Assessment) -> Assessment:
-    """`assessment` judged on the upper ends of its 95% intervals instead of the point
-    estimates, by the same Assessment code (so the reasons, cooldown and data rules agree)."""
-    summary = assessment.summary
-    upper = {**summary, "win_rate": summary["win_rate_high"]}
-    upper["profit_factor"] = summary["profit_factor_high"]
-    judged = dataclasses.replace(assessment, summary=upper, reasons=[])
-    judged.reasons[:] = [f"95% upper bound: {reason}" for reason in judged.reasons]
-    return judged
 
 
 def parse_policies(text: str) -> list[Policy]:

@@ -32,7 +32,7 @@ from alpha12.vocabulary import JobStatus, Pair
 
 # The settings a lab result depends on: kept with the run, and used again when it resumes.
 RESULT_SETTINGS = ("timeframes", "fee_bps", "slippage_bps", "trade_window", "seed")
-THRESHOLDS = ("win_rate", "profit_factor", "min_trades", "cooldown_hours")
+THRESHOLDS = ("win_rate", "profit_factor", "min_trades", "cooldown_hours", "trigger")
 EXPORT_FORMATS = ("csv", "parquet")
 
 
@@ -278,8 +278,8 @@ def thresholds(kept: KeptRun, interval: str, policy_name: str) -> dict:
     if not isinstance(policy, Seed):
         raise LabError(
             f"{policy_name} has no thresholds to apply: a {policy.kind} policy retrains on a "
-            "schedule (or never), whatever the win rate and profit factor. Only seed, guarded "
-            "and custom policies judge by thresholds."
+            "schedule (or never), whatever the win rate and profit factor. Only seed, guarded, "
+            "page_hinkley and custom policies judge by thresholds and a trigger."
         )
     judged = policy.adjust(run_settings(Settings(), kept.record).timeframe(interval))
     return {key: getattr(judged, key) for key in THRESHOLDS}

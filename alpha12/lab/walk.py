@@ -17,7 +17,7 @@ import pandas as pd
 from alpha12 import cycle, features, metrics, models, signals, snapshots, training
 from alpha12.features import FEATURE_NAMES, WARMUP_BARS
 from alpha12.lab.policies import Policy, Seed, Tick
-from alpha12.monitor import Assessment, Outcome, PerformanceMonitor
+from alpha12.monitor import Assessment, Outcome, PerformanceMonitor, calibration_since
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS
 
@@ -146,6 +146,7 @@ class PairWalk:
             "evaluated_trades": -1,
             "cooldown_end": None,
             "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
+            "marks": self.marks(frame, probability, version, scope),
         }
         stale = True  # the remaining bars need predictions from `served`
         while k < len(self.bars):
@@ -232,14 +233,14 @@ class PairWalk:
         state["evaluated_trades"] = len(resolved)
         if cooldown_over:
             state["cooldown_end"] = None
-        assessment = self._assessment(tick, served)
+        assessment = self._assessment(tick, served, state["marks"])
         outcome = self._attempt(tick, assessment, self.policy.decision(assessment, now))
         if outcome.action in ATTEMPTS:
             state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
             state["attempt"] = (tick, k)
         return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
 
-    def _assessment(self, tick: pd.Timestamp, served) -> Assessment:
+    def _assessment(self, tick: pd.Timestamp, served, marks=None) -> Assessment:
         version = served.version if served else None
         scope = served.scope if served else None
         mine = [
@@ -260,8 +261,41 @@ class PairWalk:
         remaining = self.monitor.cooldown_remaining(self.asset, self.interval, self.timeframe, tick)
         labelled = int((self.history["target_ts"] <= tick).sum())
         return Assessment(
-            self.asset, self.interval, summary, self.timeframe, remaining, labelled, version, scope
+            self.asset,
+            self.interval,
+            summary,
+            self.timeframe,
+            remaining,
+            labelled,
+            version,
+            scope,
+            calibration=self._live_calibration(tick, served, marks),
+            model_metrics=served.model.metrics if served else None,
         )
+
+    def marks(self, frame: pd.DataFrame, probability, version, scope) -> tuple:
+        """The walk's predictions (arrays it fills as it walks) with each walked bar's time and
+        outcome: what its calibration check reads."""
+        outcomes = self.history.set_index("ts")[["target_ts", "label"]].reindex(frame["ts"])
+        return frame["ts"], probability, version, scope, outcomes
+
+    def _live_calibration(self, tick: pd.Timestamp, served, marks) -> dict | None:
+        """What the live monitor's calibration reads from the store (store.live_predictions),
+        from the walk's own marks: the served model's predictions on the bars after
+        monitor.calibration_since whose targets were known at `tick`."""
+        if served is None or marks is None:
+            return None
+        ts, probability, version, scope, outcomes = marks
+        mine = (
+            (version == served.version)
+            & (scope == served.scope)
+            & ~np.isnan(probability)
+            & (ts > calibration_since(served, self.interval, tick)).to_numpy()
+            & (outcomes["target_ts"] <= tick).to_numpy()
+        )
+        if not mine.any():
+            return None
+        return models.calibration(outcomes["label"].to_numpy()[mine], probability[mine])
 
     def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
         """Retrain now (decision None) or record the skip; either way remembered in

@@ -232,6 +232,23 @@ class SnapshotsTable:
             [asset, interval, SNAPSHOT_SOURCE],
         )
 
+    def live_predictions(self, keys: pd.DataFrame, now: pd.Timestamp, newest: int) -> pd.DataFrame:
+        """The resolved live predictions of each pair's serving model in `keys` (asset,
+        interval, version, scope, since: monitor.calibration_since): the probability it gave
+        each of at most `newest` bars after `since` (the window's bar count; a cap that keeps
+        the read bounded on irregular bars too), and the bar's target, known by `now`."""
+        return self.query_with(
+            keys,
+            """SELECT s.asset, s.interval, s.ts, s.probability, s.target
+               FROM snapshots s JOIN incoming k ON s.asset = k.asset AND s.interval = k.interval
+                AND s.model_version = k.version AND s.model_scope = k.scope AND s.ts > k.since
+               WHERE s.source = ? AND s.probability IS NOT NULL AND s.target IS NOT NULL
+                 AND s.target_ts <= ?
+               QUALIFY row_number() OVER (PARTITION BY s.asset, s.interval
+                                          ORDER BY s.ts DESC) <= ?""",
+            [SNAPSHOT_SOURCE, now, newest],
+        )
+
     def snapshot_features(
         self,
         asset: str,

@@ -1,5 +1,6 @@
-"""What the Streamlit pages share, in three parts: the session (the facade, navigation, the
-admin check; ui.session), the words and cards (ui.text) and the plotly figures (ui.charts).
+"""What the Streamlit pages share, in four parts: the session (the facade, navigation, the
+admin check; ui.session), the words and cards (ui.text), the plotly figures (ui.charts) and the
+sections several pages show (ui.panels).
 Pages write `ui.name`; the colours come from alpha12.theme."""
 
 from alpha12.theme import ENGINE_COLOURS
@@ -12,6 +13,7 @@ from alpha12.ui.charts import (
     price_figure,
     reliability_figure,
 )
+from alpha12.ui.panels import calibration_section
 from alpha12.ui.session import (
     ADMIN_PASSWORD_VARIABLE,
     CONTEXT_KEY,
@@ -31,16 +33,19 @@ from alpha12.ui.text import (
     fact,
     job_text,
     model_line,
+    no_edge_badge,
     number,
     pair_card,
     percent,
     profit_factor,
+    profit_factor_text,
     recalibration_summary,
     status_badge,
     summary_card,
     threshold_colour,
     time_column,
     timestamp,
+    win_rate_text,
 )
 from alpha12.vocabulary import ATTEMPTS as MARKED_ACTIONS  # the decisions charts mark
 
@@ -53,6 +58,7 @@ __all__ = [
     "WRONG_PASSWORD",
     "admin_required",
     "authorized",
+    "calibration_section",
     "confirmed_action",
     "context",
     "decision_text",
@@ -66,12 +72,14 @@ __all__ = [
     "job_text",
     "model_line",
     "navigation",
+    "no_edge_badge",
     "number",
     "pair_card",
     "percent",
     "performance_figure",
     "price_figure",
     "profit_factor",
+    "profit_factor_text",
     "recalibration_summary",
     "reliability_figure",
     "show_flash",
@@ -80,4 +88,5 @@ __all__ = [
     "threshold_colour",
     "time_column",
     "timestamp",
+    "win_rate_text",
 ]

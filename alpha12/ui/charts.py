@@ -44,20 +44,18 @@ def performance_figure(
         vertical_spacing=0.08,
         subplot_titles=("Rolling win rate", "Rolling profit factor"),
     )
-    # An infinite profit factor (no loss in the window) cannot be drawn; it shows as a gap.
-    finite_pf = perf["profit_factor"].replace([np.inf, -np.inf], np.nan)
-    fig.add_trace(
-        go.Scatter(
-            x=perf["exit_ts"], y=perf["win_rate"], name="win rate", line={"color": "#2563eb"}
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(x=perf["exit_ts"], y=finite_pf, name="profit factor", line={"color": "#7c3aed"}),
-        row=2,
-        col=1,
-    )
+    for row, (column, name, colour) in enumerate(
+        (("win_rate", "win rate", "#2563eb"), ("profit_factor", "profit factor", "#7c3aed")),
+        start=1,
+    ):
+        _band(fig, perf["exit_ts"], perf[f"{column}_low"], perf[f"{column}_high"], colour, row)
+        fig.add_trace(
+            go.Scatter(
+                x=perf["exit_ts"], y=_finite(perf[column]), name=name, line={"color": colour}
+            ),
+            row=row,
+            col=1,
+        )
     fig.add_hline(
         y=win_rate_min,
         line={"color": LOSS, "dash": "dash"},
@@ -78,6 +76,36 @@ def performance_figure(
     fig.update_yaxes(tickformat=".0%", row=1, col=1)
     fig.update_layout(height=480, margin={"t": 40, "b": 10}, legend={"orientation": "h"})
     return fig
+
+
+def _band(fig: go.Figure, x, low, high, colour: str, row: int) -> None:
+    """The shaded 95% interval around a rolling value (its upper edge first, then the lower
+    edge filled up to it)."""
+    for edge, fill in ((high, None), (low, "tonexty")):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=_finite(edge),
+                mode="lines",
+                line={"width": 0, "color": colour},
+                fill=fill,
+                fillcolor=f"rgba{(*_rgb(colour), 0.15)}",
+                name="95% interval",
+                showlegend=fill is not None and row == 1,
+                hoverinfo="skip",
+            ),
+            row=row,
+            col=1,
+        )
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    """An infinite profit factor (no loss in the window) cannot be drawn; it shows as a gap."""
+    return values.replace([np.inf, -np.inf], np.nan)
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def equity_figure(perf: pd.DataFrame, marks: pd.DataFrame) -> go.Figure:
@@ -141,24 +169,27 @@ def price_figure(bars: pd.DataFrame, trades: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def reliability_figure(bins: list[dict]) -> go.Figure:
-    table = pd.DataFrame(bins, columns=["mean_predicted", "observed", "count"])
+def reliability_figure(series: dict[str, list[dict]]) -> go.Figure:
+    """Reliability diagrams (models.reliability_bins) by name, e.g. the hold-out slice at
+    training and the live predictions; marker size grows with a bin's count."""
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
             x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"color": OPEN, "dash": "dash"}
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=table["mean_predicted"],
-            y=table["observed"],
-            mode="lines+markers",
-            name="model",
-            marker={"size": 6 + 14 * np.sqrt(table["count"] / max(table["count"].max(), 1))},
-            text=[f"{c} rows" for c in table["count"]],
+    for name, bins in series.items():
+        table = pd.DataFrame(bins, columns=["mean_predicted", "observed", "count"])
+        fig.add_trace(
+            go.Scatter(
+                x=table["mean_predicted"],
+                y=table["observed"],
+                mode="lines+markers",
+                name=name,
+                marker={"size": 6 + 14 * np.sqrt(table["count"] / max(table["count"].max(), 1))},
+                text=[f"{c} rows" for c in table["count"]],
+            )
         )
-    )
     fig.update_layout(
         height=320,
         margin={"t": 20, "b": 10},

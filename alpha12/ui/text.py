@@ -8,8 +8,17 @@ import json
 import pandas as pd
 import streamlit as st
 
-from alpha12.formatting import duration, missing, number, percent, profit_factor, timestamp
-from alpha12.theme import STATUS_COLOURS, STATUS_ICONS
+from alpha12.formatting import (
+    band,
+    duration,
+    missing,
+    number,
+    percent,
+    percent_points,
+    profit_factor,
+    timestamp,
+)
+from alpha12.theme import NO_EDGE_COLOUR, NO_EDGE_ICON, STATUS_COLOURS, STATUS_ICONS
 from alpha12.vocabulary import Action
 
 __all__ = ["duration", "missing", "number", "percent", "profit_factor", "timestamp"]
@@ -36,6 +45,30 @@ def status_badge(status: str) -> str:
     """Markdown for a pair's status: its colour, icon and word."""
     colour, icon = STATUS_COLOURS.get(status, "gray"), STATUS_ICONS.get(status, "help")
     return f":{colour}-background[:{colour}[**:material/{icon}: {status_label(status)}**]]"
+
+
+def no_edge_badge() -> str:
+    """Markdown for a pair whose serving model shows no out-of-sample skill."""
+    colour = NO_EDGE_COLOUR
+    return f":{colour}-background[:{colour}[**:material/{NO_EDGE_ICON}: no edge**]]"
+
+
+def win_rate_text(row: dict, strong: str = "") -> str:
+    """A pair's win rate and its 95% Wilson interval in whole percents: "52.0% [38–66]"."""
+    low, high = row.get("win_rate_low"), row.get("win_rate_high")
+    return _words(f"{strong}{percent(row['win_rate'])}{strong}", band(low, high, percent_points))
+
+
+def profit_factor_text(row: dict, strong: str = "") -> str:
+    """A pair's profit factor and its 95% bootstrap interval: "1.25 [0.91–1.80]"."""
+    low, high = row.get("profit_factor_low"), row.get("profit_factor_high")
+    shown = f"{strong}{profit_factor(row['profit_factor'])}{strong}"
+    return _words(shown, band(low, high, profit_factor))
+
+
+def _words(*parts: str) -> str:
+    """The non-empty parts, separated by spaces."""
+    return " ".join(part for part in parts if part)
 
 
 def threshold_colour(value: float, threshold: float) -> str:
@@ -65,13 +98,18 @@ def model_line(row: dict) -> str:
 
 
 def pair_card(row: dict) -> str:
-    """One cell of the overview grid, as markdown lines."""
+    """One cell of the overview grid, as markdown lines; the rates with their 95% intervals."""
+    badges = [status_badge(row["status"])] + ([no_edge_badge()] if row.get("no_edge") else [])
     lines = [
-        status_badge(row["status"]),
-        f"win rate **{percent(row['win_rate'])}** "
-        + _versus(row["win_rate"], row["win_rate_threshold"], _whole_percent),
-        f"profit factor **{profit_factor(row['profit_factor'])}** "
-        + _versus(row["profit_factor"], row["profit_factor_threshold"], profit_factor),
+        " ".join(badges),
+        _words(
+            f"win rate {win_rate_text(row, '**')}",
+            _versus(row["win_rate"], row["win_rate_threshold"], _whole_percent),
+        ),
+        _words(
+            f"profit factor {profit_factor_text(row, '**')}",
+            _versus(row["profit_factor"], row["profit_factor_threshold"], profit_factor),
+        ),
         f"trades **{row['trades']}** / {row['min_trades']}"
         + (f" · {row['pending']} open" if row["pending"] else ""),
     ]

@@ -130,6 +130,32 @@ def test_rolling_performance_follows_the_metric_definitions():
     assert perf["equity_r"].tolist() == [1.0, 0.0, 2.0, 3.0]
 
 
+def test_the_rolling_charts_shade_each_95_percent_interval():
+    pnl = [1.0, -0.5, 2.0, 1.0, -1.0, 0.5, -0.5, 1.5, -1.0, 1.0, 2.0, -0.5]
+    closed = pd.DataFrame(
+        {
+            "exit_ts": pd.date_range("2025-01-01", periods=len(pnl), freq="h", tz="UTC"),
+            "pnl_pct": pnl,
+            "r_multiple": pnl,
+        }
+    )
+    perf = rolling_performance(closed, window=10)
+    marks = pd.DataFrame(columns=["ts", "action"])
+    figure = ui.performance_figure(perf, 0.5, 1.2, marks)
+    bands = [t for t in figure.data if t.name == "95% interval"]
+    assert [(t.yaxis, t.fill) for t in bands] == [
+        ("y", None),
+        ("y", "tonexty"),
+        ("y2", None),
+        ("y2", "tonexty"),
+    ]
+    win_rate_high, win_rate_low = (np.array(t.y, dtype=float) for t in bands[:2])
+    assert np.allclose(win_rate_high, perf["win_rate_high"], equal_nan=True)
+    assert np.allclose(win_rate_low, perf["win_rate_low"], equal_nan=True)
+    shown = ~np.isnan(win_rate_low)
+    assert shown.sum() == 3 and (win_rate_low[shown] <= perf["win_rate"][shown]).all()
+
+
 def test_timeframe_summary_counts_statuses_and_pools_the_win_rate():
     grid = pd.DataFrame(
         {
@@ -178,13 +204,18 @@ def test_durations_and_numbers_read_naturally():
     assert ui.percent(0.4567) == "45.7%" and ui.percent(None) == "—"
 
 
-def test_a_pair_card_shows_status_thresholds_cooldown_and_model():
+def test_a_pair_card_shows_status_intervals_thresholds_cooldown_and_model():
     card = ui.pair_card(
         {
             "status": "cooldown",
+            "no_edge": True,
             "win_rate": 0.40,
+            "win_rate_low": 0.284,
+            "win_rate_high": 0.529,
             "win_rate_threshold": 0.45,
             "profit_factor": math.inf,
+            "profit_factor_low": 1.5,
+            "profit_factor_high": math.inf,
             "profit_factor_threshold": 1.2,
             "trades": 55,
             "min_trades": 50,
@@ -196,9 +227,10 @@ def test_a_pair_card_shows_status_thresholds_cooldown_and_model():
         }
     )
     assert card.splitlines() == [
-        ":orange-background[:orange[**:material/hourglass_top: cooldown**]]  ",
-        "win rate **40.0%** :red[< 45%]  ",
-        "profit factor **∞** :green[≥ 1.20]  ",
+        ":orange-background[:orange[**:material/hourglass_top: cooldown**]] "
+        ":violet-background[:violet[**:material/trending_flat: no edge**]]  ",
+        "win rate **40.0%** [28–53] :red[< 45%]  ",
+        "profit factor **∞** [1.50–∞] :green[≥ 1.20]  ",
         "trades **55** / 50 · 2 open  ",
         ":orange[cooldown **1h 30m** left]  ",
         "model **v3** :violet[fallback], 25h 00m old",
