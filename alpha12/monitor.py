@@ -400,9 +400,8 @@ class PerformanceMonitor:
         """Each asset's pooled model, for timeframes that have none of their own yet."""
         settings = self.settings()
         frames = {a: training.pooled_training_frame(self.store, settings, a, as_of) for a in assets}
-        results = training.fit_many(
-            [(f, settings.timeframe("1h")) for f in frames.values()], settings
-        )
+        fallback = settings.fallback_timeframe()
+        results = training.fit_many([(f, fallback) for f in frames.values()], settings)
         outcome = {}
         for asset, result in zip(frames, results, strict=True):
             if isinstance(result, models.Insufficient | training.ComputeError):

@@ -94,6 +94,30 @@ def test_guarded_retrains_less_often_than_seed_on_the_same_bars(hourly, lab_sett
     assert attempts[1] < attempts[0]
 
 
+def walked(hourly, settings, policy) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(decisions, models) of one walk on a scratch store."""
+    with runner.scratch_monitor(hourly, settings, *PAIR) as monitor:
+        walk = PairWalk(monitor, *PAIR, policy)
+        walk.run()
+        return pd.DataFrame(walk.decisions), monitor.store.query("SELECT * FROM models")
+
+
+@pytest.mark.parametrize(
+    ("train_rows", "policy", "widest"),
+    [
+        (200, Timer(hours=100), 200),
+        (300, Timer(hours=100), 300),  # the lab's default: the timeframe's setting
+        (300, Timer(hours=100, window_rows=250), 250),  # a policy's own window wins
+    ],
+)
+def test_the_training_window_is_the_timeframes_train_rows_unless_a_policy_sets_one(
+    hourly, lab_settings, train_rows, policy, widest
+):
+    settings = lab_settings.with_timeframe("1h", train_rows=train_rows)
+    _, trained = walked(hourly, settings, policy)
+    assert len(trained) >= 3 and trained["rows"].max() == widest
+
+
 # -- (c) policy validation ----------------------------------------------------------------
 
 

@@ -242,7 +242,7 @@ class PairWalk:
         `decisions`."""
         if decision is None:
             frame = snapshots.as_of_view(
-                self.history, tick, self.policy.window_rows, self.policy.window_hours
+                self.history, tick, self.timeframe.train_rows, self.policy.window_hours
             )
             result = models.fit(frame, self.timeframe, self.monitor.settings().seed)
             outcome = self.monitor.promote_or_reject(
