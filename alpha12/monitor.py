@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from alpha12 import metrics, models, training
+from alpha12 import formatting, metrics, models, training
 from alpha12.clock import Clock
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import FALLBACK_INTERVAL, Registry, RegistryError
 from alpha12.store import Store, to_json
-from alpha12.vocabulary import Action, ModelStatus, Pair, PairStatus
+from alpha12.timeframes import interval_delta
+from alpha12.vocabulary import FIRST_MODEL, MONITOR, Action, ModelStatus, Pair, PairStatus
 
 
 @dataclass
@@ -35,9 +36,14 @@ class Assessment:
     labelled_rows: int
     model_version: int | None = None
     model_scope: str | None = None
+    # since the serving model last opened a setup (see silent_since)
+    silent_for: pd.Timedelta = field(default_factory=lambda: pd.Timedelta(0))
     reasons: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.has_own_model and self.silent_for >= self.silence_limit:
+            quiet = formatting.duration(self.silent_for.total_seconds())
+            self.reasons.append(f"no setups in {quiet}")
         if self.enough_trades:
             win_rate, pf = self.summary["win_rate"], self.summary["profit_factor"]
             if win_rate < self.thresholds.win_rate:
@@ -50,6 +56,21 @@ class Assessment:
     @property
     def has_model(self) -> bool:
         return self.model_version is not None
+
+    @property
+    def has_own_model(self) -> bool:
+        """Served by a model of its own, not by the asset's fallback (or by nothing)."""
+        return self.has_model and self.model_scope == "timeframe"
+
+    @property
+    def silence_limit(self) -> pd.Timedelta:
+        return silence_limit(self.thresholds, self.interval)
+
+    def trigger(self, asked: str) -> str:
+        """What a decision asked for as `asked` is recorded as: a monitor run that trains a
+        pair with no model of its own trains its first one."""
+        first = asked == MONITOR and not self.has_own_model and self.decision() is None
+        return FIRST_MODEL if first else asked
 
     @property
     def enough_trades(self) -> bool:
@@ -71,20 +92,20 @@ class Assessment:
     def status(self) -> PairStatus:
         if not self.has_model:
             return PairStatus.NO_MODEL
-        if not self.enough_trades:
-            return PairStatus.INSUFFICIENT_TRADES
         if self.degraded:
             return PairStatus.COOLDOWN if self.in_cooldown else PairStatus.DEGRADED
+        if not self.enough_trades:
+            return PairStatus.INSUFFICIENT_TRADES
         return PairStatus.HEALTHY
 
     def decision(self, forced: bool = False) -> Action | None:
-        """The skip action, or None when the pair should be (re)trained now."""
+        """The skip action, or None when the pair should be (re)trained now: forced, degraded,
+        or served by no model of its own (the fallback serves until the pair has min_rows
+        labelled rows of its own, whatever its trades) — unless in cooldown or short of data."""
         if forced:
             return None if self.enough_data else Action.SKIPPED_DATA
-        if self.has_model and not self.enough_trades:
-            return Action.SKIPPED_TRADES
-        if self.has_model and not self.degraded:
-            return Action.HEALTHY
+        if self.has_own_model and not self.degraded:
+            return Action.HEALTHY if self.enough_trades else Action.SKIPPED_TRADES
         if self.in_cooldown:
             return Action.SKIPPED_COOLDOWN
         return None if self.enough_data else Action.SKIPPED_DATA
@@ -198,6 +219,12 @@ class PerformanceMonitor:
                     labelled_rows=int(count.labelled),
                     model_version=serving.version if serving else None,
                     model_scope=serving.scope if serving else None,
+                    silent_for=silent_since(
+                        now,
+                        count.last_setup,
+                        last_attempt,
+                        serving.model.window_end if serving else None,
+                    ),
                 )
             )
         return assessments
@@ -217,13 +244,13 @@ class PerformanceMonitor:
         now = self.clock.now()
         assessments = self.assess_all([(a, i) for a in assets for i in intervals], now)
         due = [x for x in assessments if x.decision() is None]
-        trained = self.recalibrate_many(due, now, "monitor", progress)
+        trained = self.recalibrate_many(due, now, MONITOR, progress)
         outcomes = {(x.asset, x.interval): o for x, o in zip(due, trained, strict=True)}
         report = {}
         for assessment in assessments:
             pair = (assessment.asset, assessment.interval)
             outcome = outcomes.get(pair) or Outcome(assessment.decision())
-            self.record(assessment, outcome, now, "monitor")
+            self.record(assessment, outcome, now, assessment.trigger(MONITOR))
             report[f"{assessment.asset}_{assessment.interval}"] = {
                 **assessment.as_dict(),
                 "action": outcome.action,
@@ -297,7 +324,7 @@ class PerformanceMonitor:
         if progress:
             progress(0.8, "comparing challengers with incumbents")
         return [
-            self._promote_or_fail(x, frame, result, as_of, trigger)
+            self._promote_or_fail(x, frame, result, as_of, x.trigger(trigger))
             for x, frame, result in zip(due, frames, results, strict=True)
         ]
 
@@ -420,6 +447,21 @@ def cooldown_left(last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp
         hours=thresholds.cooldown_hours
     )
     return max(ends - now, pd.Timedelta(0))
+
+
+def silence_limit(thresholds: TimeframeSettings, interval: str) -> pd.Timedelta:
+    """How long a model may open no setup before it counts as degraded: the time in which it
+    could have made its min_trades trades back to back. A model that never crosses the entry
+    threshold is never judged on trades, so without this it would serve, silent, forever."""
+    return thresholds.min_trades * thresholds.horizon_bars * interval_delta(interval)
+
+
+def silent_since(now: pd.Timestamp, *events) -> pd.Timedelta:
+    """Time since the newest of `events` (missing ones ignored; zero when none is known): the
+    serving model's newest setup, the pair's last training attempt (a promotion or a rejected
+    challenger restarts the count) and the end of the model's training window."""
+    known = [pd.Timestamp(e) for e in events if not formatting.missing(e)]
+    return now - max(known) if known else pd.Timedelta(0)
 
 
 def _finite(value: float) -> float | None:

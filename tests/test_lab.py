@@ -118,6 +118,19 @@ def test_the_training_window_is_the_timeframes_train_rows_unless_a_policy_sets_o
     assert len(trained) >= 3 and trained["rows"].max() == widest
 
 
+def test_a_silent_model_is_retrained_after_its_silence_limit(hourly, lab_settings):
+    """A model that never crosses the entry threshold opens no setups; the seed rule judges it
+    again after the time in which it could have made min_trades trades (5 x 12 bars here)."""
+    silent = lab_settings.with_timeframe("1h", entry_threshold=0.99)
+    decisions, _ = walked(hourly, silent, Seed())
+    retrained = decisions[decisions["trigger"].str.startswith("no setups in 2d 12h")]
+    assert len(retrained) >= 2 and retrained["action"].isin(ATTEMPTS).all()
+    spacing = retrained["ts"].diff().dropna()
+    assert (spacing == pd.Timedelta(hours=60)).all()  # each attempt starts the count again
+    attempts = decisions[decisions["action"].isin(ATTEMPTS)]
+    assert len(attempts) == len(retrained) + 1  # the first model, then only these
+
+
 # -- (c) policy validation ----------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ class Tick:
     cooldown_over: bool  # the cooldown of the last attempt ended at or before this tick
     hours_since_attempt: float  # market hours since the last retrain attempt
     bars_since_attempt: int
+    overdue: bool  # the monitor's rule acts on time alone: no own model yet, or a silent one
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,13 +142,14 @@ class Rolling(Policy):
 @dataclass(frozen=True, kw_only=True)
 class Seed(Policy):
     """What the engine does today: the monitor's Assessment.decision (thresholds, min_trades,
-    cooldown, min_rows), evaluated whenever a trade resolved or a cooldown ended, and the
-    challenger gate."""
+    cooldown, min_rows, first models, silent models), evaluated whenever its inputs changed (a
+    trade resolved, a cooldown ended, the rule became due on time alone), and the challenger
+    gate."""
 
     kind: ClassVar[str] = "seed"
 
     def due(self, tick: Tick) -> bool:
-        return tick.new_trades or tick.cooldown_over
+        return tick.new_trades or tick.cooldown_over or tick.overdue
 
     def decision(self, assessment: Assessment, tick: Tick) -> str | None:
         return assessment.decision()
