@@ -69,6 +69,7 @@ class TimeframeSettings:
     tp_mult: float  # take-profit distance in ATRs
     sl_mult: float  # stop distance in ATRs
     entry_threshold: float  # calibrated probability needed for a long (1 - it for a short)
+    train_rows: int  # newest labelled rows a model trains on (chosen by bench/bench_window.py)
     trigger: str = DEFAULT_TRIGGER  # the degradation rule, one of TRIGGERS
     max_calibration_gap: float = 0.10  # live ECE beyond this degrades the serving model
 
@@ -83,13 +84,14 @@ class TimeframeSettings:
             (self.tp_mult > 0, "tp_mult", "must be > 0"),
             (self.sl_mult > 0, "sl_mult", "must be > 0"),
             (0.5 < self.entry_threshold < 1, "entry_threshold", "must be within (0.5, 1)"),
+            (self.train_rows >= self.min_rows, "train_rows", "must be >= min_rows"),
             (self.trigger in TRIGGERS, "trigger", f"must be one of {', '.join(TRIGGERS)}"),
             (0 < self.max_calibration_gap <= 1, "max_calibration_gap", "must be within (0, 1]"),
         ]
         return [f"{path}.{key}: {message}" for ok, key, message in checks if not ok]
 
 
-def _tf(win_rate, profit_factor, min_trades, cooldown_hours, min_rows, horizon_bars):
+def _tf(win_rate, profit_factor, min_trades, cooldown_hours, min_rows, horizon_bars, train_rows):
     return TimeframeSettings(
         win_rate=win_rate,
         profit_factor=profit_factor,
@@ -100,16 +102,18 @@ def _tf(win_rate, profit_factor, min_trades, cooldown_hours, min_rows, horizon_b
         tp_mult=1.5,
         sl_mult=1.5,
         entry_threshold=0.55,
+        train_rows=train_rows,
     )
 
 
-# SEED.md: thresholds, min trades, cooldown hours and min rows per timeframe.
+# SEED.md: thresholds, min trades, cooldown hours, min rows and horizon per timeframe; the
+# training window from bench/bench_window.py's table (README, "The training window").
 SEED_TIMEFRAMES: dict[str, TimeframeSettings] = {
-    "5m": _tf(0.45, 1.0, 50, 2, 300, 12),
-    "15m": _tf(0.48, 1.1, 40, 4, 200, 12),
-    "1h": _tf(0.52, 1.2, 30, 8, 150, 12),
-    "4h": _tf(0.55, 1.3, 20, 24, 100, 12),
-    "1d": _tf(0.58, 1.4, 15, 72, 80, 10),
+    "5m": _tf(0.45, 1.0, 50, 2, 300, 12, 1000),
+    "15m": _tf(0.48, 1.1, 40, 4, 200, 12, 500),
+    "1h": _tf(0.52, 1.2, 30, 8, 150, 12, 1000),
+    "4h": _tf(0.55, 1.3, 20, 24, 100, 12, 250),
+    "1d": _tf(0.58, 1.4, 15, 72, 80, 10, 250),
 }
 
 
@@ -153,6 +157,21 @@ class Settings:
 
     def timeframe(self, interval: str) -> TimeframeSettings:
         return self.timeframes[interval]
+
+    def fallback_timeframe(self) -> TimeframeSettings:
+        """What an asset's pooled fallback model is fitted with. Fitting reads two settings:
+        min_rows, the largest of the timeframes' (a model that serves every timeframe needs at
+        least the evidence the most demanding of them needs), and entry_threshold, the
+        largest (its reported signal results are those of its strictest user). Its rows are
+        each timeframe's own training window, purged by each row's own horizon; the pairs it
+        serves trade and are judged with their own timeframe's settings."""
+        serving = [self.timeframe(i) for i in self.intervals]
+        return dataclasses.replace(
+            serving[0],
+            min_rows=max(t.min_rows for t in serving),
+            entry_threshold=max(t.entry_threshold for t in serving),
+            train_rows=max(t.train_rows for t in serving),
+        )
 
     def problems(self) -> list[str]:
         found = []

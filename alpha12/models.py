@@ -6,7 +6,8 @@ its metrics, so the same code trains locally, in a joblib worker, or on a Dask c
 
 No look-ahead: the caller passes only rows whose label was known at `as_of`; the evaluation
 slice is the most recent part, and the rows trained for it are purged of every label that
-was not yet known when the slice began.
+was not yet known when the slice began. The calibration folds follow the same rule
+(`purged_folds`), so a frame that pools timeframes purges each row by its own horizon.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import threadpoolctl
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import TimeSeriesSplit
 
 from alpha12 import metrics as trade_metrics
 from alpha12.config import TimeframeSettings
@@ -103,8 +103,8 @@ def fit(
             "insufficient data: too few rows before the evaluation slice",
         )
     try:
-        holdout_model = _calibrated(train_part, timeframe, seed)
-        final = _calibrated(rows, timeframe, seed)
+        holdout_model = calibrated(train_part, seed)
+        final = calibrated(rows, seed)
     except (ValueError, IndexError):  # a time-series fold saw outcomes of one kind only
         return Insufficient(
             len(rows),
@@ -131,7 +131,7 @@ def fit(
             **MODEL_PARAMS,
             "calibration": _method(len(rows)),
             "cv_splits": CV_SPLITS,
-            "cv_gap": timeframe.horizon_bars,
+            "cv_purge": "target_ts",
             "seed": seed,
         },
     )
@@ -219,6 +219,7 @@ def signal_results(
         "signal_trades": len(pnl),
         "signal_win_rate": trade_metrics.win_rate(pnl),
         "signal_profit_factor": trade_metrics.profit_factor(pnl),
+        "signal_expectancy_pct": trade_metrics.expectancy(pnl),
     }
 
 
@@ -226,10 +227,10 @@ def _method(rows: int) -> str:
     return "isotonic" if rows >= ISOTONIC_FROM_ROWS else "sigmoid"
 
 
-def _calibrated(rows: pd.DataFrame, timeframe: TimeframeSettings, seed: int):
+def calibrated(rows: pd.DataFrame, seed: int) -> CalibratedClassifierCV:
+    """The boosted trees calibrated on `purged_folds` of `rows` (oldest first)."""
     base = HistGradientBoostingClassifier(**MODEL_PARAMS, random_state=seed)
-    splits = TimeSeriesSplit(n_splits=CV_SPLITS, gap=timeframe.horizon_bars)
-    model = CalibratedClassifierCV(base, method=_method(len(rows)), cv=splits)
+    model = CalibratedClassifierCV(base, method=_method(len(rows)), cv=purged_folds(rows))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model.fit(
@@ -237,6 +238,25 @@ def _calibrated(rows: pd.DataFrame, timeframe: TimeframeSettings, seed: int):
             rows["label"].to_numpy(dtype="int64"),
         )
     return model
+
+
+def purged_folds(
+    rows: pd.DataFrame, splits: int = CV_SPLITS
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Time-series folds (train, validation positions) whose training rows all had their label
+    known (`target_ts`) when the fold's validation began: the validation blocks are sklearn's
+    TimeSeriesSplit's, the purge is by time, not by a count of rows. On one timeframe it drops
+    at most the `horizon_bars` rows TimeSeriesSplit(gap=horizon_bars) drops (only those whose
+    outcome was still open), and in a pooled frame a 1d row is purged by its 10 days while a 5m
+    row beside it is purged by its hour."""
+    size = len(rows) // (splits + 1)
+    ts = rows["ts"].to_numpy(dtype="datetime64[ns]")
+    known = rows["target_ts"].to_numpy(dtype="datetime64[ns]")
+    folds = []
+    for start in len(rows) - size * np.arange(splits, 0, -1):
+        train = np.flatnonzero(known[:start] <= ts[start])
+        folds.append((train, np.arange(start, start + size)))
+    return folds
 
 
 def _importances(estimator, rows: pd.DataFrame, seed: int, repeats: int = 3) -> dict[str, float]:

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from alpha12 import metrics, models, training
+from alpha12 import formatting, metrics, models, training
 from alpha12.clock import Clock
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import FALLBACK_INTERVAL, Registry, RegistryError
 from alpha12.store import Store, to_json
 from alpha12.timeframes import interval_delta
-from alpha12.vocabulary import Action, ModelStatus, Pair, PairStatus
+from alpha12.vocabulary import FIRST_MODEL, MONITOR, Action, ModelStatus, Pair, PairStatus
 
 # Resolved live predictions needed before live calibration is judged. A perfectly calibrated
 # model's 10-bin ECE is sampling noise of about 0.8 / sqrt(n) (probabilities near the base
@@ -50,9 +50,14 @@ class Assessment:
     model_scope: str | None = None
     calibration: dict | None = None  # models.calibration of the serving model's live predictions
     model_metrics: dict | None = None  # the serving model's hold-out metrics (models.evaluate)
+    # since the serving model last opened a setup (see silent_since)
+    silent_for: pd.Timedelta = field(default_factory=lambda: pd.Timedelta(0))
     reasons: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.has_own_model and self.silent_for >= self.silence_limit:
+            quiet = formatting.duration(self.silent_for.total_seconds())
+            self.reasons.append(f"no setups in {quiet}")
         if self.enough_trades:
             self.reasons += performance_reasons(self.summary, self.thresholds)
         if self.calibration_judged:
@@ -66,6 +71,21 @@ class Assessment:
     @property
     def has_model(self) -> bool:
         return self.model_version is not None
+
+    @property
+    def has_own_model(self) -> bool:
+        """Served by a model of its own, not by the asset's fallback (or by nothing)."""
+        return self.has_model and self.model_scope == "timeframe"
+
+    @property
+    def silence_limit(self) -> pd.Timedelta:
+        return silence_limit(self.thresholds, self.interval)
+
+    def trigger(self, asked: str) -> str:
+        """What a decision asked for as `asked` is recorded as: a monitor run that trains a
+        pair with no model of its own trains its first one."""
+        first = asked == MONITOR and not self.has_own_model and self.decision() is None
+        return FIRST_MODEL if first else asked
 
     @property
     def enough_trades(self) -> bool:
@@ -110,10 +130,12 @@ class Assessment:
         return PairStatus.HEALTHY
 
     def decision(self, forced: bool = False) -> Action | None:
-        """The skip action, or None when the pair should be (re)trained now."""
+        """The skip action, or None when the pair should be (re)trained now: forced, degraded,
+        or served by no model of its own (the fallback serves until the pair has min_rows
+        labelled rows of its own, whatever its trades) — unless in cooldown or short of data."""
         if forced:
             return None if self.enough_data else Action.SKIPPED_DATA
-        if self.has_model and not self.degraded:
+        if self.has_own_model and not self.degraded:
             return Action.HEALTHY if self.enough_trades else Action.SKIPPED_TRADES
         if self.in_cooldown:
             return Action.SKIPPED_COOLDOWN
@@ -248,6 +270,12 @@ class PerformanceMonitor:
                     model_scope=serving.scope if serving else None,
                     calibration=calibrations.get((asset, interval)),
                     model_metrics=serving.model.metrics if serving else None,
+                    silent_for=silent_since(
+                        now,
+                        count.last_setup,
+                        last_attempt,
+                        serving.model.window_end if serving else None,
+                    ),
                 )
             )
         return assessments
@@ -282,13 +310,13 @@ class PerformanceMonitor:
         now = self.clock.now()
         assessments = self.assess_all([(a, i) for a in assets for i in intervals], now)
         due = [x for x in assessments if x.decision() is None]
-        trained = self.recalibrate_many(due, now, "monitor", progress)
+        trained = self.recalibrate_many(due, now, MONITOR, progress)
         outcomes = {(x.asset, x.interval): o for x, o in zip(due, trained, strict=True)}
         report = {}
         for assessment in assessments:
             pair = (assessment.asset, assessment.interval)
             outcome = outcomes.get(pair) or Outcome(assessment.decision())
-            self.record(assessment, outcome, now, "monitor")
+            self.record(assessment, outcome, now, assessment.trigger(MONITOR))
             report[f"{assessment.asset}_{assessment.interval}"] = {
                 **assessment.as_dict(),
                 "action": outcome.action,
@@ -362,7 +390,7 @@ class PerformanceMonitor:
         if progress:
             progress(0.8, "comparing challengers with incumbents")
         return [
-            self._promote_or_fail(x, frame, result, as_of, trigger)
+            self._promote_or_fail(x, frame, result, as_of, x.trigger(trigger))
             for x, frame, result in zip(due, frames, results, strict=True)
         ]
 
@@ -465,9 +493,8 @@ class PerformanceMonitor:
         """Each asset's pooled model, for timeframes that have none of their own yet."""
         settings = self.settings()
         frames = {a: training.pooled_training_frame(self.store, settings, a, as_of) for a in assets}
-        results = training.fit_many(
-            [(f, settings.timeframe("1h")) for f in frames.values()], settings
-        )
+        fallback = settings.fallback_timeframe()
+        results = training.fit_many([(f, fallback) for f in frames.values()], settings)
         outcome = {}
         for asset, result in zip(frames, results, strict=True):
             if isinstance(result, models.Insufficient | training.ComputeError):
@@ -520,6 +547,21 @@ def cooldown_left(last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp
         hours=thresholds.cooldown_hours
     )
     return max(ends - now, pd.Timedelta(0))
+
+
+def silence_limit(thresholds: TimeframeSettings, interval: str) -> pd.Timedelta:
+    """How long a model may open no setup before it counts as degraded: the time in which it
+    could have made its min_trades trades back to back. A model that never crosses the entry
+    threshold is never judged on trades, so without this it would serve, silent, forever."""
+    return thresholds.min_trades * thresholds.horizon_bars * interval_delta(interval)
+
+
+def silent_since(now: pd.Timestamp, *events) -> pd.Timedelta:
+    """Time since the newest of `events` (missing ones ignored; zero when none is known): the
+    serving model's newest setup, the pair's last training attempt (a promotion or a rejected
+    challenger restarts the count) and the end of the model's training window."""
+    known = [pd.Timestamp(e) for e in events if not formatting.missing(e)]
+    return now - max(known) if known else pd.Timedelta(0)
 
 
 def _finite(value: float) -> float | None:

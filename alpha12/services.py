@@ -151,7 +151,7 @@ class Alpha12:
         Parquet file in `folder` (default: archive/ beside the database)."""
         cutoff = self.clock.now() - pd.Timedelta(days=older_than_days)
         return archive.archive_snapshots(
-            self.store, cutoff, folder or self.store.path.parent / "archive"
+            self.store, self.settings, cutoff, folder or self.store.path.parent / "archive"
         )
 
     def train(

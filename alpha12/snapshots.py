@@ -16,7 +16,6 @@ from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
 
 SNAPSHOT_SOURCE = "background_analysis"
-MAX_TRAIN_ROWS = 1000  # the most recent labelled rows: recalibration follows the current regime
 TARGET_COLUMNS = ("target", "target_ts", "pnl_pct")
 STORED_DIGITS = 4  # significant digits of a stored feature (see stored_features)
 
@@ -119,12 +118,13 @@ def with_short_outcomes(
 def as_of_view(
     history: pd.DataFrame,
     as_of: pd.Timestamp,
-    rows: int = MAX_TRAIN_ROWS,
+    rows: int,
     hours: float | None = None,
 ) -> pd.DataFrame:
     """What a model trained at `as_of` may see: labels known by then, the most recent `rows`
-    (and, given `hours`, only bars of that much market time before `as_of`), and short
-    outcomes only where they too were known."""
+    (the timeframe's `train_rows`, so a retrain follows the current regime; given `hours`,
+    only bars of that much market time before `as_of`), and short outcomes only where they
+    too were known."""
     known = history[history["target_ts"] <= as_of]
     if hours is not None:
         known = known[known["ts"] > as_of - pd.Timedelta(hours=hours)]

@@ -50,20 +50,23 @@ def labelled_history(store: Store, settings: Settings, asset: str, interval: str
 def training_frame(
     store: Store, settings: Settings, asset: str, interval: str, as_of: pd.Timestamp
 ) -> pd.DataFrame:
-    """The rows a model trained `as_of` may learn from (see `labelled_history`)."""
-    return snapshots.as_of_view(labelled_history(store, settings, asset, interval), as_of)
+    """The rows a model trained `as_of` may learn from: the timeframe's `train_rows` newest
+    (see `labelled_history`)."""
+    history = labelled_history(store, settings, asset, interval)
+    return snapshots.as_of_view(history, as_of, settings.timeframe(interval).train_rows)
 
 
 def pooled_training_frame(
     store: Store, settings: Settings, asset: str, as_of: pd.Timestamp
 ) -> pd.DataFrame:
-    """All of an asset's timeframes together, for its fallback model, oldest first."""
+    """All of an asset's timeframes together, for its fallback model, oldest first: each
+    timeframe's own training window (its `train_rows`), so the coarse timeframes are not
+    crowded out by the 5m rows. `models.fit` purges each row by its own label time."""
     frames = [training_frame(store, settings, asset, i, as_of) for i in settings.intervals]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return training_frame(store, settings, asset, settings.intervals[0], as_of)
-    pooled = pd.concat(frames).sort_values("ts", kind="stable")
-    return pooled.iloc[-snapshots.MAX_TRAIN_ROWS :].reset_index(drop=True)
+    return pd.concat(frames).sort_values("ts", kind="stable").reset_index(drop=True)
 
 
 def fit_many(

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 Pair = tuple[str, str]  # (asset, interval)
 FALLBACK_INTERVAL = "all"  # the interval under which an asset's pooled model is kept
+MONITOR = "monitor"  # the trigger of a retrain the monitor's run decided
+FIRST_MODEL = "first_model"  # ... when it is the pair's first model of its own
 
 
 class PairStatus(StrEnum):

@@ -141,7 +141,7 @@ def test_as_of_view_shows_only_outcomes_known_by_then(two_stores, cut):
     # Unequal barriers, so a short can resolve later than the long at the same bar.
     asymmetric = SETTINGS.with_timeframe(INTERVAL, tp_mult=3.0, sl_mult=1.0)
     history = training.labelled_history(two_stores[0], asymmetric, "BTC", INTERVAL)
-    view = snapshots.as_of_view(history, cut)
+    view = snapshots.as_of_view(history, cut, rows=len(history))
     assert (view["target_ts"] <= cut).all()
     assert len(view) == (history["target_ts"] <= cut).sum()
     # A short outcome resolving after t is hidden even when the long one resolved by t.
@@ -155,12 +155,14 @@ def test_as_of_view_shows_only_outcomes_known_by_then(two_stores, cut):
     assert "short_target_ts" not in view.columns
 
 
-def test_training_frames_keep_the_most_recent_rows(two_stores):
+@pytest.mark.parametrize("train_rows", [300, 700])
+def test_training_frames_keep_the_timeframes_train_rows_newest_rows(two_stores, train_rows):
     store = two_stores[0]
     end = SYNTHETIC_ORIGIN + pd.Timedelta(days=DAYS)
-    frame = training.training_frame(store, SETTINGS, "BTC", INTERVAL, end)
-    history = training.labelled_history(store, SETTINGS, "BTC", INTERVAL)
-    assert len(frame) == snapshots.MAX_TRAIN_ROWS
+    settings = SETTINGS.with_timeframe(INTERVAL, train_rows=train_rows)
+    frame = training.training_frame(store, settings, "BTC", INTERVAL, end)
+    history = training.labelled_history(store, settings, "BTC", INTERVAL)
+    assert len(frame) == train_rows < len(history)
     assert frame["ts"].iloc[-1] == history["ts"].iloc[-1]
     assert frame["ts"].is_monotonic_increasing
 

@@ -13,7 +13,7 @@ from alpha12 import archive, cli, training
 from alpha12.config import Settings
 from alpha12.services import Alpha12
 
-DAYS = 150  # 1h bars: 3600 snapshots, more than archive.KEEP_ROWS
+DAYS = 150  # 1h bars: 3600 snapshots, more than archive.keep_rows keeps
 
 
 @pytest.fixture
@@ -48,8 +48,9 @@ def test_old_rows_move_to_parquet_and_nothing_is_lost(app, tmp_path):
     frame_before = training.training_frame(app.store, app.settings, "BTC", "1h", app.clock.now())
     report = app.archive_snapshots(30, tmp_path / "archive")
     kept, moved = snapshots(app.store), archived(tmp_path / "archive")
-    assert report.rows == len(moved) == len(before) - archive.KEEP_ROWS > 1000
-    assert len(kept) == archive.KEEP_ROWS
+    keep = archive.keep_rows(app.settings)
+    assert report.rows == len(moved) == len(before) - keep > 1000
+    assert len(kept) == keep
     assert moved["ts"].max() < kept["ts"].min()  # the oldest rows moved
     rejoined = pd.concat([moved, kept], ignore_index=True)
     pd.testing.assert_frame_equal(rejoined, before, check_dtype=False)  # not a row lost

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from alpha12.config import Settings, SettingsError, load_settings
+from alpha12.config import SEED_TIMEFRAMES, Settings, SettingsError, load_settings
 
 # SEED.md: win_rate, profit_factor, min_trades, cooldown hours, min_rows per timeframe.
 SEED = {
@@ -135,6 +135,7 @@ def test_error_message_lists_every_problem(tmp_path):
         ({"ALPHA12_NO_SUCH_SETTING": "1"}, "no_such_setting"),
         ({"ALPHA12_REPLAY_SPEED": "fast"}, "replay_speed"),
         ({"ALPHA12_TIMEFRAMES__1H__MIN_ROWS": "150.5"}, "timeframes.1h.min_rows"),
+        ({"ALPHA12_TIMEFRAMES__1D__TRAIN_ROWS": "79"}, "timeframes.1d.train_rows"),  # < min_rows
     ],
 )
 def test_each_invalid_env_override_is_reported_by_key_path(env, path):
@@ -158,6 +159,14 @@ def test_missing_named_config_file_and_bad_toml(tmp_path):
     assert "file not found" in problems_of(tmp_path / "nope.toml", {})[0]
     broken = write_toml(tmp_path, "seed = = 3\n")
     assert "not valid TOML" in problems_of(broken, {})[0]
+
+
+def test_the_training_window_is_a_timeframe_setting(tmp_path):
+    config = write_toml(tmp_path, "[timeframes.1h]\ntrain_rows = 5000\n")
+    settings = load_settings(config, env={})
+    assert settings.timeframe("1h").train_rows == 5000
+    assert settings.timeframe("5m").train_rows == SEED_TIMEFRAMES["5m"].train_rows
+    assert all(tf.train_rows >= tf.min_rows for tf in SEED_TIMEFRAMES.values())
 
 
 def test_with_timeframe_validates_the_change():

@@ -94,6 +94,43 @@ def test_guarded_retrains_less_often_than_seed_on_the_same_bars(hourly, lab_sett
     assert attempts[1] < attempts[0]
 
 
+def walked(hourly, settings, policy) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(decisions, models) of one walk on a scratch store."""
+    with runner.scratch_monitor(hourly, settings, *PAIR) as monitor:
+        walk = PairWalk(monitor, *PAIR, policy)
+        walk.run()
+        return pd.DataFrame(walk.decisions), monitor.store.query("SELECT * FROM models")
+
+
+@pytest.mark.parametrize(
+    ("train_rows", "policy", "widest"),
+    [
+        (200, Timer(hours=100), 200),
+        (300, Timer(hours=100), 300),  # the lab's default: the timeframe's setting
+        (300, Timer(hours=100, window_rows=250), 250),  # a policy's own window wins
+    ],
+)
+def test_the_training_window_is_the_timeframes_train_rows_unless_a_policy_sets_one(
+    hourly, lab_settings, train_rows, policy, widest
+):
+    settings = lab_settings.with_timeframe("1h", train_rows=train_rows)
+    _, trained = walked(hourly, settings, policy)
+    assert len(trained) >= 3 and trained["rows"].max() == widest
+
+
+def test_a_silent_model_is_retrained_after_its_silence_limit(hourly, lab_settings):
+    """A model that never crosses the entry threshold opens no setups; the seed rule judges it
+    again after the time in which it could have made min_trades trades (5 x 12 bars here)."""
+    silent = lab_settings.with_timeframe("1h", entry_threshold=0.99)
+    decisions, _ = walked(hourly, silent, Seed())
+    retrained = decisions[decisions["trigger"].str.startswith("no setups in 2d 12h")]
+    assert len(retrained) >= 2 and retrained["action"].isin(ATTEMPTS).all()
+    spacing = retrained["ts"].diff().dropna()
+    assert (spacing == pd.Timedelta(hours=60)).all()  # each attempt starts the count again
+    attempts = decisions[decisions["action"].isin(ATTEMPTS)]
+    assert len(attempts) == len(retrained) + 1  # the first model, then only these
+
+
 # -- (c) policy validation ----------------------------------------------------------------
 
 

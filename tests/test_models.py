@@ -1,6 +1,7 @@
 """Training, calibration and evaluation: too little data is an answer, not an exception; a
 model trained on the synthetic market or on real BTC 1h records every metric in meta.json."""
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -8,8 +9,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import TimeSeriesSplit
 
-from alpha12 import cycle, models, snapshots, training
+from alpha12 import cycle, models, training
 from alpha12.bars import resample
 from alpha12.clock import ManualClock, WallClock
 from alpha12.config import Settings
@@ -20,6 +22,8 @@ from alpha12.sources.replay import SYNTHETIC_ORIGIN
 from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.store import Store
 from tests.conftest import BTC_DIR
+
+POOLED_DAYS = 60
 
 SETTINGS = Settings()
 TIMEFRAME = SETTINGS.timeframe("1h")
@@ -34,6 +38,7 @@ METRICS = {
     "signal_trades",
     "signal_win_rate",
     "signal_profit_factor",
+    "signal_expectancy_pct",
     "train_rows",
     "eval_rows",
     "eval_start",
@@ -151,7 +156,7 @@ def test_meta_json_carries_every_metric_and_the_provenance(request, tmp_path, wh
     assert set(meta["library_versions"]) >= {"python", "scikit-learn", "pandas", "joblib"}
     recorded = meta["hyper_parameters"]
     assert recorded["calibration"] == ("sigmoid" if trained.rows < 1000 else "isotonic")
-    assert recorded["cv_gap"] >= TIMEFRAME.horizon_bars and recorded["seed"] == 0
+    assert recorded["cv_purge"] == "target_ts" and recorded["seed"] == 0
     data = (folder / "model.joblib").read_bytes()
     assert meta["sha256"] == hashlib.sha256(data).hexdigest()
 
@@ -169,20 +174,18 @@ def test_meta_json_carries_every_metric_and_the_provenance(request, tmp_path, wh
     assert max(importances.values()) > 0
 
 
-def test_small_frames_calibrate_with_sigmoid_and_the_cv_gap_covers_the_horizon(synthetic_model):
+def test_small_frames_calibrate_with_sigmoid_on_purged_folds(synthetic_model):
     assert synthetic_model.rows < models.ISOTONIC_FROM_ROWS
     params = synthetic_model.params
     assert params["calibration"] == "sigmoid" == synthetic_model.estimator.method
-    assert params["cv_gap"] >= TIMEFRAME.horizon_bars
-    splits = synthetic_model.estimator.cv
-    assert splits.gap >= TIMEFRAME.horizon_bars and splits.n_splits == params["cv_splits"]
+    assert params["cv_purge"] == "target_ts"
+    assert len(synthetic_model.estimator.cv) == params["cv_splits"]
     assert params["seed"] == 0 and params["early_stopping"] is False
 
 
-def test_a_thousand_rows_of_btc_calibrate_isotonic(btc_model):
-    assert btc_model.rows == snapshots.MAX_TRAIN_ROWS == models.ISOTONIC_FROM_ROWS
+def test_the_training_window_of_btc_calibrates_isotonic(btc_model):
+    assert btc_model.rows == TIMEFRAME.train_rows >= models.ISOTONIC_FROM_ROWS
     assert btc_model.params["calibration"] == "isotonic" == btc_model.estimator.method
-    assert btc_model.estimator.cv.gap >= TIMEFRAME.horizon_bars
 
 
 def test_the_evaluation_slice_is_the_most_recent_and_purged(synthetic):
@@ -195,6 +198,58 @@ def test_the_evaluation_slice_is_the_most_recent_and_purged(synthetic):
     purged = older[older["target_ts"] > start]
     assert len(purged) > 0  # labels resolving inside the evaluation slice were dropped
     assert len(train) + len(purged) == len(older)
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory) -> tuple[Settings, pd.DataFrame]:
+    """(settings, rows) of an asset's fallback frame pooling 1h and 4h synthetic history:
+    4h labels take up to 48 hours to resolve, 1h labels up to 12."""
+    settings = dataclasses.replace(SETTINGS, intervals=("1h", "4h"))
+    store = Store(tmp_path_factory.mktemp("pooled") / "s.duckdb")
+    base = SyntheticMarket(seed=12, origin=SYNTHETIC_ORIGIN).base_bars("BTC", POOLED_DAYS)
+    for interval in settings.intervals:
+        store.upsert_bars("BTC", interval, resample(base, interval))
+        cycle.backfill_pair(store, settings, "BTC", interval)
+    as_of = SYNTHETIC_ORIGIN + pd.Timedelta(days=POOLED_DAYS)
+    frame = training.pooled_training_frame(store, settings, "BTC", as_of)
+    store.close()
+    return settings, frame.dropna(subset=[*FEATURE_NAMES, "label"]).reset_index(drop=True)
+
+
+def test_pooled_folds_purge_each_row_by_its_own_horizon(pooled):
+    settings, rows = pooled
+    # A 1h label is known at most 13 hours after its bar opened; only 4h labels take longer.
+    four_hourly = rows["target_ts"] - rows["ts"] > pd.Timedelta(hours=13)
+    gap = settings.timeframe("1h").horizon_bars
+    purged_beyond_a_row_gap = 0
+    folds = models.purged_folds(rows)
+    assert len(folds) == models.CV_SPLITS
+    for train, validation in folds:
+        start = rows["ts"].iloc[validation[0]]
+        assert (rows["target_ts"].iloc[train] <= start).all()
+        assert train.max() < validation[0] and len(validation) == len(rows) // 4
+        assert four_hourly.iloc[train].sum() > 0  # 4h rows do train, once their label is known
+        # 4h rows that TimeSeriesSplit(gap=12 rows) would have trained on, label still open.
+        older = rows.index[: validation[0] - gap]
+        purged = older.difference(train)
+        assert (rows.loc[purged, "target_ts"] > start).all()
+        purged_beyond_a_row_gap += four_hourly.loc[purged].sum()
+    assert purged_beyond_a_row_gap > 0
+    assert isinstance(models.fit(rows, settings.fallback_timeframe()), models.TrainedModel)
+
+
+def test_on_one_timeframe_the_purge_drops_at_most_a_row_gaps_rows(synthetic):
+    """Equivalent to TimeSeriesSplit(gap=horizon_bars) for a single timeframe, except that it
+    keeps the rows of the gap whose outcome was already known."""
+    rows = synthetic[2].dropna(subset=list(FEATURE_NAMES)).reset_index(drop=True)
+    gap = TIMEFRAME.horizon_bars
+    splits = TimeSeriesSplit(n_splits=models.CV_SPLITS, gap=gap).split(rows)
+    for (train, validation), (by_rows, same_validation) in zip(
+        models.purged_folds(rows), splits, strict=True
+    ):
+        np.testing.assert_array_equal(validation, same_validation)
+        assert set(by_rows) <= set(train)
+        assert set(train) - set(by_rows) <= set(range(validation[0] - gap, validation[0]))
 
 
 def test_probability_scores_by_hand():

@@ -14,12 +14,13 @@ from alpha12 import monitor as monitor_module
 from alpha12.bars import resample
 from alpha12.clock import ManualClock
 from alpha12.config import SEED_TIMEFRAMES, Settings, SettingsError
+from alpha12.features import FEATURE_NAMES
 from alpha12.monitor import MIN_CALIBRATION_PREDICTIONS, Assessment
 from alpha12.services import Alpha12
 from alpha12.sources.replay import SYNTHETIC_ORIGIN, SyntheticReplay
 from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.store import Store
-from alpha12.vocabulary import ATTEMPTS, Action, PairStatus
+from alpha12.vocabulary import ATTEMPTS, FALLBACK_INTERVAL, FIRST_MODEL, Action, PairStatus
 
 DAYS = 40
 END = SYNTHETIC_ORIGIN + pd.Timedelta(days=DAYS)
@@ -134,12 +135,14 @@ def recalibrations(app, interval: str | None = None) -> pd.DataFrame:
     return rows if interval is None else rows[rows["interval"] == interval]
 
 
-def assert_recorded(app, report: dict, trigger: str) -> None:
-    """The report's decisions are the newest rows of `recalibrations`, one per pair."""
+def assert_recorded(app, report: dict, trigger: str | list[str]) -> None:
+    """The report's decisions are the newest rows of `recalibrations`, one per pair, with
+    `trigger` (one for all, or one per pair)."""
     rows = recalibrations(app).tail(len(report))
     assert [f"{r.asset}_{r.interval}" for r in rows.itertuples()] == list(report)
     assert rows["action"].tolist() == [row["action"] for row in report.values()]
-    assert (rows["trigger"] == trigger).all()
+    triggers = [trigger] * len(report) if isinstance(trigger, str) else trigger
+    assert rows["trigger"].tolist() == triggers
 
 
 # --- judging ------------------------------------------------------------------------------
@@ -299,6 +302,7 @@ def test_live_calibration_reads_only_the_newest_bars(app, early, monkeypatch):
 )
 def test_a_calibration_gap_degrades_the_pair_and_its_retrain_is_recorded(app, early, predictions):
     app.registry.register("BTC", "1h", early, EARLY, "test")
+    add_trades(app, "1h", [0.5])  # a recent setup: the model is not silent, only miscalibrated
     live = served_since(app, early).iloc[:predictions]
     mark_predictions(app, live["ts"], 0.95)  # sure of every long, which wins about half
     assessment = app.monitor.assess("BTC", "1h")
@@ -412,11 +416,93 @@ def test_insufficient_data_is_reported_not_raised(app):
     assert report["BTC_4h"]["action"] == Action.SKIPPED_DATA
     assert report["BTC_4h"]["message"].startswith("insufficient data: have ")
     assert report["BTC_4h"]["message"].endswith(", need 100")
-    assert_recorded(app, report, "monitor")
+    assert_recorded(app, report, [FIRST_MODEL, "monitor"])  # 4h was tried: its first model
     assert app.store.scalar("SELECT count(*) FROM models") == 0
     forced = app.retrain("BTC", "1d", force=True)
     assert forced["action"] == Action.SKIPPED_DATA
     assert recalibrations(app).iloc[-1]["trigger"] == "forced"
+
+
+@pytest.mark.parametrize("train_rows", [300, 600])
+def test_the_timeframes_train_rows_is_what_a_retrain_trains_on(app, train_rows):
+    settings = app.settings.with_timeframe("1h", train_rows=train_rows)
+    monitor = monitor_module.PerformanceMonitor(
+        app.store, app.registry, lambda: settings, app.clock
+    )
+    _, outcome = monitor.retrain("BTC", "1h", force=True)
+    assert outcome.action == Action.RECALIBRATED
+    [rows] = app.store.query("SELECT rows FROM models WHERE interval = '1h'")["rows"]
+    assert rows == train_rows
+
+
+# --- first models and silent models --------------------------------------------------------
+
+
+def monitor_1h_at(monitor, when: pd.Timestamp) -> dict:
+    monitor.clock.set(when)
+    return monitor.monitor_all_timeframes(["BTC"], ["1h"])["BTC_1h"]
+
+
+def test_a_pair_served_by_the_fallback_gets_its_own_model_once_it_has_min_rows(app, incumbent):
+    """Whatever its trades (none here): short of min_rows it waits on the fallback; at the
+    first run with min_rows rows a model can learn from, its own model is trained."""
+    app.registry.register("BTC", FALLBACK_INTERVAL, incumbent, END, "test")
+    need = SEED_TIMEFRAMES["1h"].min_rows
+    history = training.labelled_history(app.store, app.settings, "BTC", "1h")
+    labelled = history["target_ts"].sort_values()
+    learnable = history.dropna(subset=list(FEATURE_NAMES))["target_ts"].sort_values()
+    minute = pd.Timedelta(minutes=1)
+    early = monitor_module.PerformanceMonitor(
+        app.store, app.registry, lambda: app.settings, ManualClock(SYNTHETIC_ORIGIN)
+    )
+
+    short = monitor_1h_at(early, labelled.iloc[need - 1] - minute)
+    assert short["labelled_rows"] < need and short["trades"] == 0
+    assert (short["action"], short["model_scope"]) == (Action.SKIPPED_DATA, "fallback")
+    # min_rows labelled, but the features' warm-up leaves fewer to learn from: fit says so
+    warming = monitor_1h_at(early, learnable.iloc[need - 1] - minute)
+    assert warming["labelled_rows"] >= need and warming["model_scope"] == "fallback"
+    assert warming["action"] == Action.SKIPPED_DATA
+    assert warming["message"].startswith("insufficient data: have ")
+    first = monitor_1h_at(early, learnable.iloc[need - 1])
+    assert first["action"] == Action.RECALIBRATED and first["trades"] == 0
+
+    assert app.registry.load_timeframe_model("BTC", "1h").scope == "timeframe"
+    decided = recalibrations(app, "1h")
+    assert decided["trigger"].tolist() == ["monitor", FIRST_MODEL, FIRST_MODEL]
+    [model] = app.store.query("SELECT * FROM models WHERE interval = '1h'").itertuples()
+    assert (model.trigger, model.version) == (FIRST_MODEL, decided["new_version"].iloc[-1])
+    assert model.rows >= need
+
+
+@pytest.mark.parametrize("opened_a_setup", [False, True])
+def test_a_model_that_opens_no_setup_for_its_silence_limit_is_degraded(
+    app, incumbent, opened_a_setup
+):
+    """The dead state the lab found: a model that never crosses the entry threshold makes no
+    trades, so it was never judged again. Silent for the time in which it could have made
+    min_trades trades back to back, it counts as degraded."""
+    app.registry.register("BTC", "1h", incumbent, END, "test")
+    limit = monitor_module.silence_limit(SEED_TIMEFRAMES["1h"], "1h")
+    assert limit == pd.Timedelta(days=15)  # 30 trades of at most 12 hourly bars
+    quiet_since = incumbent.window_end  # no setup yet: it serves from its training's end
+    waiting = app.monitor.assess("BTC", "1h", quiet_since + limit - pd.Timedelta(hours=1))
+    assert (waiting.status, waiting.decision()) == (
+        PairStatus.INSUFFICIENT_TRADES,
+        Action.SKIPPED_TRADES,
+    )
+    app.clock.set(quiet_since + limit)
+    if opened_a_setup:
+        add_trades(app, "1h", [1.0])  # opened four hours ago: the count starts again
+    report = monitor_1h_at(app.monitor, quiet_since + limit)
+    if opened_a_setup:
+        assert (report["reasons"], report["action"]) == ([], Action.SKIPPED_TRADES)
+        return
+    assert report["reasons"] == ["no setups in 15d 0h"]
+    assert report["status"] == PairStatus.DEGRADED and report["action"] in ATTEMPTS
+    assert recalibrations(app, "1h").iloc[-1]["reasons"] == "no setups in 15d 0h"
+    # the attempt starts the count again, whichever model now serves
+    assert app.monitor.assess("BTC", "1h", app.clock.now() + pd.Timedelta(hours=9)).reasons == []
 
 
 # --- challenger against incumbent ----------------------------------------------------------

@@ -64,7 +64,9 @@ def run(walk, policy: Policy, candidates: int = CANDIDATES, cost_r: float = RETR
     gain = np.full((len(grid), len(grid)), -np.inf)
     count = np.zeros((len(grid), len(grid)), dtype=int)
     for j, as_of in enumerate(grid):
-        view = snapshots.as_of_view(walk.history, as_of, policy.window_rows, policy.window_hours)
+        view = snapshots.as_of_view(
+            walk.history, as_of, walk.timeframe.train_rows, policy.window_hours
+        )
         result = models.fit(view, walk.timeframe, walk.monitor.settings().seed)
         if isinstance(result, models.Insufficient):
             continue

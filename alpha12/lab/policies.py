@@ -18,7 +18,6 @@ from typing import ClassVar
 
 import pandas as pd
 
-from alpha12 import snapshots
 from alpha12.config import TimeframeSettings
 from alpha12.lab import LabError
 from alpha12.monitor import Assessment
@@ -33,14 +32,16 @@ class Tick:
     cooldown_over: bool  # the cooldown of the last attempt ended at or before this tick
     hours_since_attempt: float  # market hours since the last retrain attempt
     bars_since_attempt: int
+    overdue: bool  # the monitor's rule acts on time alone: no own model yet, or a silent one
 
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
     """A retraining policy; every one trains on the same window kind: the newest `window_rows`
-    labelled rows, and with `window_hours` only rows of that much market time."""
+    labelled rows (default: the timeframe's `train_rows`, as the live monitor), and with
+    `window_hours` only rows of that much market time."""
 
-    window_rows: int = snapshots.MAX_TRAIN_ROWS
+    window_rows: int | None = None
     window_hours: float | None = None
     kind: ClassVar[str] = ""
     always_promote: ClassVar[bool] = False  # register the challenger without the Brier gate
@@ -51,7 +52,9 @@ class Policy:
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
-        if not (isinstance(self.window_rows, int) and self.window_rows >= 1):
+        if self.window_rows is not None and not (
+            isinstance(self.window_rows, int) and self.window_rows >= 1
+        ):
             found.append(("window_rows", f"must be a whole number >= 1, got {self.window_rows!r}"))
         if self.window_hours is not None and not _positive(self.window_hours):
             found.append(("window_hours", f"must be > 0, got {self.window_hours!r}"))
@@ -72,8 +75,11 @@ class Policy:
         return dataclasses.asdict(self)
 
     def adjust(self, timeframe: TimeframeSettings) -> TimeframeSettings:
-        """The thresholds this policy judges with (the configured ones unless overridden)."""
-        return timeframe
+        """The settings this policy judges and trains with (the configured ones unless
+        overridden)."""
+        if self.window_rows is None:
+            return timeframe
+        return dataclasses.replace(timeframe, train_rows=self.window_rows)
 
     def due(self, tick: Tick) -> bool:
         raise NotImplementedError
@@ -136,13 +142,14 @@ class Rolling(Policy):
 @dataclass(frozen=True, kw_only=True)
 class Seed(Policy):
     """What the engine does today: the monitor's Assessment.decision (the configured trigger
-    and thresholds, min_trades, cooldown, min_rows), evaluated whenever a trade resolved or a
-    cooldown ended, and the challenger gate."""
+    and thresholds, min_trades, cooldown, min_rows, first models, silent models), evaluated
+    whenever its inputs changed (a trade resolved, a cooldown ended, the rule became due on
+    time alone), and the challenger gate."""
 
     kind: ClassVar[str] = "seed"
 
     def due(self, tick: Tick) -> bool:
-        return tick.new_trades or tick.cooldown_over
+        return tick.new_trades or tick.cooldown_over or tick.overdue
 
     def decision(self, assessment: Assessment, tick: Tick) -> str | None:
         return assessment.decision()
@@ -202,7 +209,7 @@ class Custom(Seed):
     def adjust(self, timeframe: TimeframeSettings) -> TimeframeSettings:
         keys = ("win_rate", "profit_factor", "min_trades", "cooldown_hours")
         changes = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
-        return dataclasses.replace(timeframe, **changes)
+        return dataclasses.replace(super().adjust(timeframe), **changes)
 
 
 POLICIES: dict[str, type[Policy]] = {

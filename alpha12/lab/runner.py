@@ -203,11 +203,15 @@ def replay(
             best, message = None, walk.run()
             trades, decisions = _trades(walk.trades), pd.DataFrame(walk.decisions)
         start = walk.bars["ts"].iloc[walk.start]
+        # the window it trained on, the timeframe's train_rows when the policy names none
+        window = {"window_rows": walk.timeframe.train_rows}
     return Part(
         asset,
         interval,
         name,
-        policy.params() if policy else {"candidates": oracle_candidates, "cost_r": retrain_cost_r},
+        {**policy.params(), **window}
+        if policy
+        else {"candidates": oracle_candidates, "cost_r": retrain_cost_r},
         trades,
         decisions,
         start,

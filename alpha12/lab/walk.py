@@ -17,7 +17,14 @@ import pandas as pd
 from alpha12 import cycle, features, metrics, models, signals, snapshots, training
 from alpha12.features import FEATURE_NAMES, WARMUP_BARS
 from alpha12.lab.policies import Policy, Seed, Tick
-from alpha12.monitor import Assessment, Outcome, PerformanceMonitor, calibration_since
+from alpha12.monitor import (
+    Assessment,
+    Outcome,
+    PerformanceMonitor,
+    calibration_since,
+    silence_limit,
+    silent_since,
+)
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS
 
@@ -40,6 +47,7 @@ class PairWalk:
     trades: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
     saved: int = 0  # how many of `trades` are in the store
+    last_setup: pd.Timestamp | None = None  # when the walk last opened a setup
 
     def __post_init__(self) -> None:
         store, settings = self.monitor.store, self.monitor.settings()
@@ -48,6 +56,7 @@ class PairWalk:
         self.closes = (self.bars["ts"] + interval_delta(self.interval)).reset_index(drop=True)
         self.atr = features.atr(self.bars["high"], self.bars["low"], self.bars["close"])
         self.history = training.labelled_history(store, settings, self.asset, self.interval)
+        self.label_times = np.sort(self.history["target_ts"].to_numpy(dtype="datetime64[ns]"))
         self.outcome = {
             direction: snapshots.outcomes(
                 self.bars, self.interval, self.timeframe, settings.round_trip_cost_bps, direction
@@ -94,7 +103,7 @@ class PairWalk:
         if self.start is None:
             return
         as_of = self.start_time
-        first = self._assessment(as_of, None)
+        first = self._assessment(as_of, None, pd.Timedelta(0))
         self._attempt(as_of, first, first.decision(forced=True))
         served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
         frame = self.walked_features()
@@ -198,6 +207,7 @@ class PairWalk:
         )
         if setup is None:
             return None
+        self.last_setup = bar["ts"]
         result = self.outcome[setup.direction].iloc[m]
         trade = setup.as_row()
         if pd.isna(result["target_ts"]):
@@ -221,26 +231,43 @@ class PairWalk:
         resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
         cooldown_over = state["cooldown_end"] is not None and state["cooldown_end"] <= tick
         attempted_at, attempted_bar = state["attempt"]
+        quiet = silent_since(tick, self.last_setup, attempted_at)
         now = Tick(
             tick,
             new_trades=len(resolved) != state["evaluated_trades"],
             cooldown_over=cooldown_over,
             hours_since_attempt=(tick - attempted_at) / pd.Timedelta(hours=1),
             bars_since_attempt=k - attempted_bar,
+            overdue=self._overdue(tick, served, quiet, state),
         )
         if not self.policy.due(now):
             return None
         state["evaluated_trades"] = len(resolved)
+        state["evaluated_rows"] = self._labelled(tick)
         if cooldown_over:
             state["cooldown_end"] = None
-        assessment = self._assessment(tick, served, state["marks"])
+        assessment = self._assessment(tick, served, quiet, state["marks"])
         outcome = self._attempt(tick, assessment, self.policy.decision(assessment, now))
         if outcome.action in ATTEMPTS:
             state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
             state["attempt"] = (tick, k)
         return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
 
-    def _assessment(self, tick: pd.Timestamp, served, marks=None) -> Assessment:
+    def _overdue(self, tick: pd.Timestamp, served, quiet: pd.Timedelta, state: dict) -> bool:
+        """Whether the monitor's rule acts without a new trade: a model of its own silent past
+        the limit, or no model of its own while the pair has min_rows labelled rows and more
+        of them than at the last evaluation (fewer than that changes nothing)."""
+        if served is not None and served.scope == "timeframe":
+            return quiet >= silence_limit(self.timeframe, self.interval)
+        labelled = self._labelled(tick)
+        return labelled >= self.timeframe.min_rows and labelled != state.get("evaluated_rows")
+
+    def _labelled(self, tick: pd.Timestamp) -> int:
+        return int(np.searchsorted(self.label_times, tick.to_datetime64(), side="right"))
+
+    def _assessment(
+        self, tick: pd.Timestamp, served, quiet: pd.Timedelta, marks=None
+    ) -> Assessment:
         version = served.version if served else None
         scope = served.scope if served else None
         mine = [
@@ -259,18 +286,18 @@ class PairWalk:
             pending=pending,
         )
         remaining = self.monitor.cooldown_remaining(self.asset, self.interval, self.timeframe, tick)
-        labelled = int((self.history["target_ts"] <= tick).sum())
         return Assessment(
             self.asset,
             self.interval,
             summary,
             self.timeframe,
             remaining,
-            labelled,
+            self._labelled(tick),
             version,
             scope,
             calibration=self._live_calibration(tick, served, marks),
             model_metrics=served.model.metrics if served else None,
+            silent_for=quiet,
         )
 
     def marks(self, frame: pd.DataFrame, probability, version, scope) -> tuple:
@@ -302,7 +329,7 @@ class PairWalk:
         `decisions`."""
         if decision is None:
             frame = snapshots.as_of_view(
-                self.history, tick, self.policy.window_rows, self.policy.window_hours
+                self.history, tick, self.timeframe.train_rows, self.policy.window_hours
             )
             result = models.fit(frame, self.timeframe, self.monitor.settings().seed)
             outcome = self.monitor.promote_or_reject(

@@ -46,10 +46,11 @@ class RecalibrationsTable:
         )
 
     def pair_counts(self, keys: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-        """Per pair of `keys` (asset, interval): open setups, targets known by `now` and the
-        last training attempt, in one query."""
+        """Per pair of `keys` (asset, interval, version, scope: the serving model): open
+        setups, targets known by `now`, the last training attempt and the serving model's
+        newest setup, in one query."""
         return self.query_with(
-            keys[["asset", "interval"]],
+            keys[["asset", "interval", "version", "scope"]],
             """SELECT k.asset, k.interval,
                  (SELECT count(*) FROM setups s WHERE s.asset = k.asset
                    AND s.interval = k.interval AND s.status = 'open') AS pending,
@@ -57,9 +58,13 @@ class RecalibrationsTable:
                    AND n.interval = k.interval AND n.source = ? AND n.target IS NOT NULL
                    AND n.target_ts <= ?) AS labelled,
                  (SELECT max(r.ts) FROM recalibrations r WHERE r.asset = k.asset
-                   AND r.interval = k.interval AND r.action IN (SELECT unnest(?))) AS last_attempt
+                   AND r.interval = k.interval AND r.action IN (SELECT unnest(?))) AS last_attempt,
+                 (SELECT max(s.ts) FROM setups s WHERE s.asset = k.asset
+                   AND s.interval = k.interval AND s.ts <= ?
+                   AND s.model_version IS NOT DISTINCT FROM k.version
+                   AND s.model_scope IS NOT DISTINCT FROM k.scope) AS last_setup
                FROM incoming k""",
-            [SNAPSHOT_SOURCE, now, list(ATTEMPTS)],
+            [SNAPSHOT_SOURCE, now, list(ATTEMPTS), now],
         )
 
     def recalibration_log(
