@@ -24,15 +24,16 @@ POLL_SECONDS = 1.0
 
 
 def run(quick: bool = False) -> list[dict]:
+    """One size only: a shorter history leaves 1d too few bars for a first trade."""
     with tempfile.TemporaryDirectory() as folder:
         settings = dataclasses.replace(
             Settings(),
-            history_days=60 if quick else Settings().history_days,
             db_path=Path(folder) / "storage.duckdb",
             models_dir=Path(folder) / "models",
         )
         times = first_minute(settings)
-    history = f"{len(settings.assets)} assets x {len(settings.intervals)} timeframes, " + (
+    history = (
+        f"{len(settings.assets)} assets x {len(settings.intervals)} timeframes, "
         f"{settings.history_days} days"
     )
     return [
