@@ -179,6 +179,8 @@ def reliability_figure(series: dict[str, list[dict]]) -> go.Figure:
         )
     )
     for name, bins in series.items():
+        if not bins:  # no resolved predictions yet: nothing to draw, not an empty trace
+            continue
         table = pd.DataFrame(bins, columns=["mean_predicted", "observed", "count"])
         fig.add_trace(
             go.Scatter(

@@ -90,6 +90,7 @@ def life_variables(folder: Path) -> dict[str, str]:
         "ALPHA12_TIMEFRAMES__15M__COOLDOWN_HOURS": "96",
         "ALPHA12_TIMEFRAMES__1H__COOLDOWN_HOURS": "96",
         "ALPHA12_TIMEFRAMES__15M__MIN_ROWS": "600",  # a short walk: fewer rows to trade through
+        "ALPHA12_TIMEFRAMES__15M__TRAIN_ROWS": "600",
         "ALPHA12_TIMEFRAMES__1H__MIN_ROWS": "150",
     }
 
