@@ -167,6 +167,8 @@ def probability_scores(labels: np.ndarray, probability: np.ndarray) -> dict:
         "ece": expected_calibration_error(bins, len(labels)),
         "reliability": bins,
         "base_rate": float(labels.mean()),
+        "eval_positives": int(labels.sum()),  # for the AUC's interval (metrics.edge_verdict)
+        "eval_negatives": int(len(labels) - labels.sum()),
     }
 
 
@@ -208,6 +210,7 @@ def signal_results(
         "signal_trades": len(pnl),
         "signal_win_rate": trade_metrics.win_rate(pnl),
         "signal_profit_factor": trade_metrics.profit_factor(pnl),
+        "signal_expectancy_pct": trade_metrics.expectancy(pnl),
     }
 
 
