@@ -55,6 +55,9 @@ class TimeframeSettings:
     tp_mult: float  # take-profit distance in ATRs
     sl_mult: float  # stop distance in ATRs
     entry_threshold: float  # calibrated probability needed for a long (1 - it for a short)
+    # Whether a serving model without an out-of-sample edge (metrics.edge_verdict) opens real
+    # setups; when not, its setups open in shadow, so the monitor still judges it.
+    trade_without_edge: bool = True
 
     def problems(self, path: str) -> list[str]:
         checks = [
@@ -67,6 +70,7 @@ class TimeframeSettings:
             (self.tp_mult > 0, "tp_mult", "must be > 0"),
             (self.sl_mult > 0, "sl_mult", "must be > 0"),
             (0.5 < self.entry_threshold < 1, "entry_threshold", "must be within (0.5, 1)"),
+            (isinstance(self.trade_without_edge, bool), "trade_without_edge", "must be a bool"),
         ]
         return [f"{path}.{key}: {message}" for ok, key, message in checks if not ok]
 

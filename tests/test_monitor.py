@@ -25,6 +25,7 @@ END = SYNTHETIC_ORIGIN + pd.Timedelta(days=DAYS)
 # 60 trades, win rate 50%, profit factor 1.25: healthy on 5m and 15m, degraded from 1h up.
 BALANCED = [1.0] * 30 + [-0.8] * 30
 LOSING = [1.0] * 9 + [-1.0] * 21  # win rate 30%, profit factor 0.43: degraded everywhere
+CHALLENGER_ACTIONS = (Action.RECALIBRATED, Action.REJECTED_CHALLENGER, Action.SHADOWED)
 
 
 def synthetic(interval: str, days: int = DAYS) -> pd.DataFrame:
@@ -225,7 +226,7 @@ def test_one_pairs_failure_in_promotion_leaves_the_other_pairs_audit_rows(
     report = app.monitor_once()
     assert report["BTC_1h"]["action"] == Action.FAILED
     assert "disk on fire" in report["BTC_1h"]["message"]
-    assert report["BTC_4h"]["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
+    assert report["BTC_4h"]["action"] in CHALLENGER_ACTIONS
     assert_recorded(app, report, "monitor")  # every pair's row, the failed one with its reason
 
 
@@ -237,7 +238,7 @@ def test_a_forced_retrain_ignores_the_cooldown_and_says_so(app, incumbent):
     app.clock.advance(minutes=10)
     assert app.retrain("BTC", "1h")["action"] == Action.SKIPPED_COOLDOWN
     forced = app.retrain("BTC", "1h", force=True)
-    assert forced["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
+    assert forced["action"] in CHALLENGER_ACTIONS
     last = recalibrations(app, "1h").iloc[-1]
     assert (last["trigger"], last["action"]) == ("forced", forced["action"])
     assert last["new_version"] == forced["new_version"]
@@ -282,6 +283,14 @@ def noise_before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(label=noise)
 
 
+def before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` labelled before its evaluation slice begins: an incumbent trained
+    on them can be compared with a challenger on the whole slice."""
+    rows = frame.dropna(subset=list(snapshots.FEATURE_NAMES)).reset_index(drop=True)
+    start = models.split_for_evaluation(rows)[1]["ts"].iloc[0]
+    return rows[rows["target_ts"] <= start]
+
+
 def train_on(frame: pd.DataFrame) -> models.TrainedModel:
     trained = models.fit(frame, SEED_TIMEFRAMES["1h"], seed=0)
     assert isinstance(trained, models.TrainedModel)
@@ -295,7 +304,8 @@ def test_a_challenger_must_beat_the_incumbent_on_the_same_window(
     ruled = frame_1h.assign(label=rule_labels(frame_1h))
     noisy = noise_before_the_evaluation_slice(ruled)
     incumbent_frame, challenger_frame = (noisy, ruled) if challenger_wins else (ruled, noisy)
-    app.registry.register("BTC", "1h", train_on(incumbent_frame), END, "test")
+    incumbent = train_on(before_the_evaluation_slice(incumbent_frame))
+    app.registry.register("BTC", "1h", incumbent, END, "test")
     add_trades(app, "1h", LOSING)
     monkeypatch.setattr(monitor_module.training, "training_frame", lambda *args: challenger_frame)
     report = app.monitor_once()
@@ -313,3 +323,7 @@ def test_a_challenger_must_beat_the_incumbent_on_the_same_window(
         assert versions["status"].tolist() == ["active", "rejected"] and serving == 1
         assert "v2 rejected" in row["message"] and "v1 keeps serving" in row["message"]
     assert row["new_version"] == 2
+    usable = challenger_frame.dropna(subset=list(snapshots.FEATURE_NAMES))
+    evaluated = len(models.split_for_evaluation(usable)[1])
+    assert row["evidence"] == f"held-out rows ({evaluated})"  # the whole slice is after v1's
+    assert f"on held-out rows ({evaluated})" in row["message"]

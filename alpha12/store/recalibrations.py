@@ -24,6 +24,7 @@ _COLUMNS = (
     "metrics_before",
     "metrics_after",
     "message",
+    "evidence",
 )
 
 
@@ -46,13 +47,14 @@ class RecalibrationsTable:
         )
 
     def pair_counts(self, keys: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-        """Per pair of `keys` (asset, interval): open setups, targets known by `now` and the
-        last training attempt, in one query."""
+        """Per pair of `keys` (asset, interval): open (real) setups, targets known by `now`
+        and the last training attempt, in one query."""
         return self.query_with(
             keys[["asset", "interval"]],
             """SELECT k.asset, k.interval,
                  (SELECT count(*) FROM setups s WHERE s.asset = k.asset
-                   AND s.interval = k.interval AND s.status = 'open') AS pending,
+                   AND s.interval = k.interval AND s.status = 'open' AND NOT s.shadow)
+                   AS pending,
                  (SELECT count(*) FROM snapshots n WHERE n.asset = k.asset
                    AND n.interval = k.interval AND n.source = ? AND n.target IS NOT NULL
                    AND n.target_ts <= ?) AS labelled,
