@@ -229,7 +229,7 @@ class PerformanceMonitor:
         the assessment and the action taken."""
         now = self.clock.now()
         pairs = [(a, i) for a in assets for i in intervals]
-        self.decide_shadows(pairs, now, "monitor")
+        shadows = self.decide_shadows(pairs, now, "monitor")
         assessments = self.assess_all(pairs, now)
         due = [x for x in assessments if x.decision() is None]
         trained = self.recalibrate_many(due, now, "monitor", progress)
@@ -244,6 +244,7 @@ class PerformanceMonitor:
                 "action": outcome.action,
                 "message": outcome.message,
                 "recalibrated": outcome.action == Action.RECALIBRATED,
+                **_shadow_decision(shadows.get(pair)),
             }
         return report
 
@@ -357,14 +358,19 @@ class PerformanceMonitor:
             outcome.message += f"; shadow v{replaced.version} ends undecided"
         return outcome
 
-    def decide_shadows(self, pairs: list[Pair], now: pd.Timestamp, trigger: str) -> None:
+    def decide_shadows(
+        self, pairs: list[Pair], now: pd.Timestamp, trigger: str
+    ) -> dict[Pair, Outcome]:
         """Decide (and record) every pair's shadow challenger that has enough outcomes."""
         waiting = set(self.store.shadow_pairs())
+        decided = {}
         for asset, interval in pairs:
             if (asset, interval) in waiting:
                 outcome = self.decide_shadow(asset, interval, now)
                 if outcome is not None:
                     self.record(self.assess(asset, interval, now), outcome, now, trigger)
+                    decided[(asset, interval)] = outcome
+        return decided
 
     def decide_shadow(self, asset: str, interval: str, now: pd.Timestamp) -> Outcome | None:
         """The pair's shadow challenger against the incumbent on the rows after both training
@@ -551,6 +557,14 @@ def cooldown_left(last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp
         hours=thresholds.cooldown_hours
     )
     return max(ends - now, pd.Timedelta(0))
+
+
+def _shadow_decision(outcome: Outcome | None) -> dict:
+    """A report row's shadow_action and shadow_message (None without a shadow decided)."""
+    return {
+        "shadow_action": outcome and outcome.action,
+        "shadow_message": outcome and outcome.message,
+    }
 
 
 def _finite(value: float) -> float | None:
