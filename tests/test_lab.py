@@ -14,8 +14,8 @@ from alpha12.config import Settings
 from alpha12.lab import LabError, oracle, runner, stats
 from alpha12.lab.policies import Custom, Guarded, Never, Seed, Timer, parse_policies, parse_policy
 from alpha12.lab.walk import PairWalk
-from alpha12.monitor import Assessment
-from alpha12.vocabulary import ATTEMPTS
+from alpha12.monitor import MIN_FAIR_ROWS, Assessment
+from alpha12.vocabulary import ATTEMPTS, Action
 from tests.conftest import PAIR
 
 
@@ -86,6 +86,13 @@ def test_seed_decisions_are_the_live_monitors(hourly, lab_settings, monkeypatch)
     assert [s is None for s in skips] == [w is None for w in walked]
     assert [s for s in skips if s] == [w for w in walked if w]
     assert len(after) >= 3 and live == list(after["action"])
+    # Every challenger after the first model was compared on held-out rows after the
+    # incumbent's window, or went into shadow for want of enough of them.
+    trained = decisions.iloc[1:]
+    trained = trained[trained["action"].isin(ATTEMPTS) & (trained["action"] != Action.FAILED)]
+    rows = trained["evidence"].str.extract(r"^held-out rows \((\d+)\)$")[0].astype(int)
+    assert len(trained) >= 2
+    assert ((rows >= MIN_FAIR_ROWS) == (trained["action"] != Action.SHADOWED)).all()
 
 
 def test_guarded_retrains_less_often_than_seed_on_the_same_bars(hourly, lab_settings):
