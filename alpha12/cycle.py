@@ -258,14 +258,16 @@ def _book(shadow: bool, version, scope) -> tuple:
 
 def _choose_setup(item: _PairWork, settings: Settings) -> None:
     """Each trading model's setup on the newest bar, when its book has none open."""
-    traders = [(item.served, item.rows["probability"].to_numpy(), not item.real)]
-    traders.append((item.shadow, item.shadow_probability, True))
+    traders = [
+        (item.served, item.rows["probability"].iloc[-1], not item.real),
+        (item.shadow, item.shadow_probability[-1], True),
+    ]
     for served, probability, shadow in traders:
-        if served is not None and _book(shadow, served.version, served.scope) not in (
-            item.open_books
-        ):
-            setup = _next_setup(settings, item, served, probability[-1], shadow)
-            item.setups += [setup] if setup is not None else []
+        if served is None or _book(shadow, served.version, served.scope) in item.open_books:
+            continue
+        setup = _next_setup(settings, item, served, probability, shadow)
+        if setup is not None:
+            item.setups.append(setup)
 
 
 def _next_setup(

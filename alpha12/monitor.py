@@ -517,9 +517,11 @@ def _compare(evidence: str, rows: pd.DataFrame, challenger, incumbent) -> Compar
 def _verdict(comparison: Comparison | None) -> ModelStatus:
     """A challenger's registry status: active without a comparison to make, shadow while the
     comparison has too few rows, else active or rejected by its score."""
-    if comparison is None or (comparison.enough and comparison.challenger_wins):
+    if comparison is None:
         return ModelStatus.ACTIVE
-    return ModelStatus.SHADOW if not comparison.enough else ModelStatus.REJECTED
+    if not comparison.enough:
+        return ModelStatus.SHADOW
+    return ModelStatus.ACTIVE if comparison.challenger_wins else ModelStatus.REJECTED
 
 
 def _challenger_outcome(status, version, incumbent, comparison, result) -> Outcome:
@@ -561,10 +563,9 @@ def cooldown_left(last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp
 
 def _shadow_decision(outcome: Outcome | None) -> dict:
     """A report row's shadow_action and shadow_message (None without a shadow decided)."""
-    return {
-        "shadow_action": outcome and outcome.action,
-        "shadow_message": outcome and outcome.message,
-    }
+    if outcome is None:
+        return {"shadow_action": None, "shadow_message": None}
+    return {"shadow_action": outcome.action, "shadow_message": outcome.message}
 
 
 def _finite(value: float) -> float | None:
