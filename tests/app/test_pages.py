@@ -1,8 +1,10 @@
 """Every page renders without an exception, on an empty store and on a populated one."""
 
+import pandas as pd
 import pytest
 
-from alpha12 import ui
+from alpha12 import signals, ui
+from alpha12.store import Store
 from tests.app.helpers import INTERVALS, PAGES, open_page
 
 TITLES = {page: page.title() for page in PAGES}
@@ -31,3 +33,42 @@ def test_page_on_an_empty_store(app_env, page):
 def test_page_on_a_populated_store(populated_env, page):
     at = open_page(page)
     assert at.title[0].value == TITLES[page]
+
+
+def test_the_models_page_shows_shadow_setups_and_the_evidence_of_each_decision(app_env):
+    store = Store(app_env / "storage.duckdb")
+    opened = pd.Timestamp("2025-01-01 10:00", tz="UTC")
+    store.insert_setups(
+        pd.DataFrame(
+            [
+                {
+                    **signals.Setup(
+                        "BTC",
+                        "5m",
+                        opened,
+                        1,
+                        100.0,
+                        99.0,
+                        101.5,
+                        1.0,
+                        opened + pd.Timedelta(hours=1),
+                        0.6,
+                        2,
+                        "timeframe",
+                    ).as_row(),
+                    "shadow": True,
+                }
+            ]
+        )
+    )
+    store.cursor().execute(
+        "INSERT INTO recalibrations (asset, interval, ts, trigger, action, evidence) "
+        "VALUES ('BTC', '5m', ?, 'monitor', 'shadowed_challenger', 'held-out rows (12)')",
+        [opened],
+    )
+    store.close()
+    at = open_page("models")
+    assert "Shadow setups" in [h.value for h in at.subheader]
+    tables = [frame.value for frame in at.dataframe]
+    assert any("probability" in t and t["model_version"].tolist() == [2] for t in tables)
+    assert any("evidence" in t and t["evidence"].tolist() == ["held-out rows (12)"] for t in tables)
