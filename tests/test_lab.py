@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import training
+from alpha12 import metrics, training
 from alpha12.config import Settings
 from alpha12.lab import LabError, oracle, runner, stats
 from alpha12.lab.policies import Custom, Guarded, Never, Seed, Timer, parse_policies, parse_policy
@@ -302,3 +302,17 @@ def test_paired_difference_of_a_run_with_itself_is_exactly_zero():
     worse = stats.per_bar(random_trades(80, 2), bars)
     diff, low, high = stats.paired_block_diff(worse, same, block=36)
     assert low < diff < high
+
+
+def test_without_an_edge_the_walk_trades_in_shadow_judges_it_and_counts_nothing(
+    hourly, lab_settings, monkeypatch
+):
+    """trade_without_edge = false and every model without an edge: the walk's setups are all
+    shadow; its monitor still judges the models by them (and retrains), the lab's results
+    count no trade."""
+    monkeypatch.setattr(metrics, "edge_verdict", lambda _metrics: (True, "no edge (test)"))
+    strict = lab_settings.with_timeframe("1h", trade_without_edge=False)
+    part = replay(hourly, strict, Seed())
+    assert part.trades.empty
+    judged = part.decisions["action"].iloc[1:]
+    assert (judged != Action.SKIPPED_TRADES).any() and judged.isin(ATTEMPTS).any()
