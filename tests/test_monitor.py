@@ -392,7 +392,8 @@ def test_an_equally_good_challenger_wins_about_half_the_time():
     incumbent's window ends where the challenger's evaluation slice begins): over 40 seeds
     the challenger wins a share inside the 99% binomial range of a fair coin. The old rule,
     which scored an incumbent whose window covered the slice in sample (here the challenger's
-    own final model, equally good by construction), let it win about a quarter of the time."""
+    own final model, equally good by construction), let it win 7 times in 40 (the fair rule:
+    25)."""
     fair, old = [], []
     for trial in range(40):
         frame = same_process(2 * trial)
