@@ -202,6 +202,8 @@ class PairWalk:
         seed policy: whenever the rule's inputs changed). A shadow challenger is decided at
         every tick, as at every live monitor run."""
         decided = self._decide_shadow(tick, served)
+        if decided:  # judged from here on as the model that now serves, as live
+            served = self._serving()
         resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
         cooldown_over = state["cooldown_end"] is not None and state["cooldown_end"] <= tick
         attempted_at, attempted_bar = state["attempt"]
@@ -213,7 +215,7 @@ class PairWalk:
             bars_since_attempt=k - attempted_bar,
         )
         if not self.policy.due(now):
-            return self._serving() if decided else None
+            return served if decided else None
         state["evaluated_trades"] = len(resolved)
         if cooldown_over:
             state["cooldown_end"] = None
