@@ -72,6 +72,9 @@ class TimeframeSettings:
     train_rows: int  # newest labelled rows a model trains on (chosen by bench/bench_window.py)
     trigger: str = DEFAULT_TRIGGER  # the degradation rule, one of TRIGGERS
     max_calibration_gap: float = 0.10  # live ECE beyond this degrades the serving model
+    # Whether a serving model without an out-of-sample edge (metrics.edge_verdict) opens real
+    # setups; when not, its setups open in shadow, so the monitor still judges it.
+    trade_without_edge: bool = True
 
     def problems(self, path: str) -> list[str]:
         checks = [
@@ -87,6 +90,7 @@ class TimeframeSettings:
             (self.train_rows >= self.min_rows, "train_rows", "must be >= min_rows"),
             (self.trigger in TRIGGERS, "trigger", f"must be one of {', '.join(TRIGGERS)}"),
             (0 < self.max_calibration_gap <= 1, "max_calibration_gap", "must be within (0, 1]"),
+            (isinstance(self.trade_without_edge, bool), "trade_without_edge", "must be a bool"),
         ]
         return [f"{path}.{key}: {message}" for ok, key, message in checks if not ok]
 

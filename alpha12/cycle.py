@@ -2,6 +2,12 @@
 pair's serving model, resolve open setups, maybe open new ones, and fill matured targets; and
 the backfill, the same snapshots for a pair's whole stored history at once.
 
+A pair's challenger in shadow predicts every new bar too, and its would-be setups are made by
+the same signals and resolved by the same tracker as real ones, flagged `shadow`; so are the
+serving model's when it has no edge on a timeframe that does not trade without one
+(signals.trades_for_real). Setups open one at a time per book: one book for the pair's real
+setups, one per model trading in shadow.
+
 The work is set-based: whatever the number of pairs, a cycle reads and writes the store with a
 handful of statements (the per-pair statements were most of a cycle's time), while the maths
 runs per pair. One pair's failure in its own maths is its result's error; the others go on.
@@ -12,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -44,9 +50,12 @@ class _PairWork:
     bars: pd.DataFrame
     rows: pd.DataFrame
     served: ServedModel | None = None
+    real: bool = True  # whether the serving model's setups are real (trades_for_real)
+    shadow: ServedModel | None = None  # a challenger waiting in shadow
+    shadow_probability: np.ndarray | None = None
     exits: pd.DataFrame | None = None  # the open setups its new bars resolved
-    still_open: int = 0
-    setup: signals.Setup | None = None
+    open_books: set = field(default_factory=set)  # books (see _book) with a setup still open
+    setups: list[signals.Setup] = field(default_factory=list)
     matured: pd.DataFrame | None = None  # targets its new bars settled
 
 
@@ -117,7 +126,7 @@ def analyze_pairs(
             result = results[(tail.asset, tail.interval)]
             work += _guard(result, _features, result, tail, timings)
     with stage(timings, "predict"):
-        work = _predict_all(registry, work)
+        work = _predict_all(registry, settings, work)
     with stage(timings, "tracker"):
         work = _close_resolved(store, settings, work)
     with stage(timings, "signals"):
@@ -158,12 +167,12 @@ def _features(result: PairAnalysis, tail: PendingTail, timings) -> _PairWork:
     return _PairWork(result, tail.bars, rows)
 
 
-def _predict_all(registry: Registry, work: list[_PairWork]) -> list[_PairWork]:
-    """Each pair's rows predicted by its serving model; pairs served by the same model (an
-    asset's fallback serves all its timeframes without a model) share one call."""
+def _predict_all(registry: Registry, settings: Settings, work: list[_PairWork]) -> list[_PairWork]:
+    """Each pair's rows predicted by its serving model (pairs served by the same model, an
+    asset's fallback, share one call) and by its shadow challenger, if any."""
     served = []
     for item in work:
-        served += _guard(item.result, _serve, registry, item)
+        served += _guard(item.result, _serve, registry, settings, item)
     groups: dict[int, list[_PairWork]] = {}
     for item in served:
         model = item.served.model if item.served else None
@@ -177,12 +186,19 @@ def _predict_all(registry: Registry, work: list[_PairWork]) -> list[_PairWork]:
         else:
             for item in group[1:]:
                 item.result.error = group[0].result.error
-    return predicted
+    return _each(predicted, _predict_shadow)
 
 
-def _serve(registry: Registry, item: _PairWork) -> _PairWork:
+def _predict_shadow(item: _PairWork) -> None:
+    item.shadow_probability = predict(item.shadow, item.rows)
+
+
+def _serve(registry: Registry, settings: Settings, item: _PairWork) -> _PairWork:
     asset, interval = _key(item)
     item.served = registry.load_timeframe_model(asset, interval)
+    item.shadow = registry.load_shadow(asset, interval)
+    if item.served is not None:
+        item.real = signals.trades_for_real(settings.timeframe(interval), item.served.model.metrics)
     item.result.model = f"{item.served.scope} v{item.served.version}" if item.served else None
     item.rows["model_version"] = item.served.version if item.served else None
     item.rows["model_scope"] = item.served.scope if item.served else None
@@ -227,19 +243,38 @@ def _resolve(item: _PairWork, store: Store, settings: Settings, by_pair: dict) -
         settings.round_trip_cost_bps,
     )
     item.result.closed = len(item.exits)
-    item.still_open = len(setups) - len(item.exits)
+    still_open = setups[~setups["id"].isin(item.exits["id"])]
+    item.open_books = {
+        _book(row.shadow, row.model_version, row.model_scope)
+        for row in still_open.itertuples(index=False)
+    }
+
+
+def _book(shadow: bool, version, scope) -> tuple:
+    """The book a setup belongs to: every real setup of the pair shares one (one position at
+    a time), each model trading in shadow has its own."""
+    return ("shadow", version, scope) if shadow else ("real",)
 
 
 def _choose_setup(item: _PairWork, settings: Settings) -> None:
-    if not item.still_open:
-        item.setup = _next_setup(settings, item)
+    """Each trading model's setup on the newest bar, when its book has none open."""
+    traders = [
+        (item.served, item.rows["probability"].iloc[-1], not item.real),
+        (item.shadow, item.shadow_probability[-1], True),
+    ]
+    for served, probability, shadow in traders:
+        if served is None or _book(shadow, served.version, served.scope) in item.open_books:
+            continue
+        setup = _next_setup(settings, item, served, probability, shadow)
+        if setup is not None:
+            item.setups.append(setup)
 
 
-def _next_setup(settings: Settings, item: _PairWork) -> signals.Setup | None:
-    """A setup on the newest bar only (older bars of a catch-up are past); the caller makes
-    sure the pair has no open setup."""
-    probability = item.rows["probability"].iloc[-1]
-    if item.served is None or np.isnan(probability):
+def _next_setup(
+    settings: Settings, item: _PairWork, served: ServedModel, probability: float, shadow: bool
+) -> signals.Setup | None:
+    """A setup on the newest bar only (older bars of a catch-up are past)."""
+    if np.isnan(probability):
         return None
     asset, interval = _key(item)
     newest = item.bars.iloc[-1]
@@ -252,18 +287,20 @@ def _next_setup(settings: Settings, item: _PairWork) -> signals.Setup | None:
         atr,
         float(probability),
         settings.timeframe(interval),
-        item.served.version,
-        item.served.scope,
+        served.version,
+        served.scope,
+        shadow=shadow,
     )
 
 
 def _insert_setups(store: Store, work: list[_PairWork]) -> None:
-    opening = {_key(item): item for item in work if item.setup is not None}
+    opening = [setup for item in work for setup in item.setups]
     if not opening:
         return
-    ids = store.insert_setups(pd.DataFrame([item.setup.as_row() for item in opening.values()]))
-    for row in ids.itertuples(index=False):  # at most one new setup per pair
-        item = opening[(row.asset, row.interval)]
+    ids = store.insert_setups(pd.DataFrame([setup.as_row() for setup in opening]))
+    items = {_key(item): item for item in work}
+    for row in ids[~ids["shadow"]].itertuples(index=False):  # at most one real setup a pair
+        item = items[(row.asset, row.interval)]
         item.result.setup_id = row.id
         item.rows.loc[item.rows.index[-1], "setup_generated"] = True
 

@@ -33,11 +33,14 @@ ENGINE_STATE_KEY = "engine"
 REPEAT_LOG_EVERY = 100
 MAX_FAILURE_KEYS = 1000  # distinct failure messages counted at once (a bounded memory)
 STALL_TICKS = 60  # a running engine whose heartbeat is this many ticks old has stalled
-# A monitor decision -> the alert it raises.
+# A monitor decision -> the alert it raises (a challenger put in shadow raises none: nothing
+# changed yet; its later decision does).
 ACTION_ALERTS = {
     Action.RECALIBRATED: AlertKind.RECALIBRATED,
     Action.REJECTED_CHALLENGER: AlertKind.REJECTED,
     Action.FAILED: AlertKind.FAILED,
+    Action.SHADOW_PROMOTED: AlertKind.RECALIBRATED,
+    Action.SHADOW_REJECTED: AlertKind.REJECTED,
 }
 
 log = logging.getLogger(__name__)
@@ -275,15 +278,18 @@ class Engine:
                     asset,
                     interval,
                 )
-            if row["action"] in ATTEMPTS:
-                self._decided(asset, interval, row["action"], f"{row['action']}: {row['message']}")
+            decisions = [(row["shadow_action"], row["shadow_message"])]
+            decisions.append((row["action"], row["message"]))
+            for action, message in decisions:
+                if action in (*ATTEMPTS, *ACTION_ALERTS):
+                    self._decided(asset, interval, action, f"{action}: {message}")
 
     def _decided(self, asset: str, interval: str, action: Action, message: str) -> None:
-        """A recalibration attempt's event and alert (the monitor's or a forced retrain's)."""
+        """A recalibration decision's event and alert (the monitor's or a forced retrain's)."""
         self._event("error" if action == Action.FAILED else "info", message, asset, interval)
-        self._alert(
-            ACTION_ALERTS[action], f"alpha12: {asset} {interval} {action}", message, asset, interval
-        )
+        if action in ACTION_ALERTS:
+            title = f"alpha12: {asset} {interval} {action}"
+            self._alert(ACTION_ALERTS[action], title, message, asset, interval)
 
     def request_retrain(self, asset: str, interval: str, requested_by: str = "ui") -> int:
         """Queue a forced retrain; a pair already queued or running gets that job's id."""

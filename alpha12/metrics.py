@@ -199,34 +199,73 @@ def timeframe_summary(grid: pd.DataFrame) -> pd.DataFrame:
     return summary.join(counts).reset_index()
 
 
-def edge_verdict(model_metrics: dict) -> tuple[bool, str]:
-    """Whether a model shows no out-of-sample skill, and why, from its hold-out metrics
-    (models.evaluate): no edge when the 95% interval of its ROC AUC includes 0.5, or when its
-    signal rule's hold-out profit factor is not above 1. Profit factors are after costs and a
-    profit factor above 1 is exactly a positive sum of pnl, so this is "expectancy after costs
-    not above zero"; no signal trade on the hold-out also counts as no edge."""
-    auc, rows = model_metrics.get("roc_auc"), model_metrics.get("eval_rows") or 0
-    positives = round((model_metrics.get("base_rate") or 0) * rows)
-    if auc is None or positives in (0, rows):
-        return True, "no hold-out ROC AUC (outcomes of one kind only)"
-    low, high = auc_interval(auc, positives, rows - positives)
-    if low <= 0.5 <= high:
-        return True, f"hold-out ROC AUC {auc:.3f} [{low:.3f}, {high:.3f}] includes 0.5"
-    factor = model_metrics.get("signal_profit_factor")
-    if factor is None or math.isnan(factor) or factor <= 1:
-        shown = "no signal trades" if factor is None or math.isnan(factor) else f"{factor:.2f}"
-        return True, f"hold-out signal profit factor {shown}: not above 1 after costs"
-    return False, f"hold-out ROC AUC {auc:.3f} [{low:.3f}, {high:.3f}], signal PF {factor:.2f}"
-
-
-def auc_interval(auc: float, positives: int, negatives: int) -> tuple[float, float]:
-    """95% interval of a ROC AUC from the Hanley-McNeil (1982) standard error."""
+def auc_interval(auc: float, positives: int, negatives: int, z: float = WILSON_Z_95):
+    """Hanley & McNeil (1982) normal interval of a ROC AUC measured on `positives` and
+    `negatives` rows; (NaN, NaN) without both kinds."""
+    if positives < 1 or negatives < 1:
+        return math.nan, math.nan
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
     variance = (
         auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
     ) / (positives * negatives)
-    half_width = WILSON_Z_95 * math.sqrt(max(variance, 0.0))
+    half_width = z * math.sqrt(max(variance, 0.0))
     return max(0.0, auc - half_width), min(1.0, auc + half_width)
+
+
+def edge_verdict(model_metrics: dict) -> tuple[bool, str]:
+    """(has_no_edge, why in plain words) from a model's hold-out metrics (models.fit's).
+
+    No edge when the 95% interval of its hold-out ROC AUC does not lie wholly above 0.5 (it
+    cannot tell wins from losses better than a coin), or when the entry rule's trades on the
+    hold-out slice did not earn more than zero per trade after costs. Models trained before
+    the positive and negative counts were kept have them recovered from eval_rows and
+    base_rate; models from before the signal expectancy was kept are judged by their signal
+    profit factor (above 1 exactly when the mean pnl is above 0)."""
+    auc = _number(model_metrics.get("roc_auc"))
+    positives, negatives = _eval_classes(model_metrics)
+    if math.isnan(auc) or positives is None:
+        return True, "no out-of-sample AUC to judge the model by"
+    low, high = auc_interval(auc, positives, negatives)
+    auc_text = f"hold-out AUC {auc:.3f} (95% {low:.3f}–{high:.3f})"
+    if not low > 0.5:
+        return True, f"{auc_text} does not lie above 0.5: no better than a coin"
+    trades = int(_number(model_metrics.get("signal_trades")) or 0)
+    if trades == 0:
+        return True, f"{auc_text}, but the entry rule made no trade on the hold-out slice"
+    earned, words = _signal_earned(model_metrics)
+    if not earned > 0:
+        return True, f"{auc_text}, but the entry rule's {trades} hold-out trades {words}"
+    return False, f"{auc_text} above 0.5 and the entry rule's {trades} hold-out trades {words}"
+
+
+def _signal_earned(model_metrics: dict) -> tuple[float, str]:
+    """Above zero when the hold-out signal trades earned after costs, and how it reads: their
+    mean pnl, or for older models their profit factor (above 1 exactly when the mean pnl is
+    above 0) less 1."""
+    mean = _number(model_metrics.get("signal_expectancy_pct"))
+    if not math.isnan(mean):
+        return mean, f"earned {mean:+.3f}% a trade after costs"
+    factor = _number(model_metrics.get("signal_profit_factor"))
+    return factor - 1, f"had a profit factor of {format_profit_factor(factor)} after costs"
+
+
+def _eval_classes(model_metrics: dict) -> tuple[int | None, int | None]:
+    """Wins and losses of the hold-out slice (None when the metrics cannot tell)."""
+    if "eval_positives" in model_metrics:
+        return int(model_metrics["eval_positives"]), int(model_metrics["eval_negatives"])
+    rows, rate = _number(model_metrics.get("eval_rows")), _number(model_metrics.get("base_rate"))
+    if math.isnan(rows) or math.isnan(rate):
+        return None, None
+    positives = round(rows * rate)
+    return positives, int(rows) - positives
+
+
+def _number(value) -> float:
+    """A metrics JSON value as a float: "inf" strings back to inf, None to NaN."""
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def format_profit_factor(value: float) -> str:

@@ -70,6 +70,9 @@ class TrainedModel:
     metrics: dict
     importances: dict[str, float]
     params: dict = field(default_factory=dict)
+    # The hold-out model's probabilities on the evaluation slice, by ts: what the monitor
+    # compares with an incumbent on the rows neither trained on (a few KB beside the model).
+    holdout: pd.Series | None = None
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability that a long setup at each row wins."""
@@ -112,7 +115,8 @@ def fit(
             "insufficient data: a training "
             "fold holds only wins or only losses; more history is needed",
         )
-    metrics = evaluate(holdout_model, eval_part, timeframe)
+    holdout = predict_win_probability(holdout_model, eval_part[list(FEATURE_NAMES)])
+    metrics = evaluate(holdout, eval_part, timeframe)
     metrics.update(
         train_rows=len(train_part),
         eval_rows=len(eval_part),
@@ -134,6 +138,7 @@ def fit(
             "cv_purge": "target_ts",
             "seed": seed,
         },
+        holdout=pd.Series(holdout, index=pd.DatetimeIndex(eval_part["ts"]), name="probability"),
     )
 
 
@@ -147,9 +152,8 @@ def split_for_evaluation(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     return older[older["target_ts"] <= eval_start].reset_index(drop=True), eval_part
 
 
-def evaluate(estimator, rows: pd.DataFrame, timeframe: TimeframeSettings) -> dict:
-    """Probability quality and the signal rule's trading result on `rows`."""
-    probability = predict_win_probability(estimator, rows[list(FEATURE_NAMES)])
+def evaluate(probability: np.ndarray, rows: pd.DataFrame, timeframe: TimeframeSettings) -> dict:
+    """Probability quality and the signal rule's trading result of predictions on `rows`."""
     labels = rows["label"].to_numpy()
     scores = probability_scores(labels, probability)
     scores.update(signal_results(probability, rows, timeframe))
@@ -165,6 +169,8 @@ def probability_scores(labels: np.ndarray, probability: np.ndarray) -> dict:
         "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
         **calibration(labels, probability),
         "base_rate": float(labels.mean()),
+        "eval_positives": int(labels.sum()),  # for the AUC's interval (metrics.edge_verdict)
+        "eval_negatives": int(len(labels) - labels.sum()),
     }
 
 

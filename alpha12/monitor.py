@@ -2,8 +2,12 @@
 and its serving model's live calibration, and decides, and records, whether to recalibrate.
 
 `Assessment` is the pure rule; `PerformanceMonitor` gathers its inputs from the store, runs the
-recalibrations (a challenger is promoted only if it scores at least as well as the incumbent
-on the same most recent out-of-sample window) and writes every decision to `recalibrations`.
+recalibrations and writes every decision to `recalibrations`.
+
+A challenger is promoted only if it scores (Brier) at least as well as the incumbent on rows
+neither model trained on: the held-out rows of its evaluation slice after the incumbent's
+training window. With too few of those it waits in shadow (trading would-be setups only) and
+a later monitor run decides it on the rows that resolved after both training windows.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ MIN_CALIBRATION_PREDICTIONS = 300
 # number of rows whatever the age of the model (reading every prediction of a year-old 5m
 # model took 1.4 s of a 1.6 s refresh at 1M snapshots).
 CALIBRATION_WINDOW_BARS = 1000
+
+# Evidence a challenger is judged on (see held_out_comparison and shadow_comparison).
+HELD_OUT, SHADOW = "held-out rows", "shadow outcomes"
+# Fewer rows than the smallest evaluation slice models.fit scores a model on would decide by
+# noise (a Brier difference of a few thousandths is within a few rows' chance): below it, a
+# challenger waits in shadow for more.
+MIN_FAIR_ROWS = models.MIN_EVAL_ROWS
 
 
 @dataclass
@@ -199,6 +210,7 @@ class Outcome:
     incumbent_score: float | None = None
     new_version: int | None = None
     metrics_after: dict | None = None
+    evidence: str | None = None  # what decided a challenger: "held-out rows (N)", ...
 
     def as_row(self, asset: str, interval: str, reasons: str = "") -> dict:
         """The outcome as a row of the CLI's and the pages' tables."""
@@ -210,6 +222,7 @@ class Outcome:
             "challenger_brier": self.challenger_score,
             "incumbent_brier": self.incumbent_score,
             "new_version": self.new_version,
+            "evidence": self.evidence,
         }
 
 
@@ -308,7 +321,9 @@ class PerformanceMonitor:
         """Judge every pair, recalibrate the degraded ones the rules allow; per ASSET_INTERVAL,
         the assessment and the action taken."""
         now = self.clock.now()
-        assessments = self.assess_all([(a, i) for a in assets for i in intervals], now)
+        pairs = [(a, i) for a in assets for i in intervals]
+        shadows = self.decide_shadows(pairs, now, "monitor")
+        assessments = self.assess_all(pairs, now)
         due = [x for x in assessments if x.decision() is None]
         trained = self.recalibrate_many(due, now, MONITOR, progress)
         outcomes = {(x.asset, x.interval): o for x, o in zip(due, trained, strict=True)}
@@ -322,6 +337,7 @@ class PerformanceMonitor:
                 "action": outcome.action,
                 "message": outcome.message,
                 "recalibrated": outcome.action == Action.RECALIBRATED,
+                **_shadow_decision(shadows.get(pair)),
             }
         return report
 
@@ -411,57 +427,73 @@ class PerformanceMonitor:
         trigger: str,
         always_promote: bool = False,
     ) -> Outcome:
-        """Register the challenger: active if it scores at least as well as the incumbent on
-        the newest evaluation slice (or `always_promote`: a policy that retrains blindly),
-        else rejected."""
+        """Register the challenger: active with no incumbent (or `always_promote`: a policy
+        that retrains blindly); else judged against the incumbent on the held-out rows neither
+        trained on (held_out_comparison): active if it scores at least as well there,
+        rejected if worse, and in shadow while there are too few such rows to tell."""
         asset, interval = assessment.asset, assessment.interval
         if isinstance(result, models.Insufficient):
             return Outcome(Action.SKIPPED_DATA, result.message)
         if isinstance(result, training.ComputeError):
             return Outcome(Action.FAILED, str(result))
-        challenger = result.metrics["brier"]
         incumbent = self.registry.load_active(asset, interval)
-        incumbent_score = None
-        if incumbent is not None:
-            eval_rows = models.split_for_evaluation(
-                frame.dropna(subset=[*FEATURE_NAMES, "label"]).reset_index(drop=True)
-            )[1]
-            incumbent_score = float(
-                np.mean((incumbent.model.predict_proba(eval_rows) - eval_rows["label"]) ** 2)
-            )
-        promote = always_promote or incumbent_score is None or challenger <= incumbent_score
+        comparison = None
+        if incumbent is not None and not always_promote:
+            comparison = held_out_comparison(frame, result, incumbent.model)
+        status = _verdict(comparison)
+        replaced = self.registry.load_shadow(asset, interval)
         try:
-            version = self.registry.register(
-                asset,
-                interval,
-                result,
-                as_of,
-                trigger,
-                status=ModelStatus.ACTIVE if promote else ModelStatus.REJECTED,
-            )
+            version = self.registry.register(asset, interval, result, as_of, trigger, status)
         except RegistryError as error:
-            return Outcome(Action.FAILED, str(error), challenger, incumbent_score)
-        versus = (
-            "no incumbent"
-            if incumbent_score is None
-            else (f"Brier {challenger:.4f} vs incumbent v{incumbent.version} {incumbent_score:.4f}")
-        )
-        if promote:
-            return Outcome(
-                Action.RECALIBRATED,
-                f"v{version} promoted ({versus})",
-                challenger,
-                incumbent_score,
-                version,
-                result.metrics,
-            )
+            return Outcome(Action.FAILED, str(error))
+        outcome = _challenger_outcome(status, version, incumbent, comparison, result)
+        if replaced is not None:
+            outcome.message += f"; shadow v{replaced.version} ends undecided"
+        return outcome
+
+    def decide_shadows(
+        self, pairs: list[Pair], now: pd.Timestamp, trigger: str
+    ) -> dict[Pair, Outcome]:
+        """Decide (and record) every pair's shadow challenger that has enough outcomes."""
+        waiting = set(self.store.shadow_pairs())
+        decided = {}
+        for asset, interval in pairs:
+            if (asset, interval) in waiting:
+                outcome = self.decide_shadow(asset, interval, now)
+                if outcome is not None:
+                    self.record(self.assess(asset, interval, now), outcome, now, trigger)
+                    decided[(asset, interval)] = outcome
+        return decided
+
+    def decide_shadow(self, asset: str, interval: str, now: pd.Timestamp) -> Outcome | None:
+        """The pair's shadow challenger against the incumbent on the rows after both training
+        windows whose outcomes were known by `now` (shadow_comparison): it serves if it scores
+        at least as well, else it is rejected. None while too few outcomes are known (or
+        without a shadow)."""
+        shadow = self.registry.load_shadow(asset, interval)
+        incumbent = self.registry.load_active(asset, interval)
+        if shadow is None or incumbent is None:
+            return None
+        after = max(shadow.model.window_end, incumbent.model.window_end)
+        rows = self.store.labelled_after(asset, interval, after, now)
+        comparison = shadow_comparison(rows, shadow.model, incumbent.model)
+        if not comparison.enough:
+            return None
+        versus = comparison.versus(incumbent.version)
+        if comparison.challenger_wins:
+            self.registry.activate(asset, interval, shadow.version)
+            action, message = Action.SHADOW_PROMOTED, f"shadow v{shadow.version} promoted"
+        else:
+            self.registry.reject(asset, interval, shadow.version)
+            action, message = Action.SHADOW_REJECTED, f"shadow v{shadow.version} rejected"
         return Outcome(
-            Action.REJECTED_CHALLENGER,
-            f"v{version} rejected ({versus}); v{incumbent.version} keeps serving",
-            challenger,
-            incumbent_score,
-            version,
-            result.metrics,
+            action,
+            f"{message} ({versus})",
+            comparison.challenger,
+            comparison.incumbent,
+            shadow.version,
+            shadow.model.metrics,
+            str(comparison),
         )
 
     def record(
@@ -486,6 +518,7 @@ class PerformanceMonitor:
                 "metrics_before": to_json({**summary, **assessment.live_figures()}),
                 "metrics_after": to_json(outcome.metrics_after) if outcome.metrics_after else None,
                 "message": message,
+                "evidence": outcome.evidence,
             }
         )
 
@@ -539,6 +572,111 @@ def performance_reasons(summary: dict, thresholds: TimeframeSettings) -> list[st
     return [f"95% upper bound: {reason}" for reason in reasons] if guarded else reasons
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A challenger's and an incumbent's Brier scores on the same rows, none of which either
+    model trained on; `evidence` says which rows: HELD_OUT or SHADOW."""
+
+    evidence: str
+    rows: int
+    challenger: float | None
+    incumbent: float | None
+
+    @property
+    def enough(self) -> bool:
+        return self.rows >= MIN_FAIR_ROWS
+
+    @property
+    def challenger_wins(self) -> bool:
+        return self.challenger <= self.incumbent  # a tie favours the fresher model
+
+    def versus(self, incumbent_version: int) -> str:
+        return (
+            f"Brier {self.challenger:.4f} vs incumbent v{incumbent_version} "
+            f"{self.incumbent:.4f} on {self}"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.evidence} ({self.rows})"
+
+
+def held_out_comparison(
+    frame: pd.DataFrame, challenger: models.TrainedModel, incumbent: models.TrainedModel
+) -> Comparison:
+    """The challenger's hold-out predictions and the incumbent's on the rows of the
+    challenger's evaluation slice after the incumbent's training window: rows the hold-out
+    model never saw (it trained before the slice) and the incumbent never saw either. Scoring
+    the incumbent on rows it trained on would judge it in sample and favour it."""
+    evaluated = frame[frame["ts"].isin(challenger.holdout.index)]
+    fair = evaluated[evaluated["ts"] > incumbent.window_end].dropna(subset=["label"])
+    held_out = challenger.holdout.reindex(pd.DatetimeIndex(fair["ts"])).to_numpy()
+    return _compare(HELD_OUT, fair, held_out, _predicted(incumbent, fair))
+
+
+def shadow_comparison(
+    rows: pd.DataFrame, shadow: models.TrainedModel, incumbent: models.TrainedModel
+) -> Comparison:
+    """Both models' predictions on the labelled `rows` after both training windows: what the
+    two predicted live at each of those bars (the stored features are what they saw)."""
+    after = max(shadow.window_end, incumbent.window_end)
+    fair = rows[rows["ts"] > after].dropna(subset=[*FEATURE_NAMES, "label"])
+    return _compare(SHADOW, fair, _predicted(shadow, fair), _predicted(incumbent, fair))
+
+
+def _predicted(model: models.TrainedModel, rows: pd.DataFrame) -> np.ndarray:
+    """The model's probabilities (none for no rows: sklearn refuses an empty input)."""
+    return model.predict_proba(rows) if len(rows) else np.empty(0)
+
+
+def _compare(evidence: str, rows: pd.DataFrame, challenger, incumbent) -> Comparison:
+    if rows.empty:
+        return Comparison(evidence, 0, None, None)
+    labels = rows["label"].to_numpy(dtype="float64")
+    return Comparison(
+        evidence,
+        len(rows),
+        float(np.mean((challenger - labels) ** 2)),
+        float(np.mean((incumbent - labels) ** 2)),
+    )
+
+
+def _verdict(comparison: Comparison | None) -> ModelStatus:
+    """A challenger's registry status: active without a comparison to make, shadow while the
+    comparison has too few rows, else active or rejected by its score."""
+    if comparison is None:
+        return ModelStatus.ACTIVE
+    if not comparison.enough:
+        return ModelStatus.SHADOW
+    return ModelStatus.ACTIVE if comparison.challenger_wins else ModelStatus.REJECTED
+
+
+def _challenger_outcome(status, version, incumbent, comparison, result) -> Outcome:
+    """What registering a challenger as `status` did, in words with its evidence."""
+    evidence = None if comparison is None else str(comparison)
+    if status == ModelStatus.SHADOW:
+        return Outcome(
+            Action.SHADOWED,
+            f"v{version} in shadow: {comparison} after incumbent v{incumbent.version}'s "
+            f"training window, {MIN_FAIR_ROWS} needed to compare; v{incumbent.version} keeps "
+            "serving until shadow outcomes decide",
+            new_version=version,
+            metrics_after=result.metrics,
+            evidence=evidence,
+        )
+    if comparison is None:
+        versus = "no incumbent" if incumbent is None else "promoted without comparison (policy)"
+        scores = (result.metrics["brier"], None)
+    else:
+        versus = comparison.versus(incumbent.version)
+        scores = (comparison.challenger, comparison.incumbent)
+    if status == ModelStatus.ACTIVE:
+        action, message = Action.RECALIBRATED, f"v{version} promoted ({versus})"
+    else:
+        action = Action.REJECTED_CHALLENGER
+        message = f"v{version} rejected ({versus}); v{incumbent.version} keeps serving"
+    return Outcome(action, message, *scores, version, result.metrics, evidence)
+
+
 def cooldown_left(last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp) -> pd.Timedelta:
     """Clock time left of the cooldown that the last attempt started (zero when none)."""
     if last_attempt is None:
@@ -562,6 +700,13 @@ def silent_since(now: pd.Timestamp, *events) -> pd.Timedelta:
     challenger restarts the count) and the end of the model's training window."""
     known = [pd.Timestamp(e) for e in events if not formatting.missing(e)]
     return now - max(known) if known else pd.Timedelta(0)
+
+
+def _shadow_decision(outcome: Outcome | None) -> dict:
+    """A report row's shadow_action and shadow_message (None without a shadow decided)."""
+    if outcome is None:
+        return {"shadow_action": None, "shadow_message": None}
+    return {"shadow_action": outcome.action, "shadow_message": outcome.message}
 
 
 def _finite(value: float) -> float | None:

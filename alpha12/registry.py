@@ -147,6 +147,12 @@ class Registry:
             self._publish(asset, interval, version)
             self.store.activate_model(asset, interval, version)
 
+    def reject(self, asset: str, interval: str, version: int) -> None:
+        """Mark `version` rejected (a shadow challenger that lost)."""
+        with self._lock:
+            self._servable.pop((asset, interval), None)
+            self.store.set_model_status(asset, interval, version, ModelStatus.REJECTED)
+
     def _publish(self, asset: str, interval: str, version: int) -> None:
         """Copy version's files to the pair's top level (the SEED layout's active model)."""
         folder = self.pair_dir(asset, interval)
@@ -214,11 +220,21 @@ class Registry:
         """The active version if it verifies (its top-level copy, else its kept copy under
         versions/, which then repairs the top level), else the newest earlier valid version."""
         with self._lock:  # never observe an activation half done (files new, table old)
-            return self._first_valid(asset, interval, self._candidates(asset, interval))
+            candidates = self._candidates(asset, interval)
+            serving = [c for c in candidates if c[2] != ModelStatus.SHADOW]
+            return self._first_valid(asset, interval, serving)
+
+    def load_shadow(self, asset: str, interval: str) -> ServedModel | None:
+        """The pair's challenger in shadow, if it has one and its file verifies."""
+        with self._lock:
+            candidates = self._candidates(asset, interval)
+            shadow = [c for c in candidates if c[2] == ModelStatus.SHADOW]
+            return self._first_valid(asset, interval, shadow)
 
     def _candidates(self, asset: str, interval: str) -> list[tuple[int, str, str]]:
-        """The servable versions, active first; remembered until this registry changes them
-        (this process is the store's only writer), so the live cycle does not query per bar."""
+        """The servable versions, active first, and the one in shadow; remembered until this
+        registry changes them (this process is the store's only writer), so the live cycle
+        does not query per bar."""
         key = (asset, interval)
         if key not in self._servable:
             self._servable[key] = self.store.servable_versions(asset, interval)

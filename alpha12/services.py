@@ -244,8 +244,13 @@ class Alpha12:
         return self.store.latest_recalibration_id()
 
     def trades(self, asset: str, interval: str, limit: int = 2000) -> pd.DataFrame:
-        """The pair's setups (live and warm-start), newest first."""
+        """The pair's real setups (live and warm-start), newest first."""
         return self.store.pair_setups(asset, interval, limit)
+
+    def shadow_trades(self, asset: str, interval: str, limit: int = 2000) -> pd.DataFrame:
+        """The pair's shadow setups (a challenger's in shadow, or a serving model's without an
+        edge), newest first."""
+        return self.store.pair_setups(asset, interval, limit, shadow=True)
 
     def performance(self, asset: str, interval: str, window: int) -> pd.DataFrame:
         """The pair's closed trades by exit time with rolling win rate and profit factor over

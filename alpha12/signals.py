@@ -1,5 +1,6 @@
 """Predictions -> trade setups: a long when the calibrated win probability is high enough,
-a short (mirrored barriers) when it is low enough, entry at the bar's close."""
+a short (mirrored barriers) when it is low enough, entry at the bar's close. A shadow setup is
+the same setup, traded on paper only (see `trades_for_real`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from alpha12 import metrics
 from alpha12.config import TimeframeSettings
 from alpha12.timeframes import interval_delta
 
@@ -28,6 +30,7 @@ class Setup:
     model_version: int | None
     model_scope: str | None
     origin: str = "live"  # or "warm_start"
+    shadow: bool = False  # a would-be trade: resolved like a real one, never counted as one
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -55,6 +58,7 @@ def make_setup(
     model_version: int | None,
     model_scope: str | None,
     origin: str = "live",
+    shadow: bool = False,
 ) -> Setup | None:
     """The setup this prediction calls for, or None (no edge, or no usable ATR)."""
     direction = direction_for(probability, timeframe.entry_threshold)
@@ -74,4 +78,12 @@ def make_setup(
         model_version=model_version,
         model_scope=model_scope,
         origin=origin,
+        shadow=shadow,
     )
+
+
+def trades_for_real(timeframe: TimeframeSettings, model_metrics: dict) -> bool:
+    """Whether a serving model's setups are real: always, unless the timeframe does not trade
+    without an edge and the model shows none (metrics.edge_verdict); then they open in shadow,
+    so the monitor still judges (and can retrain) the model by them."""
+    return timeframe.trade_without_edge or not metrics.edge_verdict(model_metrics)[0]

@@ -34,5 +34,6 @@ ACTION_COLOURS = {
     Action.RECALIBRATED: "#16a34a",
     Action.REJECTED_CHALLENGER: "#f59e0b",
     Action.FAILED: "#dc2626",
+    Action.SHADOWED: "#6366f1",
 }
 WIN, LOSS, OPEN = "#16a34a", "#dc2626", "#6b7280"

@@ -34,10 +34,16 @@ class Action(StrEnum):
     SKIPPED_COOLDOWN = "skipped_cooldown"
     SKIPPED_TRADES = "skipped_insufficient_trades"
     SKIPPED_DATA = "skipped_insufficient_data"
+    SHADOWED = "shadowed_challenger"  # too few held-out rows to compare: it waits in shadow
+    SHADOW_PROMOTED = "shadow_promoted"  # its shadow outcomes beat the incumbent's
+    SHADOW_REJECTED = "shadow_rejected"
 
 
-# A training attempt starts the pair's cooldown, whatever its result.
-ATTEMPTS = (Action.RECALIBRATED, Action.REJECTED_CHALLENGER, Action.FAILED)
+# A training attempt starts the pair's cooldown, whatever its result (deciding a shadow is no
+# training attempt).
+ATTEMPTS = (Action.RECALIBRATED, Action.REJECTED_CHALLENGER, Action.SHADOWED, Action.FAILED)
+# Decisions that put a new model to serve.
+PROMOTIONS = (Action.RECALIBRATED, Action.SHADOW_PROMOTED)
 # Decided at every monitor run for most pairs: the log hides them unless asked.
 ROUTINE_ACTIONS = (Action.HEALTHY, Action.SKIPPED_TRADES)
 
@@ -74,6 +80,7 @@ class ModelStatus(StrEnum):
     ACTIVE = "active"
     RETIRED = "retired"
     REJECTED = "rejected"
+    SHADOW = "shadow"  # a challenger that trades only in shadow until the monitor decides it
 
 
 class Level(StrEnum):

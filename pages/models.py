@@ -1,5 +1,5 @@
-"""Models: every version of a pair's model with its metrics, roll back to any of them, and the
-log of recalibration decisions."""
+"""Models: every version of a pair's model with its metrics, roll back to any of them, the
+shadow setups, and the log of recalibration decisions with the evidence that decided each."""
 
 import streamlit as st
 
@@ -85,6 +85,7 @@ def recalibration_log() -> None:
                 "before",
                 "after",
                 "versus",
+                "evidence",
                 "new_version",
                 "reasons",
                 "message",
@@ -96,6 +97,7 @@ def recalibration_log() -> None:
             "before": st.column_config.TextColumn("trades judged (before)"),
             "after": st.column_config.TextColumn("challenger (after)"),
             "versus": st.column_config.TextColumn("Brier: challenger vs incumbent"),
+            "evidence": st.column_config.TextColumn("decided on"),
             "new_version": st.column_config.NumberColumn("new v"),
             "reasons": st.column_config.TextColumn("trigger reason"),
             "message": st.column_config.TextColumn("outcome", width="large"),
@@ -103,8 +105,40 @@ def recalibration_log() -> None:
     )
 
 
+def shadow_setups() -> None:
+    shadow = app.shadow_trades(asset, interval)
+    if shadow.empty:
+        return
+    st.subheader("Shadow setups")
+    st.caption(
+        "Would-be trades of a challenger waiting in shadow, or of a serving model without an "
+        "edge on a timeframe that does not trade without one: made and resolved like real "
+        "setups, never counted as real trades. The monitor judges a serving model by its "
+        "shadow trades too; a shadow challenger is decided on the Brier score of the bars "
+        "resolved after both models' training windows."
+    )
+    st.dataframe(
+        shadow[
+            [
+                "ts",
+                "model_version",
+                "direction",
+                "probability",
+                "status",
+                "exit_reason",
+                "pnl_pct",
+                "r_multiple",
+            ]
+        ],
+        hide_index=True,
+        column_config={"ts": ui.time_column("opened (UTC)"), "model_version": "v"},
+    )
+
+
 st.subheader("Versions")
 versions_table()
+shadow_setups()
+
 if interval != FALLBACK_INTERVAL:  # a fallback serves several timeframes: judged on each
     st.subheader("Serving model: calibration at training and live")
     ui.calibration_section(app.calibration(asset, interval))

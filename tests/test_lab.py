@@ -4,18 +4,29 @@ oracle, the statistics, cancel/resume and bad input."""
 import dataclasses
 import itertools
 import tempfile
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import training
+from alpha12 import metrics, training
 from alpha12.config import Settings
 from alpha12.lab import LabError, oracle, runner, stats
-from alpha12.lab.policies import Custom, Guarded, Never, Seed, Timer, parse_policies, parse_policy
+from alpha12.lab.policies import (
+    Custom,
+    Guarded,
+    Never,
+    Policy,
+    Seed,
+    Timer,
+    parse_policies,
+    parse_policy,
+)
 from alpha12.lab.walk import PairWalk
-from alpha12.monitor import Assessment
-from alpha12.vocabulary import ATTEMPTS
+from alpha12.monitor import MIN_FAIR_ROWS, Assessment
+from alpha12.vocabulary import ATTEMPTS, Action
 from tests.conftest import PAIR
 
 
@@ -86,6 +97,13 @@ def test_seed_decisions_are_the_live_monitors(hourly, lab_settings, monkeypatch)
     assert [s is None for s in skips] == [w is None for w in walked]
     assert [s for s in skips if s] == [w for w in walked if w]
     assert len(after) >= 3 and live == list(after["action"])
+    # Every challenger after the first model was compared on held-out rows after the
+    # incumbent's window, or went into shadow for want of enough of them.
+    trained = decisions.iloc[1:]
+    trained = trained[trained["action"].isin(ATTEMPTS) & (trained["action"] != Action.FAILED)]
+    rows = trained["evidence"].str.extract(r"^held-out rows \((\d+)\)$")[0].astype(int)
+    assert len(trained) >= 2
+    assert ((rows >= MIN_FAIR_ROWS) == (trained["action"] != Action.SHADOWED)).all()
 
 
 def test_guarded_retrains_less_often_than_seed_on_the_same_bars(hourly, lab_settings):
@@ -341,3 +359,53 @@ def test_paired_difference_of_a_run_with_itself_is_exactly_zero():
     worse = stats.per_bar(random_trades(80, 2), bars)
     diff, low, high = stats.paired_block_diff(worse, same, block=36)
     assert low < diff < high
+
+
+def test_without_an_edge_the_walk_trades_in_shadow_judges_it_and_counts_nothing(
+    hourly, lab_settings, monkeypatch
+):
+    """trade_without_edge = false and every model without an edge: the walk's setups are all
+    shadow; its monitor still judges the models by them (and retrains), the lab's results
+    count no trade."""
+    monkeypatch.setattr(metrics, "edge_verdict", lambda _metrics: (True, "no edge (test)"))
+    strict = lab_settings.with_timeframe("1h", trade_without_edge=False)
+    part = replay(hourly, strict, Seed())
+    assert part.trades.empty
+    judged = part.decisions["action"].iloc[1:]
+    assert (judged != Action.SKIPPED_TRADES).any() and judged.isin(ATTEMPTS).any()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrainOnceAt(Policy):
+    """A test policy: one retrain, at the monitor tick `at`, never another."""
+
+    at: pd.Timestamp | None = None
+    kind: ClassVar[str] = "once"
+
+    def due(self, tick) -> bool:
+        return tick.time == self.at
+
+    def decision(self, assessment, tick) -> str | None:
+        return assessment.decision(forced=True)
+
+
+def test_the_walk_puts_a_challenger_in_shadow_and_decides_it_later(hourly, lab_settings):
+    """A retrain 14 hours after the first model leaves too few held-out rows after its
+    window: the challenger waits in shadow, and the walk's monitor decides it once the rows
+    resolved after both windows are enough, as the live monitor would."""
+    with runner.scratch_monitor(hourly, lab_settings, *PAIR) as monitor:
+        walk = PairWalk(monitor, *PAIR)
+        walk.policy = RetrainOnceAt(at=walk.start_time + pd.Timedelta(hours=14))
+        walk.run()
+        statuses = monitor.store.query("SELECT status FROM models ORDER BY version")["status"]
+    decisions = pd.DataFrame(walk.decisions)
+    assert decisions["action"].tolist()[1:] in (
+        [Action.SHADOWED, Action.SHADOW_PROMOTED],
+        [Action.SHADOWED, Action.SHADOW_REJECTED],
+    )
+    shadowed, decided = decisions.iloc[1], decisions.iloc[2]
+    assert shadowed["evidence"].startswith("held-out rows (")
+    assert decided["evidence"] == f"shadow outcomes ({MIN_FAIR_ROWS})"  # decided at once
+    assert decided["ts"] > shadowed["ts"] and decided["new_version"] == 2
+    promoted = decided["action"] == Action.SHADOW_PROMOTED
+    assert statuses.tolist() == (["retired", "active"] if promoted else ["active", "rejected"])

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from alpha12 import metrics
 from alpha12.metrics import (
     PAGE_HINKLEY_THRESHOLD,
     auc_interval,
     average_r,
     bootstrap_profit_factor_interval,
-    edge_verdict,
     expectancy,
     format_profit_factor,
     max_drawdown_r,
@@ -193,26 +193,6 @@ def test_auc_interval_is_hanley_mcneil():
     )
 
 
-SKILLED = {"roc_auc": 0.62, "eval_rows": 600, "base_rate": 0.48, "signal_profit_factor": 1.3}
-
-
-@pytest.mark.parametrize(
-    ("changes", "no_edge", "words"),
-    [
-        ({}, False, "hold-out ROC AUC 0.620"),
-        ({"roc_auc": 0.5}, True, "includes 0.5"),
-        ({"roc_auc": 0.53, "eval_rows": 200}, True, "includes 0.5"),  # too few rows to tell
-        ({"signal_profit_factor": 0.97}, True, "profit factor 0.97: not above 1 after costs"),
-        ({"signal_profit_factor": 1.0}, True, "not above 1"),
-        ({"signal_profit_factor": math.nan}, True, "no signal trades"),
-        ({"roc_auc": None}, True, "no hold-out ROC AUC"),
-    ],
-)
-def test_edge_verdict(changes, no_edge, words):
-    verdict, reason = edge_verdict({**SKILLED, **changes})
-    assert verdict is no_edge and words in reason
-
-
 def test_page_hinkley_by_hand():
     # running means 1, 1, 1/3, 0; deviations + 0.1: 0.1, 0.1, -1.2333, -0.9
     # running sums 0.1, 0.2, -1.0333, -1.9333: 2.1333 below the highest point
@@ -231,3 +211,51 @@ def test_page_hinkley_alarms_on_a_fall_and_rarely_on_a_steady_record():
     falling = [page_hinkley(np.r_[trades(50, 0.6), trades(50, 0.3)]) for _ in range(500)]
     assert np.mean(np.array(steady) > PAGE_HINKLEY_THRESHOLD) < 0.06
     assert np.mean(np.array(falling) > PAGE_HINKLEY_THRESHOLD) > 0.75
+
+
+# --- edge_verdict ---------------------------------------------------------------------------
+
+SKILLED = {
+    "roc_auc": 0.62,
+    "eval_positives": 100,
+    "eval_negatives": 100,
+    "signal_trades": 40,
+    "signal_expectancy_pct": 0.05,
+}
+
+
+def test_hanley_mcneil_interval_worked_by_hand():
+    # A = 0.75, 50 + 50 rows: Q1 = 0.6, Q2 = 0.642857; variance 5.9625 / 2500 -> se 0.04884
+    low, high = metrics.auc_interval(0.75, 50, 50)
+    assert (low, high) == pytest.approx((0.75 - 0.09572, 0.75 + 0.09572), abs=1e-4)
+    assert all(math.isnan(x) for x in metrics.auc_interval(0.75, 0, 50))
+
+
+def test_a_model_with_skill_and_positive_signal_expectancy_has_an_edge():
+    no_edge, reason = metrics.edge_verdict(SKILLED)
+    assert not no_edge
+    assert "0.543–0.697" in reason and "+0.050%" in reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"roc_auc": 0.55}, "does not lie above 0.5"),  # interval 0.47-0.63 holds 0.5
+        ({"roc_auc": 0.30}, "does not lie above 0.5"),  # worse than a coin is no edge either
+        ({"roc_auc": None}, "no out-of-sample AUC"),  # the slice held one outcome only
+        ({"signal_expectancy_pct": 0.0}, "earned +0.000%"),  # not above zero
+        ({"signal_expectancy_pct": -0.1}, "earned -0.100%"),
+        ({"signal_trades": 0, "signal_expectancy_pct": None}, "made no trade"),
+    ],
+)
+def test_no_edge_when_the_auc_interval_holds_a_coin_or_the_signal_does_not_earn(changes, words):
+    no_edge, reason = metrics.edge_verdict({**SKILLED, **changes})
+    assert no_edge and words in reason
+
+
+def test_older_models_are_judged_from_eval_rows_base_rate_and_profit_factor():
+    older = {"roc_auc": 0.62, "eval_rows": 200, "base_rate": 0.5, "signal_trades": 40}
+    assert metrics.edge_verdict({**older, "signal_profit_factor": 1.2})[0] is False
+    assert metrics.edge_verdict({**older, "signal_profit_factor": "inf"})[0] is False
+    assert metrics.edge_verdict({**older, "signal_profit_factor": 0.9})[0] is True
+    assert metrics.edge_verdict({})[0] is True

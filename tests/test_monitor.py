@@ -20,13 +20,21 @@ from alpha12.services import Alpha12
 from alpha12.sources.replay import SYNTHETIC_ORIGIN, SyntheticReplay
 from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.store import Store
-from alpha12.vocabulary import ATTEMPTS, FALLBACK_INTERVAL, FIRST_MODEL, Action, PairStatus
+from alpha12.vocabulary import (
+    ATTEMPTS,
+    FALLBACK_INTERVAL,
+    FIRST_MODEL,
+    Action,
+    ModelStatus,
+    PairStatus,
+)
 
 DAYS = 40
 END = SYNTHETIC_ORIGIN + pd.Timedelta(days=DAYS)
 # 60 trades, win rate 50%, profit factor 1.25: healthy on 5m and 15m, degraded from 1h up.
 BALANCED = [1.0] * 30 + [-0.8] * 30
 LOSING = [1.0] * 9 + [-1.0] * 21  # win rate 30%, profit factor 0.43: degraded everywhere
+CHALLENGER_ACTIONS = (Action.RECALIBRATED, Action.REJECTED_CHALLENGER, Action.SHADOWED)
 
 
 def synthetic(interval: str, days: int = DAYS) -> pd.DataFrame:
@@ -329,7 +337,8 @@ def test_no_edge_is_a_badge_not_a_reason(app, incumbent):
     judged = app.monitor.assess("BTC", "1h").as_dict()
     assert (judged["status"], judged["no_edge"]) == (PairStatus.HEALTHY, True)
     assert (
-        "ROC AUC 0.500" in judged["no_edge_reason"] and "includes 0.5" in judged["no_edge_reason"]
+        "hold-out AUC 0.500" in judged["no_edge_reason"]
+        and "does not lie above 0.5" in judged["no_edge_reason"]
     )
 
 
@@ -384,7 +393,7 @@ def test_one_pairs_failure_in_promotion_leaves_the_other_pairs_audit_rows(
     report = app.monitor_once()
     assert report["BTC_1h"]["action"] == Action.FAILED
     assert "disk on fire" in report["BTC_1h"]["message"]
-    assert report["BTC_4h"]["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
+    assert report["BTC_4h"]["action"] in CHALLENGER_ACTIONS
     assert_recorded(app, report, "monitor")  # every pair's row, the failed one with its reason
 
 
@@ -396,7 +405,7 @@ def test_a_forced_retrain_ignores_the_cooldown_and_says_so(app, incumbent):
     app.clock.advance(minutes=10)
     assert app.retrain("BTC", "1h")["action"] == Action.SKIPPED_COOLDOWN
     forced = app.retrain("BTC", "1h", force=True)
-    assert forced["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
+    assert forced["action"] in CHALLENGER_ACTIONS
     last = recalibrations(app, "1h").iloc[-1]
     assert (last["trigger"], last["action"]) == ("forced", forced["action"])
     assert last["new_version"] == forced["new_version"]
@@ -523,6 +532,14 @@ def noise_before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(label=noise)
 
 
+def before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` labelled before its evaluation slice begins: an incumbent trained
+    on them can be compared with a challenger on the whole slice."""
+    rows = frame.dropna(subset=list(snapshots.FEATURE_NAMES)).reset_index(drop=True)
+    start = models.split_for_evaluation(rows)[1]["ts"].iloc[0]
+    return rows[rows["target_ts"] <= start]
+
+
 def train_on(frame: pd.DataFrame) -> models.TrainedModel:
     trained = models.fit(frame, SEED_TIMEFRAMES["1h"], seed=0)
     assert isinstance(trained, models.TrainedModel)
@@ -536,7 +553,8 @@ def test_a_challenger_must_beat_the_incumbent_on_the_same_window(
     ruled = frame_1h.assign(label=rule_labels(frame_1h))
     noisy = noise_before_the_evaluation_slice(ruled)
     incumbent_frame, challenger_frame = (noisy, ruled) if challenger_wins else (ruled, noisy)
-    app.registry.register("BTC", "1h", train_on(incumbent_frame), END, "test")
+    incumbent = train_on(before_the_evaluation_slice(incumbent_frame))
+    app.registry.register("BTC", "1h", incumbent, END, "test")
     add_trades(app, "1h", LOSING)
     monkeypatch.setattr(monitor_module.training, "training_frame", lambda *args: challenger_frame)
     report = app.monitor_once()
@@ -554,3 +572,147 @@ def test_a_challenger_must_beat_the_incumbent_on_the_same_window(
         assert versions["status"].tolist() == ["active", "rejected"] and serving == 1
         assert "v2 rejected" in row["message"] and "v1 keeps serving" in row["message"]
     assert row["new_version"] == 2
+    usable = challenger_frame.dropna(subset=list(snapshots.FEATURE_NAMES))
+    evaluated = len(models.split_for_evaluation(usable)[1])
+    assert row["evidence"] == f"held-out rows ({evaluated})"  # the whole slice is after v1's
+    assert f"on held-out rows ({evaluated})" in row["message"]
+
+
+# --- a fair comparison ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("covered", [0.5, 0.9, 1.0])
+def test_an_incumbent_is_never_scored_on_rows_it_trained_on(app, frame_1h, monkeypatch, covered):
+    """An incumbent whose training window reaches into (half, most or all of) the
+    challenger's evaluation slice is asked to predict only the slice's rows after its window;
+    with fewer than MIN_FAIR_ROWS of them the challenger waits in shadow and the incumbent
+    keeps serving."""
+    rows = frame_1h.dropna(subset=list(snapshots.FEATURE_NAMES)).reset_index(drop=True)
+    evaluation = models.split_for_evaluation(rows)[1]
+    window_end = evaluation["ts"].iloc[int(covered * (len(evaluation) - 1))]
+    app.registry.register("BTC", "1h", train_on(rows[rows["ts"] <= window_end]), END, "test")
+    served = app.registry.load_active("BTC", "1h").model  # the very object the monitor uses
+    asked = []
+    predict = models.TrainedModel.predict_proba
+
+    def spy(model, features):
+        if model is served:
+            asked.append(features["ts"])
+        return predict(model, features)
+
+    monkeypatch.setattr(models.TrainedModel, "predict_proba", spy)
+    monkeypatch.setattr(monitor_module.training, "training_frame", lambda *args: frame_1h)
+    add_trades(app, "1h", LOSING)
+    app.monitor_once()
+    scored = pd.concat(asked) if asked else pd.Series([], dtype=object)
+    fair = int((evaluation["ts"] > window_end).sum())
+    assert len(scored) == fair and (scored > window_end).all()
+    row = recalibrations(app, "1h").iloc[-1]
+    assert row["evidence"] == f"held-out rows ({fair})"
+    statuses = app.store.query("SELECT status FROM models ORDER BY version")["status"].tolist()
+    if fair >= monitor_module.MIN_FAIR_ROWS:
+        assert row["action"] in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER)
+    else:
+        assert row["action"] == Action.SHADOWED and statuses == ["active", "shadow"]
+        assert app.registry.load_timeframe_model("BTC", "1h").version == 1
+        assert app.registry.load_shadow("BTC", "1h").version == 2
+
+
+SMALL = dataclasses.replace(SEED_TIMEFRAMES["1h"], min_rows=100)
+
+
+def same_process(seed: int, rows: int = 200) -> pd.DataFrame:
+    """A training frame from one data-generating process: the long wins with a probability
+    that rises with one feature, the other features are noise."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(rows, len(snapshots.FEATURE_NAMES)))
+    wins = rng.random(rows) < 1 / (1 + np.exp(-values[:, 0]))
+    ts = pd.date_range("2025-01-01", periods=rows, freq="1h", tz="UTC")
+    frame = pd.DataFrame(values, columns=list(snapshots.FEATURE_NAMES))
+    frame.insert(0, "ts", ts)
+    frame.insert(1, "target_ts", ts + pd.Timedelta(hours=SMALL.horizon_bars))
+    pnl = np.where(wins, 1.0, -1.0)
+    return frame.assign(label=wins.astype(float), pnl_long=pnl, pnl_short=-pnl)
+
+
+@pytest.mark.slow
+def test_an_equally_good_challenger_wins_about_half_the_time():
+    """Challenger and incumbent from the same process, each fitted on as many rows (the
+    incumbent's window ends where the challenger's evaluation slice begins): over 40 seeds
+    the challenger wins a share inside the 99% binomial range of a fair coin. The old rule,
+    which scored an incumbent whose window covered the slice in sample (here the challenger's
+    own final model, equally good by construction), let it win 7 times in 40 (the fair rule:
+    25)."""
+    fair, old = [], []
+    for trial in range(40):
+        frame = same_process(2 * trial)
+        challenger = train_on_small(frame)
+        evaluation_start = challenger.holdout.index[0]
+        older = same_process(2 * trial + 1)
+        incumbent = train_on_small(older[older["target_ts"] <= evaluation_start])
+        comparison = monitor_module.held_out_comparison(frame, challenger, incumbent)
+        assert comparison.rows == len(challenger.holdout)  # the whole slice is fair
+        fair.append(comparison.challenger_wins)
+        evaluation = frame[frame["ts"] >= evaluation_start]
+        in_sample = np.mean((challenger.predict_proba(evaluation) - evaluation["label"]) ** 2)
+        old.append(challenger.metrics["brier"] <= in_sample)
+    assert 0.3 <= np.mean(fair) <= 0.7
+    assert np.mean(old) < 0.3 < np.mean(fair)
+
+
+def train_on_small(frame: pd.DataFrame) -> models.TrainedModel:
+    trained = models.fit(frame, SMALL, seed=0)
+    assert isinstance(trained, models.TrainedModel)
+    return trained
+
+
+# --- challengers in shadow ------------------------------------------------------------------
+
+
+def brier_after(app, models_: list[models.TrainedModel]) -> tuple[int, list[float]]:
+    """How many snapshots resolved by now after every model's window, and each model's Brier
+    score on them, computed here from the store's rows."""
+    after = max(m.window_end for m in models_)
+    rows = app.store.query(
+        "SELECT * FROM snapshots WHERE ts > ? AND target_ts <= ? ORDER BY ts",
+        [after, app.clock.now()],
+    )
+    return len(rows), [
+        float(np.mean((m.predict_proba(rows) - rows["target"]) ** 2)) for m in models_
+    ]
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_a_shadow_challenger_is_decided_on_the_outcomes_resolved_after_both_windows(app, swap):
+    as_of = END - pd.Timedelta(days=5)
+    frame = training.training_frame(app.store, app.settings, "BTC", "1h", as_of)
+    trained = [train_on(frame), train_on(noise_before_the_evaluation_slice(frame))]
+    incumbent, shadow = reversed(trained) if swap else trained
+    app.registry.register("BTC", "1h", incumbent, as_of, "test")
+    app.registry.register("BTC", "1h", shadow, as_of, "test", ModelStatus.SHADOW)
+    rows, (shadow_brier, incumbent_brier) = brier_after(app, [shadow, incumbent])
+    assert rows >= monitor_module.MIN_FAIR_ROWS
+    app.monitor_once()
+    decided = recalibrations(app, "1h").iloc[0]
+    wins = shadow_brier <= incumbent_brier
+    assert decided["action"] == (Action.SHADOW_PROMOTED if wins else Action.SHADOW_REJECTED)
+    assert decided["evidence"] == f"shadow outcomes ({rows})"
+    assert decided["challenger_score"] == pytest.approx(shadow_brier)
+    assert decided["incumbent_score"] == pytest.approx(incumbent_brier)
+    assert app.registry.load_timeframe_model("BTC", "1h").version == (2 if wins else 1)
+    assert app.registry.load_shadow("BTC", "1h") is None
+    statuses = app.store.query("SELECT status FROM models ORDER BY version")["status"].tolist()
+    assert statuses == (["retired", "active"] if wins else ["active", "rejected"])
+
+
+def test_a_newer_challenger_replaces_an_older_shadow(app, incumbent):
+    app.registry.register("BTC", "1h", incumbent, END, "test")  # its window covers the slice
+    add_trades(app, "1h", LOSING)
+    assert app.monitor_once()["BTC_1h"]["action"] == Action.SHADOWED
+    app.clock.advance(hours=8)  # the cooldown; no bar has resolved since
+    second = app.monitor_once()["BTC_1h"]
+    assert second["action"] == Action.SHADOWED
+    assert second["message"].endswith("; shadow v2 ends undecided")
+    statuses = app.store.query("SELECT status FROM models ORDER BY version")["status"].tolist()
+    assert statuses == ["active", "rejected", "shadow"]
+    assert app.registry.load_shadow("BTC", "1h").version == 3

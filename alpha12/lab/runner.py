@@ -33,7 +33,7 @@ from alpha12.monitor import PerformanceMonitor
 from alpha12.registry import Registry
 from alpha12.store import Store
 from alpha12.timeframes import interval_delta
-from alpha12.vocabulary import ATTEMPTS, Action, Pair
+from alpha12.vocabulary import ATTEMPTS, PROMOTIONS, Pair
 
 ORACLE = "oracle"
 BLOCK_HORIZONS = 3  # the paired bootstrap's block: a few trade horizons of bars
@@ -70,7 +70,7 @@ class Part:
     @property
     def promotions(self) -> int:
         later = self.decisions.iloc[1:]
-        return int((later["action"] == Action.RECALIBRATED).sum()) if len(later) else 0
+        return int(later["action"].isin(PROMOTIONS).sum()) if len(later) else 0
 
 
 @dataclass
@@ -308,5 +308,6 @@ def sweep_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _trades(trades: list[dict]) -> pd.DataFrame:
-    closed = [t for t in trades if t["status"] == "closed"]
+    """The walk's closed real trades (a shadow trade risked nothing)."""
+    closed = [t for t in trades if t["status"] == "closed" and not t["shadow"]]
     return pd.DataFrame(closed, columns=TRADE_COLUMNS).reset_index(drop=True)

@@ -4,6 +4,14 @@ seed policy (what the live monitor does); the lab walks the whole history under 
 
 No model ever predicts inside its own training window: a model trained as of time T only
 predicts bars that close after T, and its training rows' labels were all known by T.
+
+Challengers are judged as the live monitor judges them (monitor.promote_or_reject): on the
+held-out rows neither they nor the incumbent trained on, or, with too few of those, in shadow
+until monitor.decide_shadow can decide them on the rows resolved since. The walk opens no
+would-be setups for a shadow challenger: its decision rests on the resolved rows, not on
+trades. A serving model without an edge on a timeframe that does not trade without one trades
+in shadow, as live (`shadow` trades, judged by the walk's monitor, left out of the lab's
+results).
 """
 
 from __future__ import annotations
@@ -204,6 +212,7 @@ class PairWalk:
             served.version,
             served.scope,
             origin=self.origin,
+            shadow=not signals.trades_for_real(self.timeframe, served.model.metrics),
         )
         if setup is None:
             return None
@@ -227,7 +236,11 @@ class PairWalk:
 
     def _monitor(self, tick: pd.Timestamp, k: int, served, state: dict):
         """The policy's rule at `tick` (k: bars walked so far), evaluated when it is due (the
-        seed policy: whenever the rule's inputs changed)."""
+        seed policy: whenever the rule's inputs changed). A shadow challenger is decided at
+        every tick, as at every live monitor run."""
+        decided = self._decide_shadow(tick, served)
+        if decided:  # judged from here on as the model that now serves, as live
+            served = self._serving()
         resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
         cooldown_over = state["cooldown_end"] is not None and state["cooldown_end"] <= tick
         attempted_at, attempted_bar = state["attempt"]
@@ -241,7 +254,7 @@ class PairWalk:
             overdue=self._overdue(tick, served, quiet, state),
         )
         if not self.policy.due(now):
-            return None
+            return served if decided else None
         state["evaluated_trades"] = len(resolved)
         state["evaluated_rows"] = self._labelled(tick)
         if cooldown_over:
@@ -251,7 +264,18 @@ class PairWalk:
         if outcome.action in ATTEMPTS:
             state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
             state["attempt"] = (tick, k)
+        return self._serving()
+
+    def _serving(self):
         return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+
+    def _decide_shadow(self, tick: pd.Timestamp, served) -> bool:
+        """Whether the monitor decided a shadow challenger at `tick` (remembered if so)."""
+        outcome = self.monitor.decide_shadow(self.asset, self.interval, tick)
+        if outcome is not None:
+            quiet = silent_since(tick, self.last_setup)
+            self._remember(tick, self._assessment(tick, served, quiet), outcome)
+        return outcome is not None
 
     def _overdue(self, tick: pd.Timestamp, served, quiet: pd.Timedelta, state: dict) -> bool:
         """Whether the monitor's rule acts without a new trade: a model of its own silent past
@@ -337,6 +361,11 @@ class PairWalk:
             )
         else:
             outcome = Outcome(decision)
+        self._remember(tick, assessment, outcome)
+        return outcome
+
+    def _remember(self, tick: pd.Timestamp, assessment: Assessment, outcome: Outcome) -> None:
+        """A decision recorded as the live monitor records it, and in `decisions`."""
         self.monitor.record(assessment, outcome, tick, self.origin)
         self.decisions.append(
             {
@@ -346,9 +375,9 @@ class PairWalk:
                 "challenger_score": outcome.challenger_score,
                 "incumbent_score": outcome.incumbent_score,
                 "new_version": outcome.new_version,
+                "evidence": outcome.evidence,
             }
         )
-        return outcome
 
 
 def _nanoseconds(times: pd.Series) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The models table: every registered version of every pair's model, and which one serves.
 
 The registry owns the model files; this table is its index (one row per version, at most one
-active per pair).
+active and at most one in shadow per pair).
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ from alpha12.vocabulary import ModelStatus
 class ModelsTable:
     def insert_model(self, row: dict) -> None:
         """A new version's row (columns of the models table); an active one retires the
-        pair's active version in the same transaction."""
+        pair's active version in the same transaction. A newer challenger, whatever its
+        status, ends the pair's shadow: that one is rejected undecided."""
         with self.transaction() as cursor:
+            cursor.execute(
+                "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND status = ?",
+                [ModelStatus.REJECTED, row["asset"], row["interval"], ModelStatus.SHADOW],
+            )
             if row["status"] == ModelStatus.ACTIVE:
                 cursor.execute(
                     "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND status = ?",
@@ -39,6 +44,13 @@ class ModelsTable:
                 [ModelStatus.ACTIVE, asset, interval, version],
             )
 
+    def set_model_status(self, asset: str, interval: str, version: int, status: str) -> None:
+        with self.transaction() as cursor:
+            cursor.execute(
+                "UPDATE models SET status = ? WHERE asset = ? AND interval = ? AND version = ?",
+                [status, asset, interval, version],
+            )
+
     def model_versions(self, asset: str, interval: str) -> pd.DataFrame:
         """Every version of the pair's model, newest first."""
         return self.query(
@@ -60,23 +72,36 @@ class ModelsTable:
         )
 
     def servable_versions(self, asset: str, interval: str) -> list[tuple[int, str, str]]:
-        """(version, sha256, status) of the versions that may serve: the active one first,
-        then the retired ones, newest first."""
+        """(version, sha256, status) of the versions that may serve (the active one first,
+        then the retired ones, newest first) and of the one in shadow."""
         return (
             self.cursor()
             .execute(
                 "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
-                "AND status IN (?, ?) ORDER BY status = ? DESC, version DESC",
+                "AND status IN (?, ?, ?) ORDER BY status = ? DESC, version DESC",
                 [
                     asset,
                     interval,
                     ModelStatus.ACTIVE,
                     ModelStatus.RETIRED,
+                    ModelStatus.SHADOW,
                     ModelStatus.ACTIVE,
                 ],
             )
             .fetchall()
         )
+
+    def shadow_pairs(self) -> list[tuple[str, str]]:
+        """The pairs with a challenger in shadow."""
+        return [
+            tuple(row)
+            for row in self.cursor()
+            .execute(
+                "SELECT asset, interval FROM models WHERE status = ? ORDER BY ALL",
+                [ModelStatus.SHADOW],
+            )
+            .fetchall()
+        ]
 
     def latest_version(self, asset: str, interval: str) -> int:
         """The pair's highest version number (0 with none)."""

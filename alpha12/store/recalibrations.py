@@ -24,6 +24,7 @@ _COLUMNS = (
     "metrics_before",
     "metrics_after",
     "message",
+    "evidence",
 )
 
 
@@ -46,14 +47,15 @@ class RecalibrationsTable:
         )
 
     def pair_counts(self, keys: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-        """Per pair of `keys` (asset, interval, version, scope: the serving model): open
+        """Per pair of `keys` (asset, interval, version, scope: the serving model): open real
         setups, targets known by `now`, the last training attempt and the serving model's
-        newest setup, in one query."""
+        newest setup (real or shadow: a model trading in shadow is not silent), in one query."""
         return self.query_with(
             keys[["asset", "interval", "version", "scope"]],
             """SELECT k.asset, k.interval,
                  (SELECT count(*) FROM setups s WHERE s.asset = k.asset
-                   AND s.interval = k.interval AND s.status = 'open') AS pending,
+                   AND s.interval = k.interval AND s.status = 'open' AND NOT s.shadow)
+                   AS pending,
                  (SELECT count(*) FROM snapshots n WHERE n.asset = k.asset
                    AND n.interval = k.interval AND n.source = ? AND n.target IS NOT NULL
                    AND n.target_ts <= ?) AS labelled,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alpha12.features import FEATURE_NAMES
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _snapshots_table(name: str, unique_key: bool) -> str:
@@ -121,4 +121,15 @@ def _schema_v3() -> list[str]:
     ]
 
 
-MIGRATIONS = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
+def _schema_v4() -> list[str]:
+    """Shadow setups: the would-be trades of a challenger waiting in shadow, or of a serving
+    model without an edge on a timeframe that does not trade without one; made and resolved
+    like real ones, never counted as real trades. A recalibration row says which evidence
+    decided it ("held-out rows (N)" or "shadow outcomes (N)")."""
+    return [
+        "ALTER TABLE setups ADD COLUMN shadow BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE recalibrations ADD COLUMN evidence VARCHAR",
+    ]
+
+
+MIGRATIONS = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3, 4: _schema_v4}

@@ -1,4 +1,9 @@
-"""Trade setups: opened by the signal rule, closed by the tracker."""
+"""Trade setups: opened by the signal rule, closed by the tracker.
+
+A shadow setup (`shadow`) is a would-be trade: made and resolved by the same code as a real one
+but never counted as a real trade. Only the tracker (open_setups) and the monitor's judging
+(serving_trades) see both kinds; every other read is of one kind.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,21 @@ import pandas as pd
 
 class SetupsTable:
     def insert_setups(self, setups: pd.DataFrame) -> pd.DataFrame:
-        """Insert setups (columns as signals.Setup, optionally resolved); their id, asset and
-        interval."""
+        """Insert setups (columns as signals.Setup, optionally resolved); their id, asset,
+        interval and shadow flag."""
+        returned = ["id", "asset", "interval", "shadow"]
         if setups.empty:
-            return pd.DataFrame(columns=["id", "asset", "interval"])
+            return pd.DataFrame(columns=returned)
         names = ", ".join(setups.columns)
         inserted = self.write_frame(
             setups,
             f"INSERT INTO setups ({names}) SELECT {names} FROM incoming "
-            "RETURNING id, asset, interval",
+            "RETURNING id, asset, interval, shadow",
         )
-        return pd.DataFrame(inserted, columns=["id", "asset", "interval"])
+        return pd.DataFrame(inserted, columns=returned)
 
     def open_setups(self, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-        """The open setups of the (asset, interval) `pairs`, oldest first."""
+        """The open setups of the (asset, interval) `pairs`, real and shadow, oldest first."""
         return self.query_with(
             pd.DataFrame(pairs, columns=["asset", "interval"]),
             "SELECT s.* FROM setups s JOIN incoming USING (asset, interval) "
@@ -41,7 +47,9 @@ class SetupsTable:
 
     def serving_trades(self, keys: pd.DataFrame, now: pd.Timestamp, window: int) -> pd.DataFrame:
         """The newest `window` trades closed by `now` of each pair of `keys` (asset, interval,
-        version, scope: the serving model), oldest first (the equity curve's order)."""
+        version, scope: the serving model), oldest first (the equity curve's order). Shadow
+        trades of that model count too: the monitor judges a model by every trade its signals
+        made, real or not (a model without an edge may trade only in shadow)."""
         return self.query_with(
             keys,
             """SELECT s.asset, s.interval, s.exit_ts, s.pnl_pct, s.r_multiple
@@ -55,18 +63,22 @@ class SetupsTable:
             [now, window],
         )
 
-    def pair_setups(self, asset: str, interval: str, limit: int) -> pd.DataFrame:
-        """The pair's setups (live and warm-start), newest first."""
+    def pair_setups(
+        self, asset: str, interval: str, limit: int, shadow: bool = False
+    ) -> pd.DataFrame:
+        """The pair's real setups (live and warm-start), or with `shadow` its shadow ones,
+        newest first."""
         return self.query(
             "SELECT * EXCLUDE (asset, interval) FROM setups WHERE asset = ? AND interval = ? "
-            "ORDER BY ts DESC LIMIT ?",
-            [asset, interval, limit],
+            "AND shadow = ? ORDER BY ts DESC LIMIT ?",
+            [asset, interval, shadow, limit],
         )
 
     def closed_trades(self, asset: str, interval: str) -> pd.DataFrame:
-        """The pair's closed trades by exit time."""
+        """The pair's closed real trades by exit time."""
         return self.query(
             "SELECT exit_ts, pnl_pct, r_multiple, origin, model_version, model_scope FROM setups "
-            "WHERE asset = ? AND interval = ? AND status = 'closed' ORDER BY exit_ts, id",
+            "WHERE asset = ? AND interval = ? AND status = 'closed' AND NOT shadow "
+            "ORDER BY exit_ts, id",
             [asset, interval],
         )

@@ -249,6 +249,18 @@ class SnapshotsTable:
             [SNAPSHOT_SOURCE, now, newest],
         )
 
+    def labelled_after(
+        self, asset: str, interval: str, after: pd.Timestamp, now: pd.Timestamp
+    ) -> pd.DataFrame:
+        """The pair's snapshots after `after` whose targets were known by `now`, oldest
+        first: ts, label and the features."""
+        return self.query(
+            f"""SELECT ts, target AS label, {", ".join(FEATURE_NAMES)}
+                FROM snapshots WHERE asset = ? AND interval = ? AND source = ?
+                  AND ts > ? AND target_ts <= ? ORDER BY ts""",
+            [asset, interval, SNAPSHOT_SOURCE, after, now],
+        )
+
     def snapshot_features(
         self,
         asset: str,

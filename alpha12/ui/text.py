@@ -150,6 +150,11 @@ def job_text(job: dict) -> str:
     if job["active"]:
         return f"{head}: {text(job['message'])} ({percent(job['progress'], 0)})"
     action = job.get("action")
+    if action == Action.SHADOWED:
+        return (
+            f"{head}: challenger v{job['new_version']} **in shadow**: too few held-out rows to "
+            "compare; the incumbent keeps serving until its shadow outcomes decide"
+        )
     if action in (Action.RECALIBRATED, Action.REJECTED_CHALLENGER):
         incumbent = job["incumbent_score"]
         versus = "no incumbent" if missing(incumbent) else f"incumbent {number(incumbent, 4)}"

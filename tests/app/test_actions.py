@@ -51,11 +51,14 @@ def test_timeframe_retrain_is_disabled_while_queued_then_shows_the_outcome(popul
     run_queued_job(app)
     at.run()
     outcome = next(i.value for i in at.info if i.value.startswith("Job #1"))
-    assert "challenger v" in outcome and "Brier" in outcome
     newest = int(app.store.scalar("SELECT max(version) FROM models WHERE interval = '5m'"))
     assert f"challenger v{newest} " in outcome and newest > before
-    verdict = "promoted" if app.registry.active_version(ASSET, "5m") == newest else "rejected"
-    assert verdict in outcome
+    if app.registry.load_shadow(ASSET, "5m") is not None:  # too few held-out rows to compare
+        assert "in shadow" in outcome and app.registry.active_version(ASSET, "5m") == before
+    else:
+        assert "Brier" in outcome
+        verdict = "promoted" if app.registry.active_version(ASSET, "5m") == newest else "rejected"
+        assert verdict in outcome
     assert not at.button(key=f"retrain-{ASSET}-5m:ask").disabled
 
 

@@ -5,9 +5,10 @@ import re
 import pandas as pd
 import pytest
 
-from alpha12 import formatting, ui
+from alpha12 import formatting, signals, ui
 from alpha12.clock import WallClock
 from alpha12.engine import ENGINE_STATE_KEY
+from alpha12.store import Store
 from alpha12.vocabulary import EngineState
 from tests.app.helpers import INTERVALS, PAGES, context, open_page
 
@@ -59,3 +60,42 @@ def test_the_system_page_shows_the_engine_state_heartbeat_age_and_clock(populate
     clock = next(f for f in facts if f.startswith("**Replay clock**"))
     shown = pd.Timestamp(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", clock).group(), tz="UTC")
     assert before <= shown <= after
+
+
+def test_the_models_page_shows_shadow_setups_and_the_evidence_of_each_decision(app_env):
+    store = Store(app_env / "storage.duckdb")
+    opened = pd.Timestamp("2025-01-01 10:00", tz="UTC")
+    store.insert_setups(
+        pd.DataFrame(
+            [
+                {
+                    **signals.Setup(
+                        "BTC",
+                        "5m",
+                        opened,
+                        1,
+                        100.0,
+                        99.0,
+                        101.5,
+                        1.0,
+                        opened + pd.Timedelta(hours=1),
+                        0.6,
+                        2,
+                        "timeframe",
+                    ).as_row(),
+                    "shadow": True,
+                }
+            ]
+        )
+    )
+    store.cursor().execute(
+        "INSERT INTO recalibrations (asset, interval, ts, trigger, action, evidence) "
+        "VALUES ('BTC', '5m', ?, 'monitor', 'shadowed_challenger', 'held-out rows (12)')",
+        [opened],
+    )
+    store.close()
+    at = open_page("models")
+    assert "Shadow setups" in [h.value for h in at.subheader]
+    tables = [frame.value for frame in at.dataframe]
+    assert any("probability" in t and t["model_version"].tolist() == [2] for t in tables)
+    assert any("evidence" in t and t["evidence"].tolist() == ["held-out rows (12)"] for t in tables)

@@ -281,7 +281,7 @@ def test_forced_retrain_fails_plainly_and_recovers(app, kind):
     job = forced_retrain(app)  # the resource is back
     assert job["status"] == "done", job["message"]
     action = latest(app, "recalibrations", "action, new_version")
-    assert action["action"] in ("recalibrated", "rejected_challenger")
+    assert action["action"] in ("recalibrated", "rejected_challenger", "shadowed_challenger")
     assert_verified(app, JOB_PAIR, app.registry.active_version(*JOB_PAIR))
     newest = app.registry.versions(*JOB_PAIR)["version"].max()
     assert action["new_version"] == newest  # the retrain's version is stored
