@@ -45,7 +45,7 @@ EDITABLE = (
 # 95% intervals, "page_hinkley" a detected fall in mean R. Each is also a lab policy (seed,
 # guarded, page_hinkley), which is how the default is chosen.
 TRIGGERS = ("threshold", "guarded", "page_hinkley")
-DEFAULT_TRIGGER = "threshold"
+DEFAULT_TRIGGER = "guarded"
 
 
 class SettingsError(UserError, ValueError):

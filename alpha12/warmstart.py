@@ -49,8 +49,8 @@ def warm_start(
     The walks go in two rounds over the cores, so the overview fills fast: first every pair
     walks until its first setup is saved (in the overview's order: timeframe by timeframe),
     then every walk runs to its end (the costliest first, to finish soonest). Each finished
-    pair is remembered, so a stop (or a crash) leaves the rest for the next start; a walk
-    that has begun is finished, so no pair is left half walked."""
+    pair is remembered; a stop (or a crash) leaves the others for the next start, which first
+    deletes the setups a walk cut short had saved and walks the pair again."""
     store, settings = monitor.store, monitor.settings()
     for n, (asset, interval) in enumerate(pairs):
         progress(0.2 * n / len(pairs), f"backfilling snapshots: {asset} {interval}")
@@ -65,9 +65,10 @@ def warm_start(
     def begin(pair: tuple[str, str]) -> None:
         if should_stop():
             return
+        store.delete_setups(*pair, WARM_START)  # what a walk cut short before left behind
         steps[pair] = walks[pair].steps()
         for _ in steps[pair]:
-            if walks[pair].save_setups():
+            if walks[pair].save_setups() or should_stop():
                 break
         progress(0.25 + 0.35 * len(steps) / len(pairs), f"first trades of {pair[0]} {pair[1]}")
 
@@ -75,7 +76,8 @@ def warm_start(
         if pair not in steps:
             return "not walked: stopped"
         for _ in steps[pair]:
-            pass
+            if should_stop():  # left unwalked: the next start walks it again from its start
+                return "not walked: stopped"
         with lock:
             done.append(pair)
             store.set_state(WARM_STARTED_KEY, [*store.get_state(WARM_STARTED_KEY, []), pair])

@@ -177,3 +177,32 @@ def test_the_warm_start_walk_is_the_lab_seed_walk(hourly, lab_settings, monkeypa
         lab.decisions[["ts", "action", "new_version"]].reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def test_a_warm_start_stopped_mid_walk_walks_again_without_duplicates(tmp_path):
+    settings = dataclasses.replace(
+        Settings(),
+        assets=("BTC",),
+        intervals=("4h", "1d"),
+        history_days=120,
+        db_path=tmp_path / "storage.duckdb",
+        models_dir=tmp_path / "models",
+    )
+    source = SyntheticReplay(settings.seed, 120)
+    app = Alpha12.open(settings=settings, clock=ManualClock(source.default_start), source=source)
+    app.collect_once()
+    asked = []
+
+    def stop_once_a_setup_is_saved() -> bool:  # a stop request in the middle of the walks
+        asked.append(1)
+        return app.store.scalar("SELECT count(*) FROM setups") > 0
+
+    first = warmstart.warm_start(app.monitor, app.pairs(), should_stop=stop_once_a_setup_is_saved)
+    assert "not walked: stopped" in first.values() and len(asked) > 1
+    assert app.store.scalar("SELECT count(*) FROM setups") > 0  # a walk cut short saved some
+    second = warmstart.warm_start(app.monitor, warmstart.pending_pairs(app.store, app.pairs()))
+    assert "not walked: stopped" not in second.values()
+    assert warmstart.pending_pairs(app.store, app.pairs()) == []
+    setups = app.store.query("SELECT asset, interval, ts FROM setups")
+    assert not setups.duplicated().any()
+    app.close()

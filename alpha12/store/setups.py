@@ -25,6 +25,14 @@ class SetupsTable:
         )
         return pd.DataFrame(inserted, columns=returned)
 
+    def delete_setups(self, asset: str, interval: str, origin: str) -> None:
+        """Forget the pair's setups of one origin (a warm-start walk cut short)."""
+        with self.transaction() as cursor:
+            cursor.execute(
+                "DELETE FROM setups WHERE asset = ? AND interval = ? AND origin = ?",
+                [asset, interval, origin],
+            )
+
     def open_setups(self, pairs: list[tuple[str, str]]) -> pd.DataFrame:
         """The open setups of the (asset, interval) `pairs`, real and shadow, oldest first."""
         return self.query_with(
