@@ -43,8 +43,10 @@ MODEL_METRICS = (
     "signal_win_rate",
     "signal_profit_factor",
 )
-# Verified models kept in memory: every pair's serving model and fallback with room for
-# rollbacks; an older version asked for again is read (and verified) from its file.
+# Verified models kept in memory: one version per pair and per asset's fallback (the one that
+# last served; a recalibration's new version replaces its predecessor), at most this many in
+# all. A superseded version asked for again (a rollback, a corrupt active file) is read and
+# verified from its file. A loaded model takes about 1 MB (the soak, RELIABILITY.md).
 MODEL_CACHE_SIZE = 64
 
 
@@ -71,8 +73,9 @@ class Registry:
         self.root = Path(root)
         self.store = store
         self.clock = clock
-        # Verified models by (asset, interval, version), least recently used first: bounded,
-        # because every recalibration adds a version and a process runs for months.
+        # Verified models by (asset, interval, version), least recently used first, one version
+        # per (asset, interval): bounded, because every recalibration adds a version and a
+        # process runs for months.
         self._cache: OrderedDict[tuple[str, str, int], tuple[tuple, TrainedModel]] = OrderedDict()
         self._lock = threading.RLock()
         self._refused: set[tuple] = set()  # bad files already reported
@@ -284,6 +287,8 @@ class Registry:
                     interval,
                 )
             return None
+        for other in [k for k in self._cache if k[:2] == key[:2] and k != key]:
+            del self._cache[other]  # superseded: kept, it would only fill the cache
         self._cache[key] = (signature, model)
         self._cache.move_to_end(key)
         while len(self._cache) > MODEL_CACHE_SIZE:

@@ -118,6 +118,22 @@ def test_the_active_version_serves_and_a_rollback_serves_the_earlier_one(two_ver
     )
 
 
+def test_memory_holds_one_version_per_pair_a_superseded_one_is_read_again(two_versions, trained):
+    """Every recalibration adds a version: the cache keeps the one that serves, not the history
+    (the soak's registry filled with superseded models, RELIABILITY.md)."""
+    _, inputs = trained
+    assert two_versions.load_active("BTC", "1h").version == 2
+    two_versions.activate("BTC", "1h", 1)
+    assert two_versions.load_active("BTC", "1h").version == 1
+    assert list(two_versions._cache) == [("BTC", "1h", 1)]
+    two_versions.activate("BTC", "1h", 2)
+    served = two_versions.load_active("BTC", "1h")
+    assert list(two_versions._cache) == [("BTC", "1h", 2)]
+    np.testing.assert_array_equal(
+        served_predictions(served, inputs), expected_predictions(trained, 2)
+    )
+
+
 def test_a_rejected_challenger_is_kept_but_never_serves(two_versions, trained, store):
     first, _ = trained[0]
     version = two_versions.register("BTC", "1h", first, NOW, "test", status=ModelStatus.REJECTED)
