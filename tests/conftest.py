@@ -161,6 +161,7 @@ def lab_settings(settings: Settings) -> Settings:
     trades and retrains."""
     fast = dataclasses.replace(
         settings.timeframe("1h"),
+        trigger="threshold",  # the point rule: the seed policy then differs from guarded
         min_trades=5,
         cooldown_hours=12,
         win_rate=0.55,

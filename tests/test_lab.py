@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from alpha12 import metrics, training
-from alpha12.config import Settings
+from alpha12.config import DEFAULT_TRIGGER, Settings
 from alpha12.lab import LabError, oracle, runner, stats
 from alpha12.lab.policies import (
     Custom,
@@ -194,9 +194,9 @@ def test_policies_parse_and_name_themselves_back():
 
 def test_the_seed_policy_judges_by_the_configured_trigger_the_others_by_their_own():
     base = Settings().timeframe("1h")
-    assert (base.trigger, Seed().adjust(base)) == ("threshold", base)
-    configured = dataclasses.replace(base, trigger="guarded")
-    assert Seed().adjust(configured).trigger == "guarded"
+    assert (base.trigger, Seed().adjust(base)) == (DEFAULT_TRIGGER, base)
+    configured = dataclasses.replace(base, trigger="threshold")
+    assert Seed().adjust(configured).trigger == "threshold"
     for text in ("guarded", "page_hinkley"):
         assert parse_policy(text).adjust(base) == dataclasses.replace(base, trigger=text)
 

@@ -77,7 +77,7 @@ def early(tmp_path_factory) -> models.TrainedModel:
 def app(settings, tmp_path):
     """Alpha12 over a fresh store with BTC 1h bars backfilled and a manual clock at END."""
     opened = Alpha12.open(
-        settings=dataclasses.replace(settings, assets=("BTC",)),
+        settings=point_thresholds(dataclasses.replace(settings, assets=("BTC",))),
         clock=ManualClock(END),
         source=SyntheticReplay(12, DAYS),
     )
@@ -85,6 +85,14 @@ def app(settings, tmp_path):
     cycle.backfill_pair(opened.store, opened.settings, "BTC", "1h")
     yield opened
     opened.close()
+
+
+def point_thresholds(settings: Settings) -> Settings:
+    """The `threshold` trigger on every timeframe: most tests here check the point rule (the
+    default, `guarded`, has tests of its own)."""
+    for interval in settings.intervals:
+        settings = settings.with_timeframe(interval, trigger="threshold")
+    return settings
 
 
 def add_trades(app, interval: str, pnl: list[float], version: int = 1, scope="timeframe") -> None:
@@ -174,7 +182,8 @@ def test_the_same_trades_are_judged_by_each_timeframes_seed_thresholds(app, incu
         "profit factor 1.25 below 1.40",
     ]
     for interval, assessment in judged.items():
-        assert assessment.thresholds == SEED_TIMEFRAMES[interval]
+        seed = dataclasses.replace(SEED_TIMEFRAMES[interval], trigger="threshold")
+        assert assessment.thresholds == seed
         assert assessment.summary["trades"] == 60
         assert assessment.as_dict()["win_rate"] == 0.5
 
@@ -195,7 +204,7 @@ def test_twenty_trades_are_enough_to_judge_only_the_slower_timeframes(interval, 
         "BTC",
         interval,
         metrics.summarize(pnl, pnl),
-        SEED_TIMEFRAMES[interval],
+        dataclasses.replace(SEED_TIMEFRAMES[interval], trigger="threshold"),
         cooldown_remaining=pd.Timedelta(0),
         labelled_rows=10_000,
         model_version=1,

@@ -141,7 +141,7 @@ def test_saved_settings_are_applied_when_the_app_opens_again(populated_env):
 def test_the_trigger_and_the_calibration_gap_are_edited_saved_and_audited(populated_env):
     at = open_page("system")
     at.selectbox(key="settings_interval").set_value("4h").run()
-    next(s for s in at.selectbox if s.label == "trigger").set_value("guarded")
+    next(s for s in at.selectbox if s.label == "trigger").set_value("page_hinkley")
     save_settings(at, max_calibration_gap=0.15)
     assert not at.error
     app = context(at)
@@ -149,12 +149,12 @@ def test_the_trigger_and_the_calibration_gap_are_edited_saved_and_audited(popula
         app.settings.timeframe("4h").trigger,
         app.settings.timeframe("4h").max_calibration_gap,
     ) == (
-        "guarded",
+        "page_hinkley",
         0.15,
     )
-    assert app.monitor.assess(ASSET, "4h").as_dict()["trigger"] == "guarded"
+    assert app.monitor.assess(ASSET, "4h").as_dict()["trigger"] == "page_hinkley"
     audit = app.settings_audit().sort_values("id")
     assert set(audit["key"]) == {"timeframes.4h.trigger", "timeframes.4h.max_calibration_gap"}
     assert app.store.get_state(SETTINGS_OVERRIDES_KEY) == {
-        "4h": {"trigger": "guarded", "max_calibration_gap": 0.15}
+        "4h": {"trigger": "page_hinkley", "max_calibration_gap": 0.15}
     }
