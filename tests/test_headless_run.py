@@ -3,6 +3,7 @@ every timeframe, stops on Ctrl-C and reports through `status --json`. Its own mo
 test distribution runs it beside the others (it waits for its warm start)."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -11,8 +12,13 @@ import time
 import pytest
 
 from alpha12.store import Store
+from alpha12.vocabulary import EngineState
 
 WARM_START_LIMIT_S = 600  # about 40 s idle; a loaded 2-core box takes several times that
+# A live-table row starts with the clock (to the minute) and the engine's state.
+ENGINE_COLUMN = re.compile(
+    rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d ({EngineState.RUNNING}|{EngineState.WARMING_UP})\b"
+)
 LIVE_TICKS_S = 10  # the live engine after its warm start, before Ctrl-C
 STATUS_KEYS = {
     "win_rate",
@@ -41,8 +47,10 @@ def run_until_warm(db, env: dict, cwd) -> tuple[int, str]:
     try:
         for line in process.stdout:
             printed.append(line)
-            warming = warming or "warming_up" in line
-            if (warming and " running " in line) or time.monotonic() > deadline:
+            state = ENGINE_COLUMN.match(line)  # a row of the live table, not a log line
+            warming = warming or bool(state and state[1] == EngineState.WARMING_UP)
+            running = bool(state and state[1] == EngineState.RUNNING)
+            if (warming and running) or time.monotonic() > deadline:
                 break
         time.sleep(LIVE_TICKS_S)
         process.send_signal(signal.SIGINT)
@@ -61,8 +69,10 @@ def test_a_headless_run_warms_up_and_trades_every_timeframe(run_cli, cli_env, tm
         "ALPHA12_MODELS_DIR": str(tmp_path / "models"),
     }
     db = tmp_path / "storage.duckdb"
+    started = time.monotonic()
     code, printed = run_until_warm(db, {**cli_env, **env}, tmp_path)
     assert code == 130, printed[-3000:]  # interrupted, as a shell reports Ctrl-C
+    assert time.monotonic() - started < WARM_START_LIMIT_S, "the run never showed running"
     assert "REPLAYED market, not live" in printed
 
     status = run_cli("--db", db, "status", "--json", env=env)
