@@ -135,18 +135,24 @@ def test_warm_start_trades_resolve_as_the_targets_say(warmed):
             assert trade.pnl_pct == pytest.approx(expected["pnl_pct"])
 
 
-def test_a_stopped_warm_start_leaves_its_pairs_for_the_next_start(tmp_path):
+def slow_pairs_app(folder, days: int) -> Alpha12:
+    """BTC at 4h and 1d over `days` of collected history, not yet warm-started."""
     settings = dataclasses.replace(
         Settings(),
         assets=("BTC",),
         intervals=("4h", "1d"),
-        history_days=60,
-        db_path=tmp_path / "storage.duckdb",
-        models_dir=tmp_path / "models",
+        history_days=days,
+        db_path=folder / "storage.duckdb",
+        models_dir=folder / "models",
     )
-    source = SyntheticReplay(settings.seed, 60)
+    source = SyntheticReplay(settings.seed, days)
     app = Alpha12.open(settings=settings, clock=ManualClock(source.default_start), source=source)
     app.collect_once()
+    return app
+
+
+def test_a_stopped_warm_start_leaves_its_pairs_for_the_next_start(tmp_path):
+    app = slow_pairs_app(tmp_path, 60)
     summary = warmstart.warm_start(app.monitor, app.pairs(), should_stop=lambda: True)
     assert set(summary.values()) == {"not walked: stopped"}
     assert app.store.scalar("SELECT count(*) FROM setups") == 0
@@ -180,17 +186,7 @@ def test_the_warm_start_walk_is_the_lab_seed_walk(hourly, lab_settings, monkeypa
 
 
 def test_a_warm_start_stopped_mid_walk_walks_again_without_duplicates(tmp_path):
-    settings = dataclasses.replace(
-        Settings(),
-        assets=("BTC",),
-        intervals=("4h", "1d"),
-        history_days=120,
-        db_path=tmp_path / "storage.duckdb",
-        models_dir=tmp_path / "models",
-    )
-    source = SyntheticReplay(settings.seed, 120)
-    app = Alpha12.open(settings=settings, clock=ManualClock(source.default_start), source=source)
-    app.collect_once()
+    app = slow_pairs_app(tmp_path, 120)
     asked = []
 
     def stop_once_a_setup_is_saved() -> bool:  # a stop request in the middle of the walks

@@ -86,8 +86,8 @@ class PairWalk:
         if n < 2:
             return None
         rows = self.history.dropna(subset=list(FEATURE_NAMES))
-        known = np.sort(_nanoseconds(rows["target_ts"]))
-        labelled_by = np.searchsorted(known, _nanoseconds(self.closes), side="right")
+        known = np.sort(rows["target_ts"].to_numpy(dtype="datetime64[ns]"))
+        labelled_by = np.searchsorted(known, self.closes.to_numpy(dtype="datetime64[ns]"), "right")
         enough = np.flatnonzero(labelled_by >= self.timeframe.min_rows)
         earliest = enough[0] + 1 if len(enough) else n
         if self.recent_bars is None:
@@ -378,9 +378,3 @@ class PairWalk:
                 "evidence": outcome.evidence,
             }
         )
-
-
-def _nanoseconds(times: pd.Series) -> np.ndarray:
-    """UTC times as int64 nanoseconds: numpy sorts and searches these fast (tz-aware
-    Timestamps become Python objects)."""
-    return times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").view("i8")
