@@ -20,7 +20,7 @@ import pandas as pd
 from alpha12 import models, snapshots
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.errors import TransientError
-from alpha12.features import FEATURE_NAMES
+from alpha12.features import FEATURE_NAMES, TAIL_BARS
 from alpha12.store import Store
 
 CONNECT_TIMEOUT_S = 10
@@ -33,27 +33,37 @@ class ComputeError(TransientError):
     """The cluster cannot be reached, or a worker sent back something unusable."""
 
 
-def labelled_history(store: Store, settings: Settings, asset: str, interval: str) -> pd.DataFrame:
-    """Every labelled snapshot of the pair with both directions' outcomes, oldest first.
+def labelled_history(
+    store: Store,
+    settings: Settings,
+    asset: str,
+    interval: str,
+    as_of: pd.Timestamp | None = None,
+    newest: int | None = None,
+) -> pd.DataFrame:
+    """Every labelled snapshot of the pair with both directions' outcomes, oldest first; or,
+    given `as_of` and `newest`, only the newest rows whose label was known `as_of`.
 
     Columns: ts, target_ts, label, pnl_long, short_target_ts, pnl_short and the features.
     Only `snapshots.as_of_view` of it may be shown to a model.
     """
-    return snapshots.with_short_outcomes(
-        store.labelled_snapshots(asset, interval),
-        store.read_bars(asset, interval),
-        interval,
-        settings,
-    )
+    labelled = store.labelled_snapshots(asset, interval, known_by=as_of, newest=newest)
+    start = labelled["ts"].iloc[0] if newest is not None and len(labelled) else None
+    # The short outcomes' ATR is recursive: TAIL_BARS before the first row reproduce its
+    # full-history value, as they do for the live tail's features.
+    bars = store.read_bars(asset, interval, start=start, warmup=TAIL_BARS)
+    return snapshots.with_short_outcomes(labelled, bars, interval, settings)
 
 
 def training_frame(
     store: Store, settings: Settings, asset: str, interval: str, as_of: pd.Timestamp
 ) -> pd.DataFrame:
     """The rows a model trained `as_of` may learn from: the timeframe's `train_rows` newest
-    (see `labelled_history`)."""
-    history = labelled_history(store, settings, asset, interval)
-    return snapshots.as_of_view(history, as_of, settings.timeframe(interval).train_rows)
+    (see `labelled_history`). Only those rows are read, so a retrain costs the same on a
+    year of history as on a month."""
+    rows = settings.timeframe(interval).train_rows
+    history = labelled_history(store, settings, asset, interval, as_of=as_of, newest=rows)
+    return snapshots.as_of_view(history, as_of, rows)
 
 
 def pooled_training_frame(

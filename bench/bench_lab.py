@@ -142,16 +142,16 @@ class NaiveWalk(PairWalk):
     """The reference: the same walk, predicting one bar per model call and asking the
     monitor at every hourly check (what the lab batches and skips)."""
 
-    def _walk(self, frame: pd.DataFrame, served) -> pd.DataFrame:
+    def _walk(self, frame: pd.DataFrame, served) -> Iterator[None]:
         n = len(frame)
         probability, version = np.full(n, np.nan), np.full(n, np.nan)
-        scope = np.full(n, None, dtype=object)
+        scope, generated = np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
         busy_until = None
         tick = self.closes[self.start].ceil("1h")
         state = {
             "evaluated_trades": -1,
             "cooldown_end": None,
-            "attempt": (tick, self.start),
+            "attempt": (self.start_time, self.start),
             "marks": self.marks(frame, probability, version, scope),
         }
         for m in range(self.start, len(self.bars)):
@@ -159,6 +159,7 @@ class NaiveWalk(PairWalk):
                 state["evaluated_trades"] = -1  # judged again whether or not trades changed
                 served = self._monitor(tick, m, served, state) or served
                 tick += MONITOR_STEP
+                yield
             if busy_until is not None and busy_until <= self.closes[m]:
                 busy_until = None
             p = cycle.predict(served, frame.iloc[[m - self.start]])[0]
@@ -167,11 +168,12 @@ class NaiveWalk(PairWalk):
             scope[m - self.start] = served.scope if served else None
             if busy_until is None and served is not None and not np.isnan(p):
                 busy_until = self._trade(m, p, served)
+                generated[m - self.start] = busy_until is not None
         return pd.DataFrame(
             {
                 "probability": probability,
                 "model_version": version,
                 "model_scope": scope,
-                "setup_generated": False,
+                "setup_generated": generated,
             }
         )

@@ -43,6 +43,12 @@ class Receiver:
             self.arrived.wait_for(lambda: len(self.received) >= count, timeout)
             return list(self.received)
 
+    def wait_for_title(self, title: str, timeout: float = 30.0) -> list[dict]:
+        """The alerts titled `title`, once one has arrived (or [] after `timeout`)."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: any(r["title"] == title for r in self.received), timeout)
+            return [r for r in self.received if r["title"] == title]
+
 
 def serve(receiver: Receiver) -> Iterator[Receiver]:
     requests = iter(range(sys.maxsize))

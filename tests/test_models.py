@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import TimeSeriesSplit
 
-from alpha12 import cycle, models, training
+from alpha12 import cycle, models, snapshots, training
 from alpha12.bars import resample
 from alpha12.clock import ManualClock, WallClock
 from alpha12.config import Settings
@@ -104,6 +104,21 @@ def btc_model(btc) -> models.TrainedModel:
 
 
 # --- too little data ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("days_back", [0, 3, 200])
+def test_a_training_frame_reads_only_its_window_and_equals_the_full_history_view(btc, days_back):
+    """The bounded read (the window's rows and TAIL_BARS of bars before them) gives exactly
+    the frame the whole history gives, at the newest bar and in the past (labels known
+    later are left out either way)."""
+    store, newest, _ = btc
+    as_of = newest - pd.Timedelta(days=days_back)
+    whole = training.labelled_history(store, SETTINGS, "BTCUSDT", "1h")
+    assert len(whole) > 10 * TIMEFRAME.train_rows
+    expected = snapshots.as_of_view(whole, as_of, TIMEFRAME.train_rows)
+    frame = training.training_frame(store, SETTINGS, "BTCUSDT", "1h", as_of)
+    assert len(frame) == TIMEFRAME.train_rows and frame["target_ts"].max() <= as_of
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
 
 
 def test_too_few_rows_is_insufficient_with_a_plain_message(synthetic):

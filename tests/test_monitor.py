@@ -95,14 +95,16 @@ def point_thresholds(settings: Settings) -> Settings:
     return settings
 
 
-def add_trades(app, interval: str, pnl: list[float], version: int = 1, scope="timeframe") -> None:
+def add_trades(
+    app, interval: str, pnl: list[float], version: int = 1, scope="timeframe", asset="BTC"
+) -> None:
     """Closed trades of model `version`, resolved before now."""
     n = len(pnl)
     exits = app.clock.now() - pd.Timedelta(hours=1) * np.arange(n, 0, -1)
     app.store.insert_setups(
         pd.DataFrame(
             {
-                "asset": "BTC",
+                "asset": asset,
                 "interval": interval,
                 "ts": exits - pd.Timedelta(hours=3),
                 "direction": 1,

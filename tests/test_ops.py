@@ -43,6 +43,7 @@ from tests.reliability.small_store import (
     small_settings,
 )
 from tests.test_alerts import Receiver, serve
+from tests.test_monitor import add_trades
 
 TICKS = 15
 
@@ -173,6 +174,23 @@ def app_events(folder: Path) -> list[str]:
         return store.events(200)["message"].tolist()
     finally:
         store.close()
+
+
+def test_a_degraded_pair_reaches_a_real_receiver(tmp_path, receiver):
+    """The engine's monitor run finds a pair whose serving model lost 40 trades in a row (the
+    default trigger's interval lies wholly below the thresholds) and alerts it."""
+    app = open_small(tmp_path, (receiver.url(),))
+    engine = Engine(app.context, tick_seconds=0.01)
+    try:
+        served = app.registry.load_timeframe_model(ASSET, "1h")
+        add_trades(app, "1h", [-1.0] * 40, served.version, served.scope, asset=ASSET)
+        engine._monitor_run()
+        degraded = receiver.wait_for_title(f"alpha12: {ASSET} 1h degraded")
+    finally:
+        engine.stop()
+        app.close()
+    assert degraded and "win rate" in degraded[0]["message"]
+    assert any(m.startswith(f"alert degraded {ASSET} 1h sent") for m in app_events(tmp_path))
 
 
 def test_a_dead_engine_thread_is_alerted(tmp_path, receiver, monkeypatch):

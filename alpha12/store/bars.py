@@ -51,8 +51,12 @@ class BarsTable:
         start: pd.Timestamp | None = None,
         end: pd.Timestamp | None = None,
         tail: int | None = None,
+        warmup: int = 0,
     ) -> pd.DataFrame:
-        """Stored bars in [start, end] (open times), oldest first; `tail` keeps the last N."""
+        """Stored bars in [start, end] (open times), oldest first; `tail` keeps the last N;
+        `warmup` adds that many bars before `start` (what a recursive indicator needs)."""
+        if warmup and start is not None:
+            start = self._warmup_start(asset, interval, start, warmup)
         where, params = _pair_filter(asset, interval, start, end)
         order = "DESC" if tail else "ASC"
         limit = f"LIMIT {int(tail)}" if tail else ""
@@ -64,6 +68,15 @@ class BarsTable:
         if frame.empty:
             return empty_bars()
         return frame.iloc[::-1].reset_index(drop=True) if tail else frame
+
+    def _warmup_start(self, asset: str, interval: str, start, warmup: int) -> pd.Timestamp:
+        """The open time `warmup` bars before `start` (the oldest bar when fewer are stored)."""
+        earlier = self.query(
+            """SELECT min(ts) AS ts FROM (SELECT ts FROM bars
+               WHERE asset = ? AND interval = ? AND ts < ? ORDER BY ts DESC LIMIT ?)""",
+            [asset, interval, start, int(warmup)],
+        )["ts"].iloc[0]
+        return start if pd.isna(earlier) else earlier
 
     def last_bar_ts(self, asset: str, interval: str) -> pd.Timestamp | None:
         with self._write_lock:
