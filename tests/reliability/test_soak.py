@@ -1,14 +1,18 @@
-"""The soak: the engine on the default synthetic replay at full speed for ALPHA12_SOAK_MINUTES
-(default 60) while the pages' views are polled every few seconds, the process's resident memory
-sampled all along. After the warm start, the memory must stay within 10% of its level at the
-first monitor run: a leak (an unbounded cache, a growing buffer pool) shows as a rising curve.
+"""The soak: the engine on the default synthetic replay, running unpaused at its speed, for
+ALPHA12_SOAK_MINUTES (default 60) while the pages' views are polled every few seconds, the
+process's resident memory sampled all along. After the warm start, the memory must stay within
+10% of its level at the first monitor run: a leak (an unbounded cache, a growing buffer pool)
+shows as a rising curve.
 
 Skipped unless ALPHA12_SOAK=1, so `make test` stays fast:
 
     ALPHA12_SOAK=1 ALPHA12_SOAK_MINUTES=60 python -m pytest tests/reliability/test_soak.py -s
 
-ALPHA12_SOAK_HISTORY_DAYS shortens the replay's history (default: the settings' 365 days),
-so a short run is not all warm start; ALPHA12_SOAK_CSV names the curve's file.
+By default the replay is the settings' own (365 days of history, 600 market seconds a second:
+an hour adds 25 market days to a year, as a service's store grows). ALPHA12_SOAK_SPEED and
+ALPHA12_SOAK_HISTORY_DAYS change them (e.g. 3600 and 30: a short warm start, then 150 market
+days in the hour, so the store grows by half and the curve measures data growth as much as
+time); ALPHA12_SOAK_CSV names the curve's file.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ pytestmark = [
 ]
 SAMPLE_SECONDS = 2.0
 POLL_SECONDS = 3.0
-REPLAY_SPEED = 3600.0  # an hour of market per second: "full speed" for the default replay
 GROWTH_LIMIT = 1.10
 
 
@@ -81,13 +84,14 @@ def poll_views(app: Alpha12) -> None:
 def test_memory_stays_flat_while_the_engine_runs(tmp_path):
     minutes = float(os.environ.get("ALPHA12_SOAK_MINUTES", "60"))
     history = int(os.environ.get("ALPHA12_SOAK_HISTORY_DAYS", Settings.history_days))
+    speed = float(os.environ.get("ALPHA12_SOAK_SPEED", Settings.replay_speed))
     curve = Path(os.environ.get("ALPHA12_SOAK_CSV", tmp_path / "soak_rss.csv"))
     settings = dataclasses.replace(
         Settings(),
         db_path=tmp_path / "storage.duckdb",
         models_dir=tmp_path / "models",
         history_days=history,
-        replay_speed=REPLAY_SPEED,
+        replay_speed=speed,
     )
     app = Alpha12.open(settings=settings)
     engine = Engine(app.context)
@@ -110,7 +114,8 @@ def test_memory_stays_flat_while_the_engine_runs(tmp_path):
     assert len(after) >= 10, f"too few samples after the first monitor run: see {curve}"
     baseline, peak = after[0]["rss_mb"], max(r["rss_mb"] for r in after)
     print(
-        f"\nsoak: {minutes:g} min, {len(sampler.rows)} samples, RSS at the first monitor run "
+        f"\nsoak: {minutes:g} min at {speed:g}x over {history} days, {len(sampler.rows)} "
+        f"samples, RSS at the first monitor run "
         f"{baseline} MB, peak after it {peak} MB ({peak / baseline - 1:+.1%}), "
         f"last {after[-1]['rss_mb']} MB, {after[-1]['monitor_runs']} monitor runs; curve {curve}"
     )
