@@ -374,8 +374,8 @@ class PerformanceMonitor:
             assessment, outcome = self.retrain(asset, interval, True, "cli")
             rows.append(outcome.as_row(asset, interval, "; ".join(assessment.reasons)))
         if fallbacks:
-            assets = sorted({asset for asset, _ in pairs})
-            trained = self.train_fallbacks(assets, self.clock.now(), "cli")
+            now = self.clock.now()
+            trained = self.train_fallbacks({asset: now for asset, _ in pairs}, "cli")
             rows += [
                 {"asset": a, "interval": FALLBACK_INTERVAL, "action": "fallback", "message": m}
                 for a, m in trained.items()
@@ -522,10 +522,14 @@ class PerformanceMonitor:
             }
         )
 
-    def train_fallbacks(self, assets, as_of: pd.Timestamp, trigger: str) -> dict[str, str]:
-        """Each asset's pooled model, for timeframes that have none of their own yet."""
+    def train_fallbacks(self, as_of: dict[str, pd.Timestamp], trigger: str) -> dict[str, str]:
+        """Each asset's pooled model as of its time in `as_of`, for timeframes that have none
+        of their own yet; the assets' models train side by side (fit_many)."""
         settings = self.settings()
-        frames = {a: training.pooled_training_frame(self.store, settings, a, as_of) for a in assets}
+        frames = {
+            asset: training.pooled_training_frame(self.store, settings, asset, when)
+            for asset, when in sorted(as_of.items())
+        }
         fallback = settings.fallback_timeframe()
         results = training.fit_many([(f, fallback) for f in frames.values()], settings)
         outcome = {}
@@ -533,7 +537,8 @@ class PerformanceMonitor:
             if isinstance(result, models.Insufficient | training.ComputeError):
                 outcome[asset] = str(getattr(result, "message", result))
                 continue
-            version = self.registry.register(asset, FALLBACK_INTERVAL, result, as_of, trigger)
+            when = as_of[asset]
+            version = self.registry.register(asset, FALLBACK_INTERVAL, result, when, trigger)
             outcome[asset] = f"fallback v{version}"
         return outcome
 

@@ -46,21 +46,22 @@ def warm_start(
 ) -> dict[str, str]:
     """Backfill, then walk each pair; per ASSET_INTERVAL a one-line summary.
 
+    Pairs are backfilled side by side, then the assets' fallback models train side by side.
+
     The walks go in two rounds over the cores, so the overview fills fast: first every pair
     walks until its first setup is saved (in the overview's order: timeframe by timeframe),
     then every walk runs to its end (the costliest first, to finish soonest). Each finished
     pair is remembered; a stop (or a crash) leaves the others for the next start, which first
     deletes the setups a walk cut short had saved and walks the pair again."""
     store, settings = monitor.store, monitor.settings()
-    for n, (asset, interval) in enumerate(pairs):
-        progress(0.2 * n / len(pairs), f"backfilling snapshots: {asset} {interval}")
-        cycle.backfill_pair(store, settings, asset, interval)
-    walks = {
-        pair: PairWalk(monitor, *pair, recent_bars=WARM_START_BARS[pair[1]], origin=WARM_START)
-        for pair in pairs
-    }
-    _train_fallbacks(monitor, walks, progress)
-    lock, steps, done = threading.Lock(), {}, []
+    lock, backfilled, steps, done = threading.Lock(), [], {}, []
+
+    def prepare(pair: tuple[str, str]) -> PairWalk:
+        cycle.backfill_pair(store, settings, *pair)
+        with lock:
+            backfilled.append(pair)
+            progress(0.2 * len(backfilled) / len(pairs), f"backfilled {pair[0]} {pair[1]}")
+        return PairWalk(monitor, *pair, recent_bars=WARM_START_BARS[pair[1]], origin=WARM_START)
 
     def begin(pair: tuple[str, str]) -> None:
         if should_stop():
@@ -88,19 +89,23 @@ def warm_start(
     in_view = sorted(pairs, key=lambda pair: settings.intervals.index(pair[1]))
     by_cost = sorted(pairs, key=lambda pair: -_walk_cost(settings.timeframe(pair[1]), pair[1]))
     with ThreadPoolExecutor(max_workers=settings.n_jobs) as pool:
+        walks = dict(zip(pairs, pool.map(prepare, pairs), strict=True))
+        _train_fallbacks(monitor, walks, progress)
         list(pool.map(begin, in_view))
         walked = dict(zip(by_cost, pool.map(finish, by_cost), strict=True))
     return {f"{a}_{i}": walked[(a, i)] for a, i in pairs}
 
 
 def _train_fallbacks(monitor: PerformanceMonitor, walks: dict, progress: Progress) -> None:
-    """Each asset's pooled fallback model, as of its earliest walk: it serves the pairs too
-    short for a model of their own."""
-    for asset in sorted({asset for asset, _ in walks}):
-        starts = [w.start_time for (a, _), w in walks.items() if a == asset and w.start_time]
-        if starts:
-            progress(0.2, f"training the {asset} fallback model")
-            monitor.train_fallbacks([asset], min(starts), WARM_START)
+    """Each asset's pooled fallback model, as of its earliest walk (they train side by side):
+    it serves the pairs too short for a model of their own."""
+    as_of: dict[str, pd.Timestamp] = {}
+    for (asset, _), walk in walks.items():
+        if walk.start_time is not None:
+            as_of[asset] = min(as_of.get(asset, walk.start_time), walk.start_time)
+    if as_of:
+        progress(0.2, f"training the fallback models of {', '.join(sorted(as_of))}")
+        monitor.train_fallbacks(as_of, WARM_START)
 
 
 def _walk_cost(timeframe, interval: str) -> float:
