@@ -35,7 +35,10 @@ RESULT_KEYS = {
     "retrains",
     "promotions",
     "seconds",
+    "win_rate_interval",
+    "profit_factor_interval",
     "expectancy_r_interval",
+    "regret_r",
     "diff_vs_never",
 }
 
@@ -279,11 +282,17 @@ def test_cli_lab_json_has_every_key(lab_files, capsys):
     )  # fmt: skip
     assert code == 0, err
     printed = json.loads(out)
-    assert set(printed) == {"run_id", "results"} and printed["run_id"] == 1
+    assert set(printed) == {"run_id", "results", "verdicts"} and printed["run_id"] == 1
     assert [r["policy"] for r in printed["results"]] == ["never", "seed"]
+    [verdict] = printed["verdicts"]
+    assert verdict["asset"] == "BTC" and verdict["interval"] == "1h"
+    assert "did best" in verdict["sentence"]
     for result in printed["results"]:
         assert set(result) == RESULT_KEYS
-        assert len(result["expectancy_r_interval"]) == 2
+        for name in ("win_rate", "profit_factor", "expectancy_r"):
+            low, high = result[f"{name}_interval"]
+            assert low is None or low <= result[name] <= high
+        assert result["regret_r"] is not None  # the oracle ran (3 candidates)
         assert set(result["diff_vs_never"]) == {"expectancy_r", "low", "high"}
         assert result["params"]["window_rows"] > 0
     never = printed["results"][0]["diff_vs_never"]

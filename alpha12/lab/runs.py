@@ -331,6 +331,10 @@ def results_json(kept: KeptRun) -> dict:
     return {
         "run_id": kept.id,
         "results": [_result(row) for row in kept.lab.table.to_dict("records")],
+        "verdicts": [
+            {"asset": asset, "interval": interval, "sentence": sentence}
+            for (asset, interval), sentence in kept.lab.sentences.items()
+        ],
     }
 
 
@@ -339,10 +343,11 @@ def _result(row: dict) -> dict:
     return {
         **plain,
         "params": row["params"],
-        "expectancy_r_interval": [
-            _finite(row["expectancy_r_low"]),
-            _finite(row["expectancy_r_high"]),
-        ],
+        **{
+            f"{name}_interval": [_finite(row[f"{name}_low"]), _finite(row[f"{name}_high"])]
+            for name in ("win_rate", "profit_factor", "expectancy_r")
+        },
+        "regret_r": _finite(row["regret_r"]),
         "diff_vs_never": {
             "expectancy_r": _finite(row["diff_expectancy_r"]),
             "low": _finite(row["diff_low"]),
