@@ -197,6 +197,7 @@ def _features(result: PairAnalysis, tail: PendingTail, timings) -> _PairWork:
 def _predict_all(registry: Registry, settings: Settings, work: list[_PairWork]) -> list[_PairWork]:
     """Each pair's rows predicted by its serving model (pairs served by the same model, an
     asset's fallback, share one call) and by its shadow challenger, if any."""
+    registry.prepare([_key(item) for item in work])
     served = []
     for item in work:
         served += _guard(item.result, _serve, registry, settings, item)

@@ -237,6 +237,17 @@ class Registry:
             shadow = [c for c in candidates if c[2] == ModelStatus.SHADOW]
             return self._first_valid(asset, interval, shadow)
 
+    def prepare(self, pairs: list[tuple[str, str]]) -> None:
+        """Look up the servable versions of the pairs and of their assets' fallbacks that
+        are not remembered yet, in one query (a cycle serves hundreds of pairs)."""
+        keys = {
+            (asset, scope) for asset, interval in pairs for scope in (interval, FALLBACK_INTERVAL)
+        }
+        with self._lock:
+            unknown = sorted(keys - self._servable.keys())
+            if unknown:
+                self._servable.update(self.store.servable_versions_of(unknown))
+
     def _candidates(self, asset: str, interval: str) -> list[tuple[int, str, str]]:
         """The servable versions, active first, and the one in shadow; remembered until this
         registry changes them (this process is the store's only writer), so the live cycle
