@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from alpha12.bars import BarsError, validate
+from alpha12.bars import BarsError, Validated, validate, validate_many
 from alpha12.config import Settings
 from alpha12.sources import Source, SourceError, TemporarySourceError
 from alpha12.store import Store
@@ -129,25 +129,20 @@ def collect_pairs(
             continue
         asked[pair] = _ask(source, pair, _start(store, pair, backoff), now)
     deadline = time.monotonic() + (DEFAULT_SOURCE_TIMEOUT_S if timeout_s is None else timeout_s)
-    batches = {}
+    frames = {}
     for pair, answer in asked.items():
         try:
-            frame = _answer(source, pair, answer, deadline, timeout_s)
-            batches[pair] = _checked(store, source, results[pair], frame, now, backoff)
-        except TemporarySourceError as error:
-            delay = backoff.failed(pair, now) if backoff else None
-            retry = "" if delay is None else f"; retrying in {delay}"
-            _failed(store, results[pair], f"{error}{retry}", now, "warning")
-        except (SourceError, BarsError) as error:
-            _failed(store, results[pair], str(error), now, "error")
+            frames[pair] = _answer(source, pair, answer, deadline, timeout_s)
+        except Exception as error:
+            _pair_failed(store, backoff, results[pair], error, now)
+    batches = {}
+    for pair, checked in _validated(frames, now).items():
+        try:
+            if isinstance(checked, Exception):
+                raise checked
+            batches[pair] = _checked(store, source, results[pair], checked, now, backoff)
         except Exception as error:  # one pair's bug must not stop the others
-            _failed(
-                store,
-                results[pair],
-                f"collection failed: {type(error).__name__}: {error}",
-                now,
-                "error",
-            )
+            _pair_failed(store, backoff, results[pair], error, now)
     for pair, new_bars in store.upsert_many(batches).items():
         results[pair].new_bars = new_bars
     return [results[pair] for pair in pairs]
@@ -163,9 +158,46 @@ def _start(store: Store, pair: tuple[str, str], backoff: Backoff | None) -> pd.T
     return start
 
 
-def _checked(store, source, result: PairCollection, frame, now, backoff) -> pd.DataFrame:
-    """The clean bars of one pair's answer; its rejected rows are counted and reported."""
-    checked = validate(frame, result.interval, now)
+def _pair_failed(store, backoff: Backoff | None, result: PairCollection, error, now) -> None:
+    """A pair's failure is its result and event: temporary source trouble is backed off."""
+    pair = (result.asset, result.interval)
+    if isinstance(error, TemporarySourceError):
+        delay = backoff.failed(pair, now) if backoff else None
+        retry = "" if delay is None else f"; retrying in {delay}"
+        _failed(store, result, f"{error}{retry}", now, "warning")
+    elif isinstance(error, (SourceError, BarsError)):
+        _failed(store, result, str(error), now, "error")
+    else:
+        message = f"collection failed: {type(error).__name__}: {error}"
+        _failed(store, result, message, now, "error")
+
+
+def _validated(frames: dict[tuple[str, str], pd.DataFrame], now) -> dict:
+    """Each pair's answer through the gate (its Validated, or the error that is its failure),
+    the answers of one timeframe validated together (bars.validate_many)."""
+    by_interval: dict[str, list[tuple[str, str]]] = {}
+    for pair in frames:
+        by_interval.setdefault(pair[1], []).append(pair)
+    checked = {}
+    for interval, pairs in by_interval.items():
+        try:
+            together = validate_many([frames[pair] for pair in pairs], interval, now)
+        except Exception:  # a bug on one answer must cost only its pair: each alone
+            together = [_validated_alone(frames[pair], interval, now) for pair in pairs]
+        checked.update(zip(pairs, together, strict=True))
+    return checked
+
+
+def _validated_alone(frame: pd.DataFrame, interval: str, now) -> Validated | Exception:
+    try:
+        return validate(frame, interval, now)
+    except Exception as error:
+        return error
+
+
+def _checked(store, source, result: PairCollection, checked: Validated, now, backoff):
+    """The clean bars of one pair's validated answer; its rejected rows are counted and
+    reported."""
     if backoff:
         backoff.succeeded((result.asset, result.interval))
         _remember_gap(store, backoff, result, checked, now)
@@ -186,8 +218,10 @@ def _remember_gap(store: Store, backoff: Backoff, result: PairCollection, checke
     pair = (result.asset, result.interval)
     if checked.bars.empty:
         return
-    inside = checked.rejected["ts"] < checked.bars["ts"].iloc[-1]
-    missing = pd.DatetimeIndex(checked.rejected.loc[inside, "ts"]).unique()
+    missing = pd.DatetimeIndex([])
+    if len(checked.rejected):  # the usual answer has none: no frames to build
+        inside = checked.rejected["ts"] < checked.bars["ts"].iloc[-1]
+        missing = pd.DatetimeIndex(checked.rejected.loc[inside, "ts"]).unique()
     if not missing.empty:  # a bar that also came clean, now or before, is no gap
         stored = store.read_bars(*pair, start=missing.min(), end=missing.max())["ts"]
         missing = missing.difference(pd.DatetimeIndex(checked.bars["ts"])).difference(
