@@ -96,6 +96,33 @@ def test_one_failing_pair_leaves_the_others_collected(store, source):
     assert len(events) == 2
 
 
+def test_answers_validated_together_keep_each_pair_its_own_fate(store, replay):
+    """A timeframe's answers pass the gate together (bars.validate_many): an answer without a
+    volume, one that is no frame at all (a source's bug) and one with a bad row cost only their
+    own pair, and only that row."""
+
+    class Mixed:
+        name, live = "mixed", False
+
+        def fetch(self, asset, interval, start, end):
+            bars = replay.fetch(asset, interval, start, end)
+            if asset == "ETH":
+                return bars.drop(columns="volume")
+            if asset == "SOL":
+                return None
+            if asset == "XRP":
+                return bars.assign(volume=bars["volume"].where(bars.index != 3, -1.0))
+            return bars
+
+    passed = collect_once(store, Mixed(), ["BTC", "ETH", "SOL", "XRP"], ["1h"], NOW)
+    results = {r.asset: r for r in passed}
+    assert results["ETH"].error.startswith("missing column(s): volume")
+    assert results["SOL"].error.startswith("collection failed: AttributeError")
+    assert results["XRP"].error is None and results["XRP"].rejected == 1
+    full = {asset: len(replay.fetch(asset, "1h", None, NOW)) for asset in ("BTC", "XRP")}
+    assert bar_counts(store) == {("BTC", "1h"): full["BTC"], ("XRP", "1h"): full["XRP"] - 1}
+
+
 def test_rejected_rows_are_counted_and_logged(store, replay):
     class Dirty:
         name, live = "dirty", False
