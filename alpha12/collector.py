@@ -122,12 +122,13 @@ def collect_pairs(
     answer and store them all in one transaction. Source trouble and unexpected errors are
     the pair's result and event, never an exception."""
     results = {pair: PairCollection(*pair) for pair in pairs}
-    asked = {}
+    starts = {}
     for pair in pairs:
         if backoff and backoff.waiting(pair, now):
             results[pair].skipped = True
             continue
-        asked[pair] = _ask(source, pair, _start(store, pair, backoff), now)
+        starts[pair] = _start(store, pair, backoff)
+    asked = _ask_all(source, starts, now)
     deadline = time.monotonic() + (DEFAULT_SOURCE_TIMEOUT_S if timeout_s is None else timeout_s)
     frames = {}
     for pair, answer in asked.items():
@@ -247,29 +248,46 @@ def _failed(store: Store, result: PairCollection, message: str, now, level: str)
     store.log_event(now, level, "collector", message, result.asset, result.interval)
 
 
-def _ask(source: Source, pair: tuple[str, str], start, end) -> Future:
-    """Start `source.fetch` for the pair on a worker thread; the Future holds its answer, or a
-    TemporarySourceError at once while the pair's previous call is still hanging."""
-    answer: Future = Future()
+def _ask_all(source: Source, starts: dict[tuple[str, str], object], end) -> dict:
+    """Start fetching every pair's bars from `starts` (pair -> first bar to ask for) on worker
+    threads: one `fetch_many` call for them all when the source has it, else one `fetch` per
+    pair. Each pair's Future holds its answer, or a TemporarySourceError at once while the
+    pair's previous call is still hanging."""
+    answers = {pair: Future() for pair in starts}
+    claimed = {pair: start for pair, start in starts.items() if _claim(source, pair, answers[pair])}
+    if hasattr(source, "fetch_many"):
+        calls = [(_fetch_many_into, (answers, source, claimed, end), "batch")] if claimed else []
+    else:
+        calls = [
+            (_fetch_into, (answers[pair], source, *pair, start, end), "-".join(pair))
+            for pair, start in claimed.items()
+        ]
+    for target, args, name in calls:
+        threading.Thread(
+            target=target,
+            args=args,
+            name=f"{FETCH_THREAD_PREFIX}-{name}",
+            daemon=True,  # a hung call must not keep the process alive at exit
+        ).start()
+    return answers
+
+
+def _claim(source: Source, pair: tuple[str, str], answer: Future) -> bool:
+    """Mark the pair's fetch as running; False (and the answer a TemporarySourceError) while
+    its previous call has not returned."""
     key = (id(source), *pair)
     with _in_flight_lock:
-        if key in _in_flight:
-            waited = time.monotonic() - _in_flight[key][1]
-            answer.set_exception(
-                TemporarySourceError(
-                    f"{source.name} is still answering an earlier request for {' '.join(pair)} "
-                    f"({waited:.0f} s so far); not asking again until it returns"
-                )
-            )
-            return answer
-        _in_flight[key] = (source, time.monotonic())
-    threading.Thread(
-        target=_fetch_into,
-        args=(answer, key, source, *pair, start, end),
-        name=f"{FETCH_THREAD_PREFIX}-{'-'.join(pair)}",
-        daemon=True,  # a hung call must not keep the process alive at exit
-    ).start()
-    return answer
+        if key not in _in_flight:
+            _in_flight[key] = (source, time.monotonic())
+            return True
+        waited = time.monotonic() - _in_flight[key][1]
+    answer.set_exception(
+        TemporarySourceError(
+            f"{source.name} is still answering an earlier request for {' '.join(pair)} "
+            f"({waited:.0f} s so far); not asking again until it returns"
+        )
+    )
+    return False
 
 
 def _answer(source, pair, answer: Future, deadline: float, timeout_s) -> pd.DataFrame:
@@ -285,17 +303,35 @@ def _answer(source, pair, answer: Future, deadline: float, timeout_s) -> pd.Data
     return answer.result()
 
 
-def _fetch_into(answer: Future, key, source: Source, asset, interval, start, end) -> None:
+def _fetch_into(answer: Future, source: Source, asset, interval, start, end) -> None:
     try:
         frame, error = source.fetch(asset, interval, start, end), None
     except BaseException as caught:  # handed to the waiting caller, which decides
         frame, error = None, caught
-    with _in_flight_lock:  # forgotten before the answer is handed over: no false "still busy"
-        _in_flight.pop(key, None)
-    if error is not None:
-        answer.set_exception(error)
-    else:
-        answer.set_result(frame)
+    outcome = frame if error is None else error
+    _hand_over(source, {(asset, interval): answer}, {(asset, interval): outcome})
+
+
+def _fetch_many_into(answers: dict, source: Source, starts: dict, end) -> None:
+    try:
+        given = source.fetch_many(starts, end)
+    except BaseException as caught:  # the whole request failed: so did every pair's
+        given = dict.fromkeys(starts, caught)
+    _hand_over(source, {pair: answers[pair] for pair in starts}, given)
+
+
+def _hand_over(source: Source, answers: dict, given: dict) -> None:
+    """Each pair's frame (or exception) into its Future, the pairs forgotten as running first:
+    no false "still busy"."""
+    with _in_flight_lock:
+        for pair in answers:
+            _in_flight.pop((id(source), *pair), None)
+    for pair, answer in answers.items():
+        outcome = given.get(pair, SourceError(f"{source.name} gave no answer for {' '.join(pair)}"))
+        if isinstance(outcome, BaseException):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)
 
 
 def fetches_in_flight() -> int:
