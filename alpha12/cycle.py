@@ -9,8 +9,10 @@ serving model's when it has no edge on a timeframe that does not trade without o
 setups, one per model trading in shadow.
 
 The work is set-based: whatever the number of pairs, a cycle reads and writes the store with a
-handful of statements (the per-pair statements were most of a cycle's time), while the maths
-runs per pair. One pair's failure in its own maths is its result's error; the others go on.
+handful of statements (the per-pair statements were most of a cycle's time), and each model
+predicts once over all the pairs it serves. The rest of the maths runs per pair, on bare arrays
+joined into one frame per write (a pandas frame per pair cost more than the pair's maths). One
+pair's failure in its own maths is its result's error; the others go on.
 """
 
 from __future__ import annotations
