@@ -125,7 +125,6 @@ def triple_barrier(
         round_trip_cost_bps=round_trip_cost_bps,
     )
     out["exit_reason"] = pd.array(out["exit_reason"], dtype="str")
-    out["target_ts"] = out["target_ts"].array
     return pd.DataFrame(out, index=bars.index)
 
 
@@ -140,7 +139,7 @@ def barrier_outcomes(
     direction: int = 1,
     round_trip_cost_bps: float = 0.0,
 ) -> dict[str, np.ndarray | pd.DatetimeIndex]:
-    """triple_barrier's columns as arrays (target_ts a DatetimeIndex), without building a
+    """triple_barrier's columns as arrays (target_ts a DatetimeArray), without building a
     frame: the live cycle settles a few recent rows of hundreds of pairs at once."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -167,16 +166,16 @@ def barrier_outcomes(
         round_trip_cost_bps=round_trip_cost_bps,
     )
 
-    resolved = out["resolved"]
-    exit_bar = np.where(resolved, np.arange(len(bars)) + 1 + out["exit_offset"], 0)
-    bar_open = pd.DatetimeIndex(bars["ts"])
+    # The resolving bar of each row, -1 (NaT) while unresolved: one take, not a where.
+    exit_bar = np.where(out["resolved"], np.arange(len(bars)) + 1 + out["exit_offset"], -1)
+    bar_close = pd.DatetimeIndex(bars["ts"]).array + interval_delta(interval)
     return {
         "label": out["label"],
         "pnl_pct": out["pnl_pct"],
         "r_multiple": out["pnl_pct"] / (100.0 * sl_mult * risk / entry),
         "exit_price": out["exit_price"],
         "exit_reason": out["exit_reason"],
-        "target_ts": (bar_open[exit_bar] + interval_delta(interval)).where(resolved),
+        "target_ts": bar_close.take(exit_bar, allow_fill=True),
         "take_profit": take_profit,
         "stop": stop,
     }
