@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from alpha12.bars import BarsError, validate
+from alpha12.bars import BarsError, Validated, validate, validate_many
 from alpha12.config import Settings
 from alpha12.sources import Source, SourceError, TemporarySourceError
 from alpha12.store import Store
@@ -122,32 +122,28 @@ def collect_pairs(
     answer and store them all in one transaction. Source trouble and unexpected errors are
     the pair's result and event, never an exception."""
     results = {pair: PairCollection(*pair) for pair in pairs}
-    asked = {}
+    starts = {}
     for pair in pairs:
         if backoff and backoff.waiting(pair, now):
             results[pair].skipped = True
             continue
-        asked[pair] = _ask(source, pair, _start(store, pair, backoff), now)
+        starts[pair] = _start(store, pair, backoff)
+    asked = _ask_all(source, starts, now)
     deadline = time.monotonic() + (DEFAULT_SOURCE_TIMEOUT_S if timeout_s is None else timeout_s)
-    batches = {}
+    frames = {}
     for pair, answer in asked.items():
         try:
-            frame = _answer(source, pair, answer, deadline, timeout_s)
-            batches[pair] = _checked(store, source, results[pair], frame, now, backoff)
-        except TemporarySourceError as error:
-            delay = backoff.failed(pair, now) if backoff else None
-            retry = "" if delay is None else f"; retrying in {delay}"
-            _failed(store, results[pair], f"{error}{retry}", now, "warning")
-        except (SourceError, BarsError) as error:
-            _failed(store, results[pair], str(error), now, "error")
+            frames[pair] = _answer(source, pair, answer, deadline, timeout_s)
+        except Exception as error:
+            _pair_failed(store, backoff, results[pair], error, now)
+    batches = {}
+    for pair, checked in _validated(frames, now).items():
+        try:
+            if isinstance(checked, Exception):
+                raise checked
+            batches[pair] = _checked(store, source, results[pair], checked, now, backoff)
         except Exception as error:  # one pair's bug must not stop the others
-            _failed(
-                store,
-                results[pair],
-                f"collection failed: {type(error).__name__}: {error}",
-                now,
-                "error",
-            )
+            _pair_failed(store, backoff, results[pair], error, now)
     for pair, new_bars in store.upsert_many(batches).items():
         results[pair].new_bars = new_bars
     return [results[pair] for pair in pairs]
@@ -163,9 +159,46 @@ def _start(store: Store, pair: tuple[str, str], backoff: Backoff | None) -> pd.T
     return start
 
 
-def _checked(store, source, result: PairCollection, frame, now, backoff) -> pd.DataFrame:
-    """The clean bars of one pair's answer; its rejected rows are counted and reported."""
-    checked = validate(frame, result.interval, now)
+def _pair_failed(store, backoff: Backoff | None, result: PairCollection, error, now) -> None:
+    """A pair's failure is its result and event: temporary source trouble is backed off."""
+    pair = (result.asset, result.interval)
+    if isinstance(error, TemporarySourceError):
+        delay = backoff.failed(pair, now) if backoff else None
+        retry = "" if delay is None else f"; retrying in {delay}"
+        _failed(store, result, f"{error}{retry}", now, "warning")
+    elif isinstance(error, (SourceError, BarsError)):
+        _failed(store, result, str(error), now, "error")
+    else:
+        message = f"collection failed: {type(error).__name__}: {error}"
+        _failed(store, result, message, now, "error")
+
+
+def _validated(frames: dict[tuple[str, str], pd.DataFrame], now) -> dict:
+    """Each pair's answer through the gate (its Validated, or the error that is its failure),
+    the answers of one timeframe validated together (bars.validate_many)."""
+    by_interval: dict[str, list[tuple[str, str]]] = {}
+    for pair in frames:
+        by_interval.setdefault(pair[1], []).append(pair)
+    checked = {}
+    for interval, pairs in by_interval.items():
+        try:
+            together = validate_many([frames[pair] for pair in pairs], interval, now)
+        except Exception:  # a bug on one answer must cost only its pair: each alone
+            together = [_validated_alone(frames[pair], interval, now) for pair in pairs]
+        checked.update(zip(pairs, together, strict=True))
+    return checked
+
+
+def _validated_alone(frame: pd.DataFrame, interval: str, now) -> Validated | Exception:
+    try:
+        return validate(frame, interval, now)
+    except Exception as error:
+        return error
+
+
+def _checked(store, source, result: PairCollection, checked: Validated, now, backoff):
+    """The clean bars of one pair's validated answer; its rejected rows are counted and
+    reported."""
     if backoff:
         backoff.succeeded((result.asset, result.interval))
         _remember_gap(store, backoff, result, checked, now)
@@ -186,8 +219,10 @@ def _remember_gap(store: Store, backoff: Backoff, result: PairCollection, checke
     pair = (result.asset, result.interval)
     if checked.bars.empty:
         return
-    inside = checked.rejected["ts"] < checked.bars["ts"].iloc[-1]
-    missing = pd.DatetimeIndex(checked.rejected.loc[inside, "ts"]).unique()
+    missing = pd.DatetimeIndex([])
+    if len(checked.rejected):  # the usual answer has none: no frames to build
+        inside = checked.rejected["ts"] < checked.bars["ts"].iloc[-1]
+        missing = pd.DatetimeIndex(checked.rejected.loc[inside, "ts"]).unique()
     if not missing.empty:  # a bar that also came clean, now or before, is no gap
         stored = store.read_bars(*pair, start=missing.min(), end=missing.max())["ts"]
         missing = missing.difference(pd.DatetimeIndex(checked.bars["ts"])).difference(
@@ -213,29 +248,46 @@ def _failed(store: Store, result: PairCollection, message: str, now, level: str)
     store.log_event(now, level, "collector", message, result.asset, result.interval)
 
 
-def _ask(source: Source, pair: tuple[str, str], start, end) -> Future:
-    """Start `source.fetch` for the pair on a worker thread; the Future holds its answer, or a
-    TemporarySourceError at once while the pair's previous call is still hanging."""
-    answer: Future = Future()
+def _ask_all(source: Source, starts: dict[tuple[str, str], object], end) -> dict:
+    """Start fetching every pair's bars from `starts` (pair -> first bar to ask for) on worker
+    threads: one `fetch_many` call for them all when the source has it, else one `fetch` per
+    pair. Each pair's Future holds its answer, or a TemporarySourceError at once while the
+    pair's previous call is still hanging."""
+    answers = {pair: Future() for pair in starts}
+    claimed = {pair: start for pair, start in starts.items() if _claim(source, pair, answers[pair])}
+    if hasattr(source, "fetch_many"):
+        calls = [(_fetch_many_into, (answers, source, claimed, end), "batch")] if claimed else []
+    else:
+        calls = [
+            (_fetch_into, (answers[pair], source, *pair, start, end), "-".join(pair))
+            for pair, start in claimed.items()
+        ]
+    for target, args, name in calls:
+        threading.Thread(
+            target=target,
+            args=args,
+            name=f"{FETCH_THREAD_PREFIX}-{name}",
+            daemon=True,  # a hung call must not keep the process alive at exit
+        ).start()
+    return answers
+
+
+def _claim(source: Source, pair: tuple[str, str], answer: Future) -> bool:
+    """Mark the pair's fetch as running; False (and the answer a TemporarySourceError) while
+    its previous call has not returned."""
     key = (id(source), *pair)
     with _in_flight_lock:
-        if key in _in_flight:
-            waited = time.monotonic() - _in_flight[key][1]
-            answer.set_exception(
-                TemporarySourceError(
-                    f"{source.name} is still answering an earlier request for {' '.join(pair)} "
-                    f"({waited:.0f} s so far); not asking again until it returns"
-                )
-            )
-            return answer
-        _in_flight[key] = (source, time.monotonic())
-    threading.Thread(
-        target=_fetch_into,
-        args=(answer, key, source, *pair, start, end),
-        name=f"{FETCH_THREAD_PREFIX}-{'-'.join(pair)}",
-        daemon=True,  # a hung call must not keep the process alive at exit
-    ).start()
-    return answer
+        if key not in _in_flight:
+            _in_flight[key] = (source, time.monotonic())
+            return True
+        waited = time.monotonic() - _in_flight[key][1]
+    answer.set_exception(
+        TemporarySourceError(
+            f"{source.name} is still answering an earlier request for {' '.join(pair)} "
+            f"({waited:.0f} s so far); not asking again until it returns"
+        )
+    )
+    return False
 
 
 def _answer(source, pair, answer: Future, deadline: float, timeout_s) -> pd.DataFrame:
@@ -251,17 +303,35 @@ def _answer(source, pair, answer: Future, deadline: float, timeout_s) -> pd.Data
     return answer.result()
 
 
-def _fetch_into(answer: Future, key, source: Source, asset, interval, start, end) -> None:
+def _fetch_into(answer: Future, source: Source, asset, interval, start, end) -> None:
     try:
         frame, error = source.fetch(asset, interval, start, end), None
     except BaseException as caught:  # handed to the waiting caller, which decides
         frame, error = None, caught
-    with _in_flight_lock:  # forgotten before the answer is handed over: no false "still busy"
-        _in_flight.pop(key, None)
-    if error is not None:
-        answer.set_exception(error)
-    else:
-        answer.set_result(frame)
+    outcome = frame if error is None else error
+    _hand_over(source, {(asset, interval): answer}, {(asset, interval): outcome})
+
+
+def _fetch_many_into(answers: dict, source: Source, starts: dict, end) -> None:
+    try:
+        given = source.fetch_many(starts, end)
+    except BaseException as caught:  # the whole request failed: so did every pair's
+        given = dict.fromkeys(starts, caught)
+    _hand_over(source, {pair: answers[pair] for pair in starts}, given)
+
+
+def _hand_over(source: Source, answers: dict, given: dict) -> None:
+    """Each pair's frame (or exception) into its Future, the pairs forgotten as running first:
+    no false "still busy"."""
+    with _in_flight_lock:
+        for pair in answers:
+            _in_flight.pop((id(source), *pair), None)
+    for pair, answer in answers.items():
+        outcome = given.get(pair, SourceError(f"{source.name} gave no answer for {' '.join(pair)}"))
+        if isinstance(outcome, BaseException):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)
 
 
 def fetches_in_flight() -> int:

@@ -9,8 +9,10 @@ serving model's when it has no edge on a timeframe that does not trade without o
 setups, one per model trading in shadow.
 
 The work is set-based: whatever the number of pairs, a cycle reads and writes the store with a
-handful of statements (the per-pair statements were most of a cycle's time), while the maths
-runs per pair. One pair's failure in its own maths is its result's error; the others go on.
+handful of statements (the per-pair statements were most of a cycle's time), and each model
+predicts once over all the pairs it serves. The rest of the maths runs per pair, on bare arrays
+joined into one frame per write (a pandas frame per pair cost more than the pair's maths). One
+pair's failure in its own maths is its result's error; the others go on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 
 from alpha12 import signals, snapshots, tracker
 from alpha12.config import Settings
+from alpha12.features import FEATURE_NAMES
 from alpha12.registry import Registry, ServedModel
 from alpha12.store import PendingTail, Store
 from alpha12.vocabulary import Pair
@@ -44,19 +47,26 @@ class PairAnalysis:
 
 @dataclass
 class _PairWork:
-    """One pair's state through a cycle."""
+    """One pair's state through a cycle: bare arrays, joined into one frame per write (a
+    frame per pair cost more than the pair's maths)."""
 
     result: PairAnalysis
     bars: pd.DataFrame
-    rows: pd.DataFrame
+    ts: np.ndarray  # the new bars' open times (snapshots.utc_micros)
+    features: np.ndarray  # one row per new bar, FEATURE_NAMES order
     served: ServedModel | None = None
     real: bool = True  # whether the serving model's setups are real (trades_for_real)
+    probability: np.ndarray | None = None  # the serving model's, per new bar
     shadow: ServedModel | None = None  # a challenger waiting in shadow
     shadow_probability: np.ndarray | None = None
     exits: pd.DataFrame | None = None  # the open setups its new bars resolved
     open_books: set = field(default_factory=set)  # books (see _book) with a setup still open
     setups: list[signals.Setup] = field(default_factory=list)
-    matured: pd.DataFrame | None = None  # targets its new bars settled
+    setup_generated: bool = False  # a real setup opened on the newest bar
+    matured: dict | None = None  # targets its new bars settled (snapshots.matured_targets)
+
+
+_ATR_PCT = FEATURE_NAMES.index("atr_pct_14")  # the setup's ATR, relative to the close
 
 
 @contextmanager
@@ -136,7 +146,7 @@ def analyze_pairs(
         _insert_snapshots(store, work)
     with stage(timings, "targets"):
         work = _each(work, _mature, settings)
-        store.update_targets(_concat([item.matured for item in work]))
+        store.update_targets(_joined(work, lambda item: item.matured))
     return [results[pair] for pair in pairs]
 
 
@@ -160,16 +170,36 @@ def _guard(result: PairAnalysis, step, *args) -> list:
         return []
 
 
+def _joined(work: list[_PairWork], columns) -> pd.DataFrame:
+    """One frame of every pair's `columns(item)` (a dict of equal-length arrays, times as
+    snapshots.utc_micros), tagged with the pair."""
+    parts = [(item, columns(item)) for item in work]
+    if not parts:
+        return pd.DataFrame()
+    lengths = [len(next(iter(part.values()))) for _, part in parts]
+    frame = pd.DataFrame(
+        {
+            "asset": np.repeat([item.result.asset for item, _ in parts], lengths),
+            "interval": np.repeat([item.result.interval for item, _ in parts], lengths),
+            **{key: np.concatenate([part[key] for _, part in parts]) for key in parts[0][1]},
+        }
+    )
+    for column in frame.columns[frame.dtypes == "datetime64[us]"]:
+        frame[column] = snapshots.as_utc(frame[column].to_numpy())
+    return frame
+
+
 def _features(result: PairAnalysis, tail: PendingTail, timings) -> _PairWork:
     with stage(timings, "features"):
-        rows = snapshots.tail_features(tail.bars, tail.pending)
-    rows["setup_generated"] = False
-    return _PairWork(result, tail.bars, rows)
+        values = snapshots.tail_features(tail.bars, tail.pending)
+    ts = snapshots.utc_micros(tail.bars["ts"].iloc[-tail.pending :])
+    return _PairWork(result, tail.bars, ts, values)
 
 
 def _predict_all(registry: Registry, settings: Settings, work: list[_PairWork]) -> list[_PairWork]:
     """Each pair's rows predicted by its serving model (pairs served by the same model, an
     asset's fallback, share one call) and by its shadow challenger, if any."""
+    registry.prepare([_key(item) for item in work])
     served = []
     for item in work:
         served += _guard(item.result, _serve, registry, settings, item)
@@ -179,8 +209,6 @@ def _predict_all(registry: Registry, settings: Settings, work: list[_PairWork]) 
         groups.setdefault(id(model), []).append(item)
     predicted = []
     for group in groups.values():
-        for item in group:
-            item.rows["probability"] = np.nan
         if _guard(group[0].result, _predict_group, group):
             predicted += group
         else:
@@ -190,7 +218,13 @@ def _predict_all(registry: Registry, settings: Settings, work: list[_PairWork]) 
 
 
 def _predict_shadow(item: _PairWork) -> None:
-    item.shadow_probability = predict(item.shadow, item.rows)
+    if item.shadow is not None:
+        item.shadow_probability = predict(item.shadow, _feature_frame([item]))
+
+
+def _feature_frame(work: list[_PairWork]) -> pd.DataFrame:
+    """The pairs' new rows' features, as a model takes them."""
+    return pd.DataFrame(np.vstack([item.features for item in work]), columns=FEATURE_NAMES)
 
 
 def _serve(registry: Registry, settings: Settings, item: _PairWork) -> _PairWork:
@@ -200,16 +234,14 @@ def _serve(registry: Registry, settings: Settings, item: _PairWork) -> _PairWork
     if item.served is not None:
         item.real = signals.trades_for_real(settings.timeframe(interval), item.served.model.metrics)
     item.result.model = f"{item.served.scope} v{item.served.version}" if item.served else None
-    item.rows["model_version"] = item.served.version if item.served else None
-    item.rows["model_scope"] = item.served.scope if item.served else None
     return item
 
 
 def _predict_group(group: list[_PairWork]) -> None:
-    probability = predict(group[0].served, pd.concat([item.rows for item in group]))
-    ends = np.cumsum([len(item.rows) for item in group])
+    probability = predict(group[0].served, _feature_frame(group))
+    ends = np.cumsum([len(item.features) for item in group])
     for item, part in zip(group, np.split(probability, ends[:-1]), strict=True):
-        item.rows["probability"] = part
+        item.probability = part
 
 
 def _key(item: _PairWork) -> Pair:
@@ -258,10 +290,9 @@ def _book(shadow: bool, version, scope) -> tuple:
 
 def _choose_setup(item: _PairWork, settings: Settings) -> None:
     """Each trading model's setup on the newest bar, when its book has none open."""
-    traders = [
-        (item.served, item.rows["probability"].iloc[-1], not item.real),
-        (item.shadow, item.shadow_probability[-1], True),
-    ]
+    traders = [(item.served, item.probability[-1], not item.real)]
+    if item.shadow is not None:
+        traders.append((item.shadow, item.shadow_probability[-1], True))
     for served, probability, shadow in traders:
         if served is None or _book(shadow, served.version, served.scope) in item.open_books:
             continue
@@ -278,7 +309,7 @@ def _next_setup(
         return None
     asset, interval = _key(item)
     newest = item.bars.iloc[-1]
-    atr = float(item.rows["atr_pct_14"].iloc[-1] * newest["close"])
+    atr = float(item.features[-1, _ATR_PCT] * newest["close"])
     return signals.make_setup(
         asset,
         interval,
@@ -302,24 +333,36 @@ def _insert_setups(store: Store, work: list[_PairWork]) -> None:
     for row in ids[~ids["shadow"]].itertuples(index=False):  # at most one real setup a pair
         item = items[(row.asset, row.interval)]
         item.result.setup_id = row.id
-        item.rows.loc[item.rows.index[-1], "setup_generated"] = True
+        item.setup_generated = True
 
 
 def _insert_snapshots(store: Store, work: list[_PairWork]) -> None:
     if not work:
         return
-    rows = pd.concat([snapshots.for_pair(item.rows, *_key(item)) for item in work])
-    for column in ("target", "pnl_pct"):
-        rows[column] = np.nan
-    rows["target_ts"] = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us, UTC]")
-    store.insert_snapshots(rows.reset_index(drop=True))
+    rows = pd.concat([_joined(work, _snapshot_columns), _feature_frame(work)], axis=1)
+    rows["model_version"] = rows["model_version"].astype("Int64")
+    store.insert_snapshots(rows)
     for item in work:
-        item.result.snapshots = len(item.rows)
+        item.result.snapshots = len(item.features)
+
+
+def _snapshot_columns(item: _PairWork) -> dict[str, np.ndarray]:
+    """A pair's snapshot columns but its features; targets are not known yet."""
+    n, served = len(item.features), item.served
+    generated = np.zeros(n, dtype=bool)
+    generated[-1] = item.setup_generated
+    return {
+        "ts": item.ts,
+        "probability": item.probability,
+        "model_version": np.full(n, served.version if served else None, dtype=object),
+        "model_scope": np.full(n, served.scope if served else None, dtype=object),
+        "setup_generated": generated,
+        "target": np.full(n, np.nan),
+        "target_ts": np.full(n, np.datetime64("NaT", "us")),
+        "pnl_pct": np.full(n, np.nan),
+    }
 
 
 def _mature(item: _PairWork, settings: Settings) -> None:
     """The targets that matured with the newest bars, from the tail already read."""
-    asset, interval = _key(item)
-    item.matured = snapshots.for_pair(
-        snapshots.matured_targets(item.bars, interval, settings), asset, interval
-    )
+    item.matured = snapshots.matured_targets(item.bars, item.result.interval, settings)

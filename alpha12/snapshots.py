@@ -30,19 +30,28 @@ def outcomes(
 ) -> pd.DataFrame:
     """Triple-barrier outcomes of a setup at every bar (or only the `last` bars), barriers
     from the bar's ATR(14) over all of `bars`."""
-    atr = features.atr(bars["high"], bars["low"], bars["close"])
-    if last is not None:
-        bars, atr = bars.iloc[-last:], np.asarray(atr)[-last:]
     return targets.triple_barrier(
-        bars,
-        atr,
-        interval=interval,
-        tp_mult=timeframe.tp_mult,
-        sl_mult=timeframe.sl_mult,
-        horizon=timeframe.horizon_bars,
-        direction=direction,
-        round_trip_cost_bps=round_trip_cost_bps,
+        *_with_atr(bars, last), **_barriers(interval, timeframe, round_trip_cost_bps, direction)
     )
+
+
+def _with_atr(bars: pd.DataFrame, last: int | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The bars (or only the `last` of them) and their ATR(14) over all of `bars`."""
+    atr = features.atr(bars["high"], bars["low"], bars["close"])
+    return (bars, atr) if last is None else (bars.iloc[-last:], atr[-last:])
+
+
+def _barriers(
+    interval: str, timeframe: TimeframeSettings, round_trip_cost_bps: float, direction: int
+) -> dict:
+    return {
+        "interval": interval,
+        "tp_mult": timeframe.tp_mult,
+        "sl_mult": timeframe.sl_mult,
+        "horizon": timeframe.horizon_bars,
+        "direction": direction,
+        "round_trip_cost_bps": round_trip_cost_bps,
+    }
 
 
 def snapshot_rows(bars: pd.DataFrame, interval: str, settings: Settings) -> pd.DataFrame:
@@ -75,30 +84,39 @@ def stored_features(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def tail_features(bars: pd.DataFrame, pending: int) -> pd.DataFrame:
-    """Feature rows (with ts) of the last `pending` bars of a tail."""
+def tail_features(bars: pd.DataFrame, pending: int) -> np.ndarray:
+    """The features of the last `pending` bars of a tail, one row per bar (FEATURE_NAMES
+    order); the newest bar alone from its last TAIL_BARS bars, as latest_features does."""
     if pending == 1:
-        latest = features.latest_features(bars.iloc[-features.TAIL_BARS :])
-        table = pd.DataFrame([latest.to_numpy()], columns=FEATURE_NAMES)
-    else:
-        table = features.compute_features(bars).iloc[-pending:].reset_index(drop=True)
-    table.insert(0, "ts", bars["ts"].iloc[-pending:].to_numpy())
-    return table
+        return features.latest_values(bars)[np.newaxis, :]
+    return features.feature_matrix(bars)[:, -pending:].T
 
 
-def matured_targets(bars: pd.DataFrame, interval: str, settings: Settings) -> pd.DataFrame:
-    """The targets the newest bars of a tail may have settled (ts, target, target_ts, pnl_pct)."""
+def utc_micros(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Times as naive UTC datetime64[us] (what bars and snapshots store), cheap to join across
+    pairs; `as_utc` turns them back."""
+    return ts.to_numpy(dtype="datetime64[us]")
+
+
+def as_utc(times: np.ndarray) -> pd.Series:
+    return pd.Series(times).dt.tz_localize("UTC")
+
+
+def matured_targets(bars: pd.DataFrame, interval: str, settings: Settings) -> dict[str, np.ndarray]:
+    """The targets the newest bars of a tail may have settled, as arrays: ts, target,
+    target_ts (see utc_micros) and pnl_pct."""
     timeframe = settings.timeframe(interval)
     recent = (timeframe.horizon_bars + 2) * 4
-    known = outcomes(bars, interval, timeframe, settings.round_trip_cost_bps, last=recent)
-    return pd.DataFrame(
-        {
-            "ts": bars["ts"].iloc[-recent:].to_numpy(),
-            "target": known["label"].to_numpy(),
-            "target_ts": known["target_ts"].to_numpy(),
-            "pnl_pct": known["pnl_pct"].to_numpy(),
-        }
+    recent_bars, atr = _with_atr(bars, recent)
+    known = targets.barrier_outcomes(
+        recent_bars, atr, **_barriers(interval, timeframe, settings.round_trip_cost_bps, 1)
     )
+    return {
+        "ts": utc_micros(recent_bars["ts"]),
+        "target": known["label"],
+        "target_ts": utc_micros(known["target_ts"]),
+        "pnl_pct": known["pnl_pct"],
+    }
 
 
 def with_short_outcomes(

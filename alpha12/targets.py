@@ -114,6 +114,33 @@ def triple_barrier(
     target_ts (close time of the resolving bar, NaT while unknown), take_profit, stop. Rows
     without a positive ATR get NaN.
     """
+    out = barrier_outcomes(
+        bars,
+        atr,
+        interval=interval,
+        tp_mult=tp_mult,
+        sl_mult=sl_mult,
+        horizon=horizon,
+        direction=direction,
+        round_trip_cost_bps=round_trip_cost_bps,
+    )
+    out["exit_reason"] = pd.array(out["exit_reason"], dtype="str")
+    return pd.DataFrame(out, index=bars.index)
+
+
+def barrier_outcomes(
+    bars: pd.DataFrame,
+    atr: np.ndarray | pd.Series,
+    *,
+    interval: str,
+    tp_mult: float,
+    sl_mult: float,
+    horizon: int,
+    direction: int = 1,
+    round_trip_cost_bps: float = 0.0,
+) -> dict[str, np.ndarray | pd.DatetimeIndex]:
+    """triple_barrier's columns as arrays (target_ts a DatetimeArray), without building a
+    frame: the live cycle settles a few recent rows of hundreds of pairs at once."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     if direction not in (1, -1):
@@ -139,23 +166,19 @@ def triple_barrier(
         round_trip_cost_bps=round_trip_cost_bps,
     )
 
-    resolved = out["resolved"]
-    exit_bar = np.where(resolved, np.arange(len(bars)) + 1 + out["exit_offset"], 0)
-    bar_open = pd.DatetimeIndex(bars["ts"])
-    target_ts = (bar_open[exit_bar] + interval_delta(interval)).where(resolved)
-    return pd.DataFrame(
-        {
-            "label": out["label"],
-            "pnl_pct": out["pnl_pct"],
-            "r_multiple": out["pnl_pct"] / (100.0 * sl_mult * risk / entry),
-            "exit_price": out["exit_price"],
-            "exit_reason": pd.array(out["exit_reason"], dtype="str"),
-            "target_ts": target_ts.array,
-            "take_profit": take_profit,
-            "stop": stop,
-        },
-        index=bars.index,
-    )
+    # The resolving bar of each row, -1 (NaT) while unresolved: one take, not a where.
+    exit_bar = np.where(out["resolved"], np.arange(len(bars)) + 1 + out["exit_offset"], -1)
+    bar_close = pd.DatetimeIndex(bars["ts"]).array + interval_delta(interval)
+    return {
+        "label": out["label"],
+        "pnl_pct": out["pnl_pct"],
+        "r_multiple": out["pnl_pct"] / (100.0 * sl_mult * risk / entry),
+        "exit_price": out["exit_price"],
+        "exit_reason": out["exit_reason"],
+        "target_ts": bar_close.take(exit_bar, allow_fill=True),
+        "take_profit": take_profit,
+        "stop": stop,
+    }
 
 
 def _forward_windows(values: np.ndarray, horizon: int) -> np.ndarray:

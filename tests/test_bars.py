@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12.bars import BarsError, resample, validate
+from alpha12.bars import BarsError, resample, validate, validate_many
 from alpha12.sources.replay import SYNTHETIC_ORIGIN, SyntheticReplay
 from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.timeframes import interval_seconds
@@ -100,6 +100,49 @@ def test_shuffled_rows_are_sorted():
     assert checked.bars["ts"].is_monotonic_increasing
     assert checked.bars["ts"].tolist() == validate(frame, "5m").bars["ts"].tolist()
     assert not validate(frame, "5m").reordered
+
+
+def test_frames_validated_together_come_out_as_each_alone():
+    """validate_many joins the frames of the same columns for the row checks: each frame's
+    clean bars, rejected rows (positions in its own frame), repeats and order stay its own."""
+    frame = raw_rows(8)
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    replayed = SyntheticReplay(12, 3).fetch(
+        "BTC", "5m", None, SYNTHETIC_ORIGIN + pd.Timedelta(hours=2)
+    )
+    frames = [
+        raw_rows(6),
+        with_cell(raw_rows(), 2, "close", np.nan),
+        pd.concat([shuffled, with_cell(frame.iloc[[1]], 1, "close", "100.9")], ignore_index=True),
+        raw_rows(0),
+        raw_rows().drop(columns="volume"),
+        replayed,
+        with_cell(raw_rows(5, "2025-02-01"), 4, "timestamp", "not a time"),
+        replayed.iloc[:0],
+        with_cell(with_cell(raw_rows(), 0, "low", "0"), 5, "high", "100.2"),
+    ]
+    now = SYNTHETIC_ORIGIN + pd.Timedelta(days=40)
+    together = validate_many(frames, "5m", now)
+    for frame, joined in zip(frames, together, strict=True):
+        try:
+            alone = validate(frame, "5m", now)
+        except BarsError as error:
+            assert isinstance(joined, BarsError) and str(joined) == str(error)
+            continue
+        pd.testing.assert_frame_equal(joined.bars, alone.bars)
+        pd.testing.assert_frame_equal(joined.rejected, alone.rejected)
+        assert (joined.duplicates, joined.reordered) == (alone.duplicates, alone.reordered)
+    assert [len(t.rejected) for t in together if not isinstance(t, BarsError)] == [
+        0,
+        1,
+        0,
+        0,
+        0,
+        1,
+        0,
+        2,
+    ]
+    assert together[2].duplicates == 1 and together[2].reordered
 
 
 def test_output_follows_the_bars_convention():

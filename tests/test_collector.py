@@ -5,7 +5,7 @@ import pytest
 
 from alpha12.clock import ManualClock
 from alpha12.collector import BACKOFF_BASE, REFETCH_TRIES, Backoff, collect_once, collect_pair
-from alpha12.sources import SourceError, TemporarySourceError
+from alpha12.sources import SourceError, TemporarySourceError, fetch_each
 from alpha12.sources.replay import SyntheticReplay
 from alpha12.timeframes import INTERVALS, interval_delta
 
@@ -94,6 +94,51 @@ def test_one_failing_pair_leaves_the_others_collected(store, source):
     assert events.loc[("ETH", "1h"), "message"] == "exchange says no"
     assert "KeyError" in events.loc[("BTC", "15m"), "message"]
     assert len(events) == 2
+
+
+def test_answers_validated_together_keep_each_pair_its_own_fate(store, replay):
+    """A timeframe's answers pass the gate together (bars.validate_many): an answer without a
+    volume, one that is no frame at all (a source's bug) and one with a bad row cost only their
+    own pair, and only that row."""
+
+    class Mixed:
+        name, live = "mixed", False
+
+        def fetch(self, asset, interval, start, end):
+            bars = replay.fetch(asset, interval, start, end)
+            if asset == "ETH":
+                return bars.drop(columns="volume")
+            if asset == "SOL":
+                return None
+            if asset == "XRP":
+                return bars.assign(volume=bars["volume"].where(bars.index != 3, -1.0))
+            return bars
+
+    passed = collect_once(store, Mixed(), ["BTC", "ETH", "SOL", "XRP"], ["1h"], NOW)
+    results = {r.asset: r for r in passed}
+    assert results["ETH"].error.startswith("missing column(s): volume")
+    assert results["SOL"].error.startswith("collection failed: AttributeError")
+    assert results["XRP"].error is None and results["XRP"].rejected == 1
+    full = {asset: len(replay.fetch(asset, "1h", None, NOW)) for asset in ("BTC", "XRP")}
+    assert bar_counts(store) == {("BTC", "1h"): full["BTC"], ("XRP", "1h"): full["XRP"] - 1}
+
+
+def test_a_source_that_answers_many_pairs_is_asked_once_a_pass(store, replay):
+    """fetch_many: one request for every pair of a pass; a pair it fails costs only that pair."""
+
+    class Batched(Scripted):
+        def fetch_many(self, starts, end):
+            self.batches.append(sorted(starts))
+            return fetch_each(self, starts, end)
+
+    source = Batched(replay)
+    source.batches = []
+    source.failures[("ETH", "1h")] = [SourceError("exchange says no")]
+    passed = collect_once(store, source, ASSETS, INTERVALS, NOW)
+    assert source.batches == [sorted((asset, i) for asset in ASSETS for i in INTERVALS)]
+    errors = {(r.asset, r.interval): r.error for r in passed if r.error}
+    assert errors == {("ETH", "1h"): "exchange says no"}
+    assert len(bar_counts(store)) == len(ASSETS) * len(INTERVALS) - 1
 
 
 def test_rejected_rows_are_counted_and_logged(store, replay):

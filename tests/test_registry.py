@@ -16,6 +16,7 @@ from alpha12.config import Settings
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import (
     FALLBACK_INTERVAL,
+    MODEL_CACHE_SIZE,
     Registry,
     RegistryError,
 )
@@ -116,6 +117,19 @@ def test_the_active_version_serves_and_a_rollback_serves_the_earlier_one(two_ver
     np.testing.assert_array_equal(
         served_predictions(served, inputs), expected_predictions(trained, 1)
     )
+
+
+def test_memory_holds_every_served_pair_beyond_the_bound(registry, trained, monkeypatch):
+    """More pairs than MODEL_CACHE_SIZE: each cycle still finds every model in memory (a cache
+    smaller than a cycle read all of them from their files again, every cycle)."""
+    (model, _), _ = trained
+    pairs = [(f"A{i:03d}", FALLBACK_INTERVAL) for i in range(MODEL_CACHE_SIZE + 6)]
+    for asset, interval in pairs:
+        registry.register(asset, interval, model, NOW, "test")
+    for asset, interval in pairs:
+        registry.load_active(asset, interval)
+    monkeypatch.setattr(joblib, "load", lambda _: pytest.fail("a served model was read again"))
+    assert all(registry.load_active(*pair).model is not None for pair in pairs)
 
 
 def test_memory_holds_one_version_per_pair_a_superseded_one_is_read_again(two_versions, trained):

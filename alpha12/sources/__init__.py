@@ -31,6 +31,22 @@ class Source(Protocol):
         self, asset: str, interval: str, start: pd.Timestamp | None, end: pd.Timestamp
     ) -> pd.DataFrame: ...
 
+    # A source that can answer many pairs in one request also offers
+    # fetch_many({(asset, interval): start}, end) -> {(asset, interval): frame or exception},
+    # each pair's failure its own; the collector then asks it once per pass.
+
+
+def fetch_each(source: Source, starts: dict, end: pd.Timestamp) -> dict:
+    """fetch_many for a source that holds its bars in memory (a replay): one call answers
+    every pair, each pair's error its own."""
+    answers = {}
+    for (asset, interval), start in starts.items():
+        try:
+            answers[(asset, interval)] = source.fetch(asset, interval, start, end)
+        except Exception as error:
+            answers[(asset, interval)] = error
+    return answers
+
 
 def closed_between(
     bars: pd.DataFrame, interval_delta: pd.Timedelta, start: pd.Timestamp | None, end: pd.Timestamp

@@ -12,7 +12,7 @@ import pandas as pd
 
 from alpha12.bars import resample
 from alpha12.clock import utc
-from alpha12.sources import SourceError, closed_between
+from alpha12.sources import SourceError, closed_between, fetch_each
 from alpha12.sources.csv_files import read_bar_file, scan_folder
 from alpha12.sources.synthetic import SyntheticMarket
 from alpha12.timeframes import INTERVALS, interval_delta
@@ -36,6 +36,9 @@ class SyntheticReplay:
 
     def fetch(self, asset, interval, start, end):
         return closed_between(self._bars(asset, interval), interval_delta(interval), start, end)
+
+    def fetch_many(self, starts, end):
+        return fetch_each(self, starts, end)
 
     def _bars(self, asset: str, interval: str) -> pd.DataFrame:
         with self._lock:
@@ -69,6 +72,9 @@ class CsvReplay:
         if frame is None:
             raise SourceError(f"{self.folder} has no {asset}_{interval}.csv")
         return closed_between(frame, interval_delta(interval), start, end)
+
+    def fetch_many(self, starts, end):
+        return fetch_each(self, starts, end)
 
     def _default_start(self, history_days: int) -> pd.Timestamp:
         """`history_days` after the latest first bar, but leaving at least a day to replay."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alpha12.vocabulary import ModelStatus
+from alpha12.vocabulary import ModelStatus, Pair
 
 
 class ModelsTable:
@@ -74,22 +74,24 @@ class ModelsTable:
     def servable_versions(self, asset: str, interval: str) -> list[tuple[int, str, str]]:
         """(version, sha256, status) of the versions that may serve (the active one first,
         then the retired ones, newest first) and of the one in shadow."""
-        return (
-            self.cursor()
-            .execute(
-                "SELECT version, sha256, status FROM models WHERE asset = ? AND interval = ? "
-                "AND status IN (?, ?, ?) ORDER BY status = ? DESC, version DESC",
-                [
-                    asset,
-                    interval,
-                    ModelStatus.ACTIVE,
-                    ModelStatus.RETIRED,
-                    ModelStatus.SHADOW,
-                    ModelStatus.ACTIVE,
-                ],
-            )
-            .fetchall()
+        return self.servable_versions_of([(asset, interval)])[(asset, interval)]
+
+    def servable_versions_of(self, pairs: list[Pair]) -> dict[Pair, list[tuple[int, str, str]]]:
+        """servable_versions of every pair, in one query."""
+        found = self.query_with(
+            pd.DataFrame(pairs, columns=["asset", "interval"]),
+            """SELECT m.asset, m.interval, m.version, m.sha256, m.status
+               FROM models m JOIN incoming k USING (asset, interval)
+               WHERE m.status IN (?, ?, ?)
+               ORDER BY m.asset, m.interval, m.status = ? DESC, m.version DESC""",
+            [ModelStatus.ACTIVE, ModelStatus.RETIRED, ModelStatus.SHADOW, ModelStatus.ACTIVE],
         )
+        versions: dict[Pair, list[tuple[int, str, str]]] = {tuple(pair): [] for pair in pairs}
+        for row in found.itertuples(index=False):
+            versions[(row.asset, row.interval)].append(
+                (int(row.version), str(row.sha256), str(row.status))
+            )
+        return versions
 
     def shadow_pairs(self) -> list[tuple[str, str]]:
         """The pairs with a challenger in shadow."""

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from alpha12 import features
@@ -208,17 +209,18 @@ class SnapshotsTable:
                     AND b.ts >= w.since
                ORDER BY b.asset, b.interval, b.ts""",
         )
-        grouped = dict(iter(found.groupby(["asset", "interval"], sort=False)))
+        spans = _spans(found)
         first_bars = self.first_bars()
         tails = {}
         for row in windows.itertuples(index=False):
             key = (row.asset, row.interval)
-            bars = grouped.get(key)
+            start, stop = spans.get(key, (0, 0))
             whole_history = key in first_bars and row.since <= first_bars[key]
-            if bars is None or (len(bars) < row.wanted and not whole_history):  # a gap
+            if stop == start or (stop - start < row.wanted and not whole_history):  # a gap
                 tails[key] = self.read_bars(row.asset, row.interval, tail=row.wanted)
             else:
-                tails[key] = bars.iloc[-row.wanted :, 2:].reset_index(drop=True)
+                first = max(start, stop - row.wanted)
+                tails[key] = found.iloc[first:stop, 2:].reset_index(drop=True)
         return tails
 
     def labelled_snapshots(
@@ -394,3 +396,14 @@ class SnapshotsTable:
             cursor.execute("DROP TABLE archived")
         self.cursor().execute("CHECKPOINT")  # hand the freed blocks back to the file
         return rows
+
+
+def _spans(found: pd.DataFrame) -> dict[Pair, tuple[int, int]]:
+    """Each pair's rows [start, stop) in `found`, which is sorted by asset and interval (a
+    groupby of the hundreds of thousands of tail rows cost more than slicing them)."""
+    if found.empty:
+        return {}
+    asset, interval = found["asset"].to_numpy(), found["interval"].to_numpy()
+    changes = np.flatnonzero((asset[1:] != asset[:-1]) | (interval[1:] != interval[:-1])) + 1
+    starts, stops = np.r_[0, changes], np.r_[changes, len(found)]
+    return {(asset[a], interval[a]): (int(a), int(b)) for a, b in zip(starts, stops, strict=True)}
