@@ -43,13 +43,13 @@ MODEL_METRICS = (
     "signal_win_rate",
     "signal_profit_factor",
 )
-# Verified models kept in memory: one version per pair and per asset's fallback (the one that
-# last served; a recalibration's new version replaces its predecessor), at most this many in
-# all, or as many as the pairs the registry serves if they are more: a cache smaller than one
-# cycle's models reads every one of them from its file again each cycle (100 assets: 100
-# fallbacks, 12 s of a 22 s cycle). A superseded version asked for again (a rollback, a corrupt
-# active file) is read and verified from its file. A loaded model takes about 1 MB (the soak,
-# RELIABILITY.md).
+# Verified models kept in memory: per pair and per asset's fallback, the version that last
+# served (a recalibration's new version replaces its predecessor) and a challenger in shadow
+# beside it (it predicts every bar too); at most this many in all, or as many as the pairs the
+# registry serves need if they are more: a cache smaller than one cycle's models reads every
+# one of them from its file again each cycle (100 assets: 100 fallbacks, 12 s of a 22 s cycle).
+# A superseded version asked for again (a rollback, a corrupt active file) is read and verified
+# from its file. A loaded model takes about 1 MB (the soak, RELIABILITY.md).
 MODEL_CACHE_SIZE = 64
 
 
@@ -79,7 +79,10 @@ class Registry:
         # Verified models by (asset, interval, version), least recently used first, one version
         # per (asset, interval): bounded, because every recalibration adds a version and a
         # process runs for months.
-        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple, TrainedModel]] = OrderedDict()
+        # (asset, interval, version) -> (file signature, model, shadow or not)
+        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple, TrainedModel, bool]] = (
+            OrderedDict()
+        )
         self._lock = threading.RLock()
         self._refused: set[tuple] = set()  # bad files already reported
         self._servable: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
@@ -262,8 +265,9 @@ class Registry:
         for version, sha256, status in candidates:
             kept = folder / "versions" / f"v{version}" / "model.joblib"
             paths = [folder / "model.joblib", kept] if status == ModelStatus.ACTIVE else [kept]
+            shadow = status == ModelStatus.SHADOW
             for path in paths:
-                model = self._verified(asset, interval, version, path, sha256)
+                model = self._verified(asset, interval, version, path, sha256, shadow)
                 if model is None:
                     continue
                 if path == kept and status == ModelStatus.ACTIVE:
@@ -271,9 +275,10 @@ class Registry:
                 return ServedModel(model, asset, interval, version)
         return None
 
-    def _verified(self, asset, interval, version, path: Path, sha256: str):
+    def _verified(self, asset, interval, version, path: Path, sha256: str, shadow: bool):
         """The model at `path` if its bytes hash to `sha256`, else None (and one event per bad
-        file, however often it is asked for)."""
+        file, however often it is asked for). Cached in place of the pair's other version in
+        the same role (serving or shadow)."""
         key = (asset, interval, version)
         signature = None
         try:
@@ -301,11 +306,16 @@ class Registry:
                     interval,
                 )
             return None
-        for other in [k for k in self._cache if k[:2] == key[:2] and k != key]:
-            del self._cache[other]  # superseded: kept, it would only fill the cache
-        self._cache[key] = (signature, model)
+        superseded = [
+            k
+            for k, kept in self._cache.items()
+            if k[:2] == key[:2] and k != key and kept[2] == shadow
+        ]
+        for other in superseded:
+            del self._cache[other]  # kept, it would only fill the cache
+        self._cache[key] = (signature, model, shadow)
         self._cache.move_to_end(key)
-        while len(self._cache) > max(MODEL_CACHE_SIZE, len(self._servable)):
+        while len(self._cache) > max(MODEL_CACHE_SIZE, 2 * len(self._servable)):
             self._cache.popitem(last=False)
         return model
 

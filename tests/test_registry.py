@@ -148,6 +148,19 @@ def test_memory_holds_one_version_per_pair_a_superseded_one_is_read_again(two_ve
     )
 
 
+def test_memory_holds_a_pairs_shadow_beside_its_serving_model(two_versions, trained, monkeypatch):
+    """A cycle loads a pair's serving model and its challenger in shadow every bar: neither
+    evicts the other (each was read from its file again every cycle)."""
+    first, _ = trained[0]
+    shadow = two_versions.register("BTC", "1h", first, NOW, "test", status=ModelStatus.SHADOW)
+    for _ in range(2):
+        assert two_versions.load_active("BTC", "1h").version == 2
+        assert two_versions.load_shadow("BTC", "1h").version == shadow
+    monkeypatch.setattr(joblib, "load", lambda _: pytest.fail("a model was read again"))
+    assert two_versions.load_active("BTC", "1h").version == 2
+    assert two_versions.load_shadow("BTC", "1h").version == shadow
+
+
 def test_a_rejected_challenger_is_kept_but_never_serves(two_versions, trained, store):
     first, _ = trained[0]
     version = two_versions.register("BTC", "1h", first, NOW, "test", status=ModelStatus.REJECTED)
