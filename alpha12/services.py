@@ -94,14 +94,28 @@ class Alpha12:
         # A file holds real history, so its bars are judged against the real time: judged by a
         # replay clock in the past, most of a recent file would be rejected as "in the future".
         return import_logged(
-            self.store, Path(path), WallClock().now(), self.clock.now(), asset, interval, progress
+            self.store,
+            Path(path),
+            WallClock().now(),
+            self.clock.now(),
+            asset,
+            interval,
+            progress,
+            self.settings.calendar,
         )
 
     def import_csv_upload(
         self, name: str, data: bytes, asset: str | None = None, interval: str | None = None
     ) -> list[ImportReport]:
         return import_upload(
-            self.store, name, data, WallClock().now(), self.clock.now(), asset, interval
+            self.store,
+            name,
+            data,
+            WallClock().now(),
+            self.clock.now(),
+            asset,
+            interval,
+            self.settings.calendar,
         )
 
     def import_exchange(
