@@ -178,6 +178,12 @@ class SessionCalendar:
         return pd.Timedelta(self._before[daily][i]) + done
 
 
+def freshness(calendar, last: pd.Timestamp, interval: str, now: pd.Timestamp) -> pd.Timedelta:
+    """Trading time since the bar opening at `last` closed (wall time on 24/7)."""
+    close = calendar.bar_closes(pd.DatetimeIndex([last]), interval)[0]
+    return calendar.trading_time(close, now, interval)
+
+
 def names(aliases: bool = False) -> tuple[str, ...]:
     """The calendars a setting may name: 24/7, then the exchanges exchange_calendars knows
     (with `aliases`, also their other names: XNAS and NYSE are XNYS)."""

@@ -87,10 +87,19 @@ def collect_pair(
     backoff: Backoff | None = None,
     *,
     timeout_s: float | None = None,
+    calendar_of=None,
 ) -> PairCollection:
     """Fetch `asset`/`interval` bars since the last stored one; never raises for source trouble
     (see collect_pairs)."""
-    return collect_pairs(store, source, [(asset, interval)], now, backoff, timeout_s=timeout_s)[0]
+    return collect_pairs(
+        store,
+        source,
+        [(asset, interval)],
+        now,
+        backoff,
+        timeout_s=timeout_s,
+        calendar_of=calendar_of,
+    )[0]
 
 
 def collect_once(
@@ -102,10 +111,13 @@ def collect_once(
     backoff: Backoff | None = None,
     *,
     timeout_s: float | None = None,
+    calendar_of=None,
 ) -> list[PairCollection]:
     """One pass over assets x intervals (see collect_pairs)."""
     pairs = [(asset, interval) for asset in assets for interval in intervals]
-    return collect_pairs(store, source, pairs, now, backoff, timeout_s=timeout_s)
+    return collect_pairs(
+        store, source, pairs, now, backoff, timeout_s=timeout_s, calendar_of=calendar_of
+    )
 
 
 def collect_pairs(
@@ -116,11 +128,13 @@ def collect_pairs(
     backoff: Backoff | None = None,
     *,
     timeout_s: float | None = None,
+    calendar_of=None,
 ) -> list[PairCollection]:
     """Fetch every pair's bars since its last stored one, all at once, each bounded by
     `timeout_s` seconds of real time (DEFAULT_SOURCE_TIMEOUT_S if None); validate each pair's
-    answer and store them all in one transaction. Source trouble and unexpected errors are
-    the pair's result and event, never an exception."""
+    answer on its asset's calendar (`calendar_of(asset)`, Settings.calendar; 24/7 when None)
+    and store them all in one transaction. Source trouble and unexpected errors are the pair's
+    result and event, never an exception."""
     results = {pair: PairCollection(*pair) for pair in pairs}
     asked = {}
     for pair in pairs:
@@ -133,7 +147,8 @@ def collect_pairs(
     for pair, answer in asked.items():
         try:
             frame = _answer(source, pair, answer, deadline, timeout_s)
-            batches[pair] = _checked(store, source, results[pair], frame, now, backoff)
+            calendar = calendar_of(pair[0]) if calendar_of else None
+            batches[pair] = _checked(store, source, results[pair], frame, now, backoff, calendar)
         except TemporarySourceError as error:
             delay = backoff.failed(pair, now) if backoff else None
             retry = "" if delay is None else f"; retrying in {delay}"
@@ -163,9 +178,9 @@ def _start(store: Store, pair: tuple[str, str], backoff: Backoff | None) -> pd.T
     return start
 
 
-def _checked(store, source, result: PairCollection, frame, now, backoff) -> pd.DataFrame:
+def _checked(store, source, result: PairCollection, frame, now, backoff, calendar):
     """The clean bars of one pair's answer; its rejected rows are counted and reported."""
-    checked = validate(frame, result.interval, now)
+    checked = validate(frame, result.interval, now, calendar)
     if backoff:
         backoff.succeeded((result.asset, result.interval))
         _remember_gap(store, backoff, result, checked, now)

@@ -136,6 +136,8 @@ class Settings:
     models_dir: Path = Path("runs/timeframe_models")
     fee_bps: float = 2.0  # per side
     slippage_bps: float = 1.0  # per side
+    # Wall-clock time between monitor runs, for every market at once; the cooldowns and silence
+    # limits it judges by count each asset's trading time (alpha12.calendars).
     monitor_period_minutes: float = 60.0
     trade_window: int = 100  # most recent resolved trades the monitor judges
     n_jobs: int = 2  # local joblib workers for training bursts
