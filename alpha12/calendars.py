@@ -85,6 +85,9 @@ class AlwaysOpen:
     def trading_time(self, start, end, interval: str) -> pd.Timedelta:
         return pd.Timestamp(end) - pd.Timestamp(start)
 
+    def back(self, when: pd.Timestamp, amount: pd.Timedelta, interval: str) -> pd.Timestamp:
+        return when - amount
+
 
 class SessionCalendar:
     """An exchange's sessions (open and close in UTC, from exchange_calendars)."""
@@ -167,6 +170,16 @@ class SessionCalendar:
         return self._elapsed(pd.Timestamp(end), interval == "1d") - self._elapsed(
             pd.Timestamp(start), interval == "1d"
         )
+
+    def back(self, when: pd.Timestamp, amount: pd.Timedelta, interval: str) -> pd.Timestamp:
+        """The instant `amount` of trading time (see trading_time) before `when`."""
+        daily = interval == "1d"
+        target = self._elapsed(when, daily) - amount
+        before = self._before[daily]
+        j = int(np.searchsorted(before, target.to_timedelta64(), side="right")) - 1
+        j = min(max(j, 0), len(self.opens) - 1)
+        into, length = target - pd.Timedelta(before[j]), self.closes[j] - self.opens[j]
+        return self.opens[j] + (length * (into / DAY) if daily else into)
 
     def _elapsed(self, when: pd.Timestamp, daily: bool) -> pd.Timedelta:
         i, _ = self.session_of(pd.DatetimeIndex([when]))

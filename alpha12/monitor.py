@@ -301,9 +301,10 @@ class PerformanceMonitor:
         self, keys: pd.DataFrame, served: list, now: pd.Timestamp
     ) -> dict[Pair, dict]:
         """models.calibration of each serving model's resolved live predictions, by pair."""
+        calendar = self.settings().calendar
         since = [
-            calibration_since(s, interval, now) if s else None
-            for s, interval in zip(served, keys["interval"], strict=True)
+            calibration_since(s, interval, now, calendar(asset)) if s else None
+            for s, asset, interval in zip(served, keys["asset"], keys["interval"], strict=True)
         ]
         keys = keys.assign(since=pd.Series(since, dtype="datetime64[us, UTC]"))
         predictions = self.store.live_predictions(keys, now, CALIBRATION_WINDOW_BARS)
@@ -542,11 +543,13 @@ class PerformanceMonitor:
         return outcome
 
 
-def calibration_since(served, interval: str, now: pd.Timestamp) -> pd.Timestamp:
+def calibration_since(served, interval: str, now: pd.Timestamp, calendar) -> pd.Timestamp:
     """The live predictions of `served` that count are those of bars after this: after its
     training window (out of sample; its own predictions are those since it began serving), and
-    among the newest CALIBRATION_WINDOW_BARS bars."""
-    window_start = now - CALIBRATION_WINDOW_BARS * interval_delta(interval)
+    among the newest CALIBRATION_WINDOW_BARS bars (counted in the asset's trading time, so a
+    stock's window holds as many bars as a 24/7 market's)."""
+    span = CALIBRATION_WINDOW_BARS * interval_delta(interval)
+    window_start = calendar.back(now, span, interval)
     return max(pd.Timestamp(served.model.window_end), window_start)
 
 

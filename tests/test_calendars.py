@@ -224,3 +224,16 @@ def test_an_unknown_calendar_is_a_settings_error_with_its_key_and_the_choices(tm
     (problem,) = raised.value.problems
     assert problem.startswith("calendars.QQQ: 'NASDAQ100' is not a known calendar")
     assert "24/7" in problem and "XNYS" in problem and "XLON" in problem
+
+
+def test_back_is_the_inverse_of_trading_time():
+    now = pd.Timestamp("2024-12-04 11:00", tz=NEW_YORK)
+    for interval, hours in (("1h", 300), ("1h", 2.5), ("1d", 72), ("1d", 1000 * 24)):
+        start = NYSE.back(now, pd.Timedelta(hours=hours), interval)
+        assert NYSE.trading_time(start, now, interval) == pd.Timedelta(hours=hours)
+    # Two and a half trading hours before Wednesday 11:00: 1.5 that morning, 1 on Tuesday.
+    start = NYSE.back(now, pd.Timedelta(hours=2.5), "1h").tz_convert(NEW_YORK)
+    assert start == pd.Timestamp("2024-12-03 15:00", tz=NEW_YORK)
+    assert calendars.get("24/7").back(now, pd.Timedelta(hours=5), "1h") == now - pd.Timedelta(
+        hours=5
+    )

@@ -348,7 +348,7 @@ class PairWalk:
             (version == served.version)
             & (scope == served.scope)
             & ~np.isnan(probability)
-            & (ts > calibration_since(served, self.interval, tick)).to_numpy()
+            & (ts > calibration_since(served, self.interval, tick, self.calendar)).to_numpy()
             & (outcomes["target_ts"] <= tick).to_numpy()
         )
         if not mine.any():
