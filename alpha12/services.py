@@ -158,7 +158,11 @@ class Alpha12:
         ]
 
     def price_history(self, asset: str, interval: str, bars: int = 400) -> pd.DataFrame:
-        return self.store.read_bars(asset, interval, tail=bars)
+        """The newest bars, each marked `short` when its session's close cut it (a stock's
+        last bar of a day, a half day's)."""
+        history = self.store.read_bars(asset, interval, tail=bars)
+        calendar = self.settings.calendar(asset)
+        return history.assign(short=calendar.short_bars(pd.DatetimeIndex(history["ts"]), interval))
 
     # -- analysis, training and monitoring ------------------------------------------------
 

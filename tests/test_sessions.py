@@ -218,3 +218,13 @@ def test_months_of_session_bars_import_backfill_train_and_lab(tmp_path, isolated
         run("lab", "--asset", "SPY", "--interval", "1h", "--policies", "never,seed", "--json")
     )
     assert [r["policy"] for r in lab["results"]] == ["never", "seed"]
+
+
+def test_price_history_marks_the_short_bars(stock_app):
+    app, _ = stock_app
+    stamps = ["2024-11-27 14:30", "2024-11-27 15:30", "2024-11-29 11:30", "2024-11-29 12:30"]
+    ts = pd.DatetimeIndex(stamps, tz=NEW_YORK).tz_convert("UTC").as_unit("us")
+    bars = pd.DataFrame({"ts": ts, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0})
+    app.store.upsert_bars("SPY", "1h", bars.assign(volume=1.0))
+    history = app.price_history("SPY", "1h")
+    assert history["short"].tolist() == [False, True, False, True]  # 16:00 and 13:00 cut them
