@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from alpha12.calendars import ALWAYS_OPEN, AlwaysOpen, SessionCalendar, get
+from alpha12.calendars import ALWAYS_OPEN, Calendar, get
 from alpha12.errors import UserError
 from alpha12.timeframes import interval_delta
-
-Calendar = AlwaysOpen | SessionCalendar
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")

@@ -191,7 +191,12 @@ class SessionCalendar:
         return pd.Timedelta(self._before[daily][i]) + done
 
 
-def freshness(calendar, last: pd.Timestamp, interval: str, now: pd.Timestamp) -> pd.Timedelta:
+Calendar = AlwaysOpen | SessionCalendar
+
+
+def freshness(
+    calendar: Calendar, last: pd.Timestamp, interval: str, now: pd.Timestamp
+) -> pd.Timedelta:
     """Trading time since the bar opening at `last` closed (wall time on 24/7)."""
     close = calendar.bar_closes(pd.DatetimeIndex([last]), interval)[0]
     return calendar.trading_time(close, now, interval)
@@ -207,7 +212,7 @@ def names(aliases: bool = False) -> tuple[str, ...]:
 
 
 @cache
-def get(name: str) -> AlwaysOpen | SessionCalendar:
+def get(name: str) -> Calendar:
     """The calendar `name` names (cached: an exchange's schedule takes a while to build);
     raises ValueError for an unknown name."""
     if name == ALWAYS_OPEN:

@@ -175,7 +175,7 @@ class Settings:
             return calendars.yahoo_default(self.yfinance_tickers.get(asset, asset))
         return calendars.ALWAYS_OPEN
 
-    def calendar(self, asset: str) -> calendars.AlwaysOpen | calendars.SessionCalendar:
+    def calendar(self, asset: str) -> calendars.Calendar:
         """The asset's market calendar (see alpha12.calendars)."""
         return calendars.get(self.calendar_name(asset))
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from alpha12 import formatting, metrics, models, training
+from alpha12.calendars import Calendar
 from alpha12.clock import Clock
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
@@ -543,7 +544,7 @@ class PerformanceMonitor:
         return outcome
 
 
-def calibration_since(served, interval: str, now: pd.Timestamp, calendar) -> pd.Timestamp:
+def calibration_since(served, interval: str, now: pd.Timestamp, calendar: Calendar) -> pd.Timestamp:
     """The live predictions of `served` that count are those of bars after this: after its
     training window (out of sample; its own predictions are those since it began serving), and
     among the newest CALIBRATION_WINDOW_BARS bars (counted in the asset's trading time, so a
@@ -685,7 +686,11 @@ def _challenger_outcome(status, version, incumbent, comparison, result) -> Outco
 
 
 def cooldown_left(
-    last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp, calendar, interval: str
+    last_attempt,
+    thresholds: TimeframeSettings,
+    now: pd.Timestamp,
+    calendar: Calendar,
+    interval: str,
 ) -> pd.Timedelta:
     """Time left of the cooldown that the last attempt started (zero when none), in the
     trading time of the asset's calendar: a stock's cooldown stands still while its market is
@@ -703,7 +708,7 @@ def silence_limit(thresholds: TimeframeSettings, interval: str) -> pd.Timedelta:
     return thresholds.min_trades * thresholds.horizon_bars * interval_delta(interval)
 
 
-def silent_since(now: pd.Timestamp, calendar, interval: str, *events) -> pd.Timedelta:
+def silent_since(now: pd.Timestamp, calendar: Calendar, interval: str, *events) -> pd.Timedelta:
     """Trading time (the asset's calendar's) since the newest of `events` (missing ones
     ignored; zero when none is known): the serving model's newest setup, the pair's last
     training attempt (a promotion or a rejected challenger restarts the count) and the end of

@@ -245,9 +245,8 @@ class PairWalk:
             served = self._serving()
         resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
         attempted_at, attempted_bar = state["attempt"]
-        cooldown_over = state["cooling"] and self._cooldown_left(
-            attempted_at, tick
-        ) == pd.Timedelta(0)
+        left = cooldown_left(attempted_at, self.timeframe, tick, self.calendar, self.interval)
+        cooldown_over = state["cooling"] and left == pd.Timedelta(0)
         quiet = silent_since(tick, self.calendar, self.interval, self.last_setup, attempted_at)
         now = Tick(
             tick,
@@ -269,9 +268,6 @@ class PairWalk:
             state["cooling"] = True
             state["attempt"] = (tick, k)
         return self._serving()
-
-    def _cooldown_left(self, attempted_at: pd.Timestamp, tick: pd.Timestamp) -> pd.Timedelta:
-        return cooldown_left(attempted_at, self.timeframe, tick, self.calendar, self.interval)
 
     def _serving(self):
         return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
