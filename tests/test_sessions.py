@@ -19,7 +19,8 @@ from alpha12.config import SEED_TIMEFRAMES
 from alpha12.engine import Engine
 from alpha12.monitor import cooldown_left
 from alpha12.services import Alpha12
-from alpha12.sources.replay import SyntheticReplay
+from alpha12.sources import SourceError
+from alpha12.sources.replay import CsvReplay, SyntheticReplay
 from alpha12.timeframes import INTERVALS
 from alpha12.vocabulary import Action
 
@@ -228,3 +229,15 @@ def test_price_history_marks_the_short_bars(stock_app):
     app.store.upsert_bars("SPY", "1h", bars.assign(volume=1.0))
     history = app.price_history("SPY", "1h")
     assert history["short"].tolist() == [False, True, False, True]  # 16:00 and 13:00 cut them
+
+
+def test_csv_replay_serves_session_files_on_their_calendar(market, tmp_path):
+    end = market.default_start
+    bars = market.fetch("SPY", "1h", None, end)
+    bars.to_csv(tmp_path / "SPY_1h.csv", index=False)
+    replay = CsvReplay(tmp_path, history_days=30, calendar_of=calendar_of)
+    served = replay.fetch("SPY", "1h", None, end)
+    pd.testing.assert_series_equal(served["ts"], bars["ts"])
+    # Read as a 24/7 market, every 9:30-aligned bar is off the grid: nothing to replay.
+    with pytest.raises(SourceError, match="hold no valid bars"):
+        CsvReplay(tmp_path, history_days=30)
