@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from alpha12.calendars import ALWAYS_OPEN, Calendar, get
 from alpha12.errors import UserError
-from alpha12.timeframes import interval_delta, pandas_freq
+from alpha12.timeframes import interval_delta
 
 BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -51,26 +52,37 @@ def empty_bars() -> pd.DataFrame:
     return frame
 
 
-def validate(frame: pd.DataFrame, interval: str, now: pd.Timestamp | None = None) -> Validated:
+def validate(
+    frame: pd.DataFrame,
+    interval: str,
+    now: pd.Timestamp | None = None,
+    calendar: Calendar | None = None,
+) -> Validated:
     """Clean bars of `interval` from `frame`, plus the rows rejected and why.
 
     Raises BarsError only for a frame-level problem (missing columns); every row-level
-    problem becomes a rejected row. With `now`, bars in the future and the still-forming
-    last bar (closing after `now`) are rejected too.
+    problem becomes a rejected row. A bar must sit on the grid of its market's `calendar`
+    (24/7 when None) and open while that market is open. With `now`, bars in the future and
+    the still-forming last bar (closing after `now`) are rejected too.
     """
-    checked = validate_many([frame], interval, now)[0]
+    checked = validate_many([frame], interval, now, calendar)[0]
     if isinstance(checked, BarsError):
         raise checked
     return checked
 
 
 def validate_many(
-    frames: list[pd.DataFrame], interval: str, now: pd.Timestamp | None = None
+    frames: list[pd.DataFrame],
+    interval: str,
+    now: pd.Timestamp | None = None,
+    calendar: Calendar | None = None,
 ) -> list[Validated | BarsError]:
     """validate of each frame (its Validated, or its BarsError), in one pass over all their
     rows: the checks are row by row, so frames of the same columns are checked joined (a
     collection pass validates hundreds of one-bar answers; per frame, pandas' overhead was
-    most of the pass). Only the repeats and the order are judged within each frame."""
+    most of the pass). Only the repeats and the order are judged within each frame. The
+    frames share one market's `calendar` (24/7 when None)."""
+    calendar = calendar or get(ALWAYS_OPEN)
     groups: dict[tuple, list[int]] = {}
     for position, frame in enumerate(frames):
         groups.setdefault(_same_columns(frame, position), []).append(position)
@@ -84,7 +96,7 @@ def validate_many(
                 checked[position] = error
             continue
         sizes = [len(frame) for frame in joined]
-        validated = _validate_table(table, sizes, interval, now)
+        validated = _validate_table(table, sizes, interval, now, calendar)
         for position, one in zip(positions, validated, strict=True):
             checked[position] = one
     return checked
@@ -98,11 +110,13 @@ def _same_columns(frame: pd.DataFrame, position: int) -> tuple:
     return tuple(zip(map(str, frame.columns), map(str, frame.dtypes), strict=True))
 
 
-def _validate_table(table: pd.DataFrame, sizes: list[int], interval: str, now) -> list[Validated]:
+def _validate_table(
+    table: pd.DataFrame, sizes: list[int], interval: str, now, calendar: Calendar
+) -> list[Validated]:
     """The Validated of each of the frames joined in `table` (`sizes` rows each, in order)."""
     ts = _parse_times(table["ts"])
     numbers = {c: _numbers(table[c]) for c in NUMERIC_COLUMNS}
-    checks = _row_checks(table, ts, numbers, interval, now)
+    checks = _row_checks(table, ts, numbers, interval, now, calendar)
     # np.select takes the first true condition: the first failing check names the row's reason.
     failed = np.select([bad for _, bad in checks], np.arange(len(checks)), default=-1)
     ok = failed < 0
@@ -184,14 +198,15 @@ def _parse_times(values: pd.Series) -> pd.Series:
     return pd.concat(parts).reindex(values.index) if parts else values.astype(UTC_MICROS)
 
 
-def _row_checks(table, ts, numbers, interval, now) -> list[tuple[str, np.ndarray]]:
+def _row_checks(table, ts, numbers, interval, now, calendar) -> list[tuple[str, np.ndarray]]:
     """(reason, boolean mask) pairs in the order a row is judged."""
     o, h, low, c, v = (numbers[k] for k in NUMERIC_COLUMNS)
     stacked = np.column_stack([o, h, low, c, v])
     raw_missing = table[list(NUMERIC_COLUMNS)].isna().to_numpy().any(axis=1)
     micros = ts.array.asi8  # microseconds since the epoch (see _parse_times); NaT is the minimum
     known = micros != np.iinfo(np.int64).min
-    step = _micros(interval_delta(interval))
+    stamps = pd.DatetimeIndex(ts.where(known, pd.Timestamp(0, tz="UTC")))  # NaT judged above
+    closed, off_grid = calendar.stamp_problems(stamps, interval)
     with np.errstate(invalid="ignore"):
         checks = [
             ("unparseable timestamp", ~known),
@@ -202,12 +217,16 @@ def _row_checks(table, ts, numbers, interval, now) -> list[tuple[str, np.ndarray
             ("high below open/close", h < np.maximum(o, c)),
             ("low above open/close", low > np.minimum(o, c)),
             ("negative volume", v < 0),
-            ("timestamp off the interval grid", known & (micros % step != 0)),
+            ("market closed", known & closed),
+            ("timestamp off the interval grid", known & off_grid),
         ]
     if now is not None:
         now_micros = _micros(pd.Timestamp(now) - pd.Timestamp(0, tz="UTC"))
+        closes = _micros_of(calendar.bar_closes(stamps[~closed], interval))
+        forming = np.zeros(len(micros), dtype=bool)
+        forming[~closed] = closes > now_micros
         checks.append(("bar in the future", known & (micros > now_micros)))
-        checks.append(("bar still forming", known & (micros + step > now_micros)))
+        checks.append(("bar still forming", known & forming))
     return checks
 
 
@@ -215,19 +234,28 @@ def _micros(delta: pd.Timedelta) -> int:
     return delta // pd.Timedelta(microseconds=1)
 
 
-def resample(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
-    """Coarser bars from finer ones: left-labelled, UTC-aligned, first/max/min/last/sum.
+def _micros_of(times: pd.DatetimeIndex) -> np.ndarray:
+    return times.as_unit("us").asi8
+
+
+def resample(frame: pd.DataFrame, interval: str, calendar: Calendar | None = None) -> pd.DataFrame:
+    """Coarser bars from finer ones, on the bar grid of the market's `calendar` (24/7, i.e.
+    UTC-aligned, when None): left-labelled, first/max/min/last/sum.
 
     A bucket is emitted only once it has closed, i.e. when the finer bars reach its end,
     so a resample never invents a still-forming bar.
     """
     if frame.empty:
         return empty_bars()
-    finer = frame["ts"].diff().min() if len(frame) > 1 else interval_delta(interval)
-    grouped = frame.set_index("ts").resample(pandas_freq(interval), label="left", closed="left")
-    coarse = grouped.agg(
-        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
-    ).dropna(subset=["open"])
-    last_close = frame["ts"].iloc[-1] + finer
-    coarse = coarse[coarse.index + interval_delta(interval) <= last_close]
+    calendar = calendar or get(ALWAYS_OPEN)
+    ts = pd.DatetimeIndex(frame["ts"])
+    finer = (ts[1:] - ts[:-1]).min() if len(ts) > 1 else interval_delta(interval)
+    buckets = calendar.bar_of(ts, interval)[0].as_unit(ts.unit).rename("ts")
+    coarse = (
+        frame.drop(columns="ts")
+        .groupby(buckets, sort=True)
+        .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    )
+    last_close = calendar.cut_at_close(ts[-1:], ts[-1:] + finer)[0]
+    coarse = coarse[calendar.bar_closes(coarse.index, interval) <= last_close]
     return coarse.reset_index()

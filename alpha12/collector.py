@@ -87,10 +87,19 @@ def collect_pair(
     backoff: Backoff | None = None,
     *,
     timeout_s: float | None = None,
+    calendar_of=None,
 ) -> PairCollection:
     """Fetch `asset`/`interval` bars since the last stored one; never raises for source trouble
     (see collect_pairs)."""
-    return collect_pairs(store, source, [(asset, interval)], now, backoff, timeout_s=timeout_s)[0]
+    return collect_pairs(
+        store,
+        source,
+        [(asset, interval)],
+        now,
+        backoff,
+        timeout_s=timeout_s,
+        calendar_of=calendar_of,
+    )[0]
 
 
 def collect_once(
@@ -102,10 +111,13 @@ def collect_once(
     backoff: Backoff | None = None,
     *,
     timeout_s: float | None = None,
+    calendar_of=None,
 ) -> list[PairCollection]:
     """One pass over assets x intervals (see collect_pairs)."""
     pairs = [(asset, interval) for asset in assets for interval in intervals]
-    return collect_pairs(store, source, pairs, now, backoff, timeout_s=timeout_s)
+    return collect_pairs(
+        store, source, pairs, now, backoff, timeout_s=timeout_s, calendar_of=calendar_of
+    )
 
 
 def collect_pairs(
@@ -116,11 +128,13 @@ def collect_pairs(
     backoff: Backoff | None = None,
     *,
     timeout_s: float | None = None,
+    calendar_of=None,
 ) -> list[PairCollection]:
     """Fetch every pair's bars since its last stored one, all at once, each bounded by
     `timeout_s` seconds of real time (DEFAULT_SOURCE_TIMEOUT_S if None); validate each pair's
-    answer and store them all in one transaction. Source trouble and unexpected errors are
-    the pair's result and event, never an exception."""
+    answer on its asset's calendar (`calendar_of(asset)`, Settings.calendar; 24/7 when None)
+    and store them all in one transaction. Source trouble and unexpected errors are the pair's
+    result and event, never an exception."""
     results = {pair: PairCollection(*pair) for pair in pairs}
     starts = {}
     for pair in pairs:
@@ -137,7 +151,7 @@ def collect_pairs(
         except Exception as error:
             _pair_failed(store, backoff, results[pair], error, now)
     batches = {}
-    for pair, checked in _validated(frames, now).items():
+    for pair, checked in _validated(frames, now, calendar_of).items():
         try:
             if isinstance(checked, Exception):
                 raise checked
@@ -173,25 +187,32 @@ def _pair_failed(store, backoff: Backoff | None, result: PairCollection, error, 
         _failed(store, result, message, now, "error")
 
 
-def _validated(frames: dict[tuple[str, str], pd.DataFrame], now) -> dict:
-    """Each pair's answer through the gate (its Validated, or the error that is its failure),
-    the answers of one timeframe validated together (bars.validate_many)."""
-    by_interval: dict[str, list[tuple[str, str]]] = {}
-    for pair in frames:
-        by_interval.setdefault(pair[1], []).append(pair)
+def _validated(frames: dict[tuple[str, str], pd.DataFrame], now, calendar_of) -> dict:
+    """Each pair's answer through the gate on its asset's calendar (its Validated, or the
+    error that is its failure), the answers of one timeframe and one market validated
+    together (bars.validate_many)."""
+    groups: dict[tuple, list[tuple[str, str]]] = {}
+    calendars = {}
+    for asset, interval in frames:
+        if asset not in calendars:
+            calendars[asset] = calendar_of(asset) if calendar_of else None
+        market = calendars[asset].name if calendars[asset] else None
+        groups.setdefault((interval, market), []).append((asset, interval))
     checked = {}
-    for interval, pairs in by_interval.items():
+    for (interval, _), pairs in groups.items():
+        calendar = calendars[pairs[0][0]]
+        answers = [frames[pair] for pair in pairs]
         try:
-            together = validate_many([frames[pair] for pair in pairs], interval, now)
+            together = validate_many(answers, interval, now, calendar)
         except Exception:  # a bug on one answer must cost only its pair: each alone
-            together = [_validated_alone(frames[pair], interval, now) for pair in pairs]
+            together = [_validated_alone(a, interval, now, calendar) for a in answers]
         checked.update(zip(pairs, together, strict=True))
     return checked
 
 
-def _validated_alone(frame: pd.DataFrame, interval: str, now) -> Validated | Exception:
+def _validated_alone(frame: pd.DataFrame, interval: str, now, calendar) -> Validated | Exception:
     try:
-        return validate(frame, interval, now)
+        return validate(frame, interval, now, calendar)
     except Exception as error:
         return error
 

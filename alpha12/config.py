@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alpha12 import calendars
 from alpha12.alerts import AlertSettings
 from alpha12.errors import UserError
 from alpha12.logs import LEVEL_NAMES
@@ -135,6 +136,8 @@ class Settings:
     models_dir: Path = Path("runs/timeframe_models")
     fee_bps: float = 2.0  # per side
     slippage_bps: float = 1.0  # per side
+    # Wall-clock time between monitor runs, for every market at once; the cooldowns and silence
+    # limits it judges by count each asset's trading time (alpha12.calendars).
     monitor_period_minutes: float = 60.0
     trade_window: int = 100  # most recent resolved trades the monitor judges
     n_jobs: int = 2  # local joblib workers for training bursts
@@ -154,6 +157,9 @@ class Settings:
     log_json: bool = False  # JSON lines instead of plain lines
     alerts: AlertSettings = field(default_factory=AlertSettings)
     memory_limit: str = "512MB"  # DuckDB's memory cap (it spills to disk beyond), e.g. "2GB"
+    # asset -> its market's calendar: "24/7" or an exchange (XNYS, XNAS, XLON, ...); an asset
+    # without an entry is 24/7, or for source = "yfinance" its ticker's (calendars.yahoo_default)
+    calendars: dict[str, str] = field(default_factory=dict)
 
     @property
     def round_trip_cost_bps(self) -> float:
@@ -161,6 +167,17 @@ class Settings:
 
     def timeframe(self, interval: str) -> TimeframeSettings:
         return self.timeframes[interval]
+
+    def calendar_name(self, asset: str) -> str:
+        if asset in self.calendars:
+            return self.calendars[asset]
+        if self.source == "yfinance":
+            return calendars.yahoo_default(self.yfinance_tickers.get(asset, asset))
+        return calendars.ALWAYS_OPEN
+
+    def calendar(self, asset: str) -> calendars.Calendar:
+        """The asset's market calendar (see alpha12.calendars)."""
+        return calendars.get(self.calendar_name(asset))
 
     def fallback_timeframe(self) -> TimeframeSettings:
         """What an asset's pooled fallback model is fitted with. Fitting reads two settings:
@@ -210,7 +227,19 @@ class Settings:
             found.append(f"memory_limit: {self.memory_limit!r} is not a size like '512MB' or '2GB'")
         if self.source == "ccxt" and not self.ccxt_exchange:
             found.append("ccxt_exchange: required when source = 'ccxt'")
-        return found + self.alerts.problems("alerts")
+        return found + self._calendar_problems() + self.alerts.problems("alerts")
+
+    def _calendar_problems(self) -> list[str]:
+        named = [(a, n) for a, n in self.calendars.items() if n != calendars.ALWAYS_OPEN]
+        if not named:  # 24/7 only: exchange_calendars is never loaded
+            return []
+        known = calendars.names(aliases=True)
+        choices = ", ".join(calendars.names())
+        return [
+            f"calendars.{asset}: {name!r} is not a known calendar; choose one of {choices}"
+            for asset, name in named
+            if name not in known
+        ]
 
     def with_timeframe(self, interval: str, **changes: Any) -> Settings:
         """A copy with some of one timeframe's settings changed, validated."""

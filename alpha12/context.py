@@ -119,6 +119,7 @@ class Context:
             self.clock.now(),
             backoff,
             timeout_s=self.settings.source_timeout_s,
+            calendar_of=self.settings.calendar,
         )
         self.remember_clock()
         return results

@@ -192,9 +192,14 @@ class Engine:
             if result.error is not None:
                 self._failed(pair, result.error)
                 continue
-            delta = interval_delta(result.interval)
-            last = result.newest_bar
-            self._next_due[pair] = (last + 2 * delta) if last is not None else now + delta
+            last, calendar = result.newest_bar, self.context.settings.calendar(result.asset)
+            # Due when the next bar closes on the asset's calendar: never while its market is
+            # closed (a stock's Friday close is next collected at Monday's first bar close).
+            self._next_due[pair] = (
+                calendar.next_bar_close(last, result.interval)
+                if last is not None
+                else now + interval_delta(result.interval)
+            )
 
     def _collect(self, due: list[tuple[str, str]], now: pd.Timestamp) -> list[tuple[str, str]]:
         """Fetch the due pairs' new bars (imported assets have no source); the pairs to
@@ -209,6 +214,7 @@ class Engine:
                 now,
                 self.backoff,
                 timeout_s=settings.source_timeout_s,
+                calendar_of=settings.calendar,
             )
         except Exception as error:
             for pair in sourced:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from alpha12 import formatting, metrics, models, training
+from alpha12.calendars import Calendar
 from alpha12.clock import Clock
 from alpha12.config import Settings, TimeframeSettings
 from alpha12.features import FEATURE_NAMES
@@ -262,7 +263,7 @@ class PerformanceMonitor:
         calibrations = self.live_calibrations(keys, served, now)
         assessments = []
         for (asset, interval), serving in zip(pairs, served, strict=True):
-            thresholds = settings.timeframe(interval)
+            thresholds, calendar = settings.timeframe(interval), settings.calendar(asset)
             mine = by_pair.get((asset, interval), trades.iloc[:0])
             count = counts[(asset, interval)]
             last_attempt = None if pd.isna(count.last_attempt) else count.last_attempt
@@ -277,7 +278,9 @@ class PerformanceMonitor:
                     interval,
                     summary,
                     thresholds,
-                    cooldown_remaining=cooldown_left(last_attempt, thresholds, now),
+                    cooldown_remaining=cooldown_left(
+                        last_attempt, thresholds, now, calendar, interval
+                    ),
                     labelled_rows=int(count.labelled),
                     model_version=serving.version if serving else None,
                     model_scope=serving.scope if serving else None,
@@ -285,6 +288,8 @@ class PerformanceMonitor:
                     model_metrics=serving.model.metrics if serving else None,
                     silent_for=silent_since(
                         now,
+                        calendar,
+                        interval,
                         count.last_setup,
                         last_attempt,
                         serving.model.window_end if serving else None,
@@ -297,9 +302,10 @@ class PerformanceMonitor:
         self, keys: pd.DataFrame, served: list, now: pd.Timestamp
     ) -> dict[Pair, dict]:
         """models.calibration of each serving model's resolved live predictions, by pair."""
+        calendar = self.settings().calendar
         since = [
-            calibration_since(s, interval, now) if s else None
-            for s, interval in zip(served, keys["interval"], strict=True)
+            calibration_since(s, interval, now, calendar(asset)) if s else None
+            for s, asset, interval in zip(served, keys["asset"], keys["interval"], strict=True)
         ]
         keys = keys.assign(since=pd.Series(since, dtype="datetime64[us, UTC]"))
         predictions = self.store.live_predictions(keys, now, CALIBRATION_WINDOW_BARS)
@@ -311,9 +317,9 @@ class PerformanceMonitor:
     def cooldown_remaining(
         self, asset: str, interval: str, thresholds: TimeframeSettings, now: pd.Timestamp
     ) -> pd.Timedelta:
-        """Clock time left before the pair may be recalibrated again (zero when it may)."""
+        """Trading time left before the pair may be recalibrated again (zero when it may)."""
         last = self.store.last_attempt(asset, interval)
-        return cooldown_left(last, thresholds, now)
+        return cooldown_left(last, thresholds, now, self.settings().calendar(asset), interval)
 
     # -- acting --------------------------------------------------------------------------
 
@@ -543,11 +549,13 @@ class PerformanceMonitor:
         return outcome
 
 
-def calibration_since(served, interval: str, now: pd.Timestamp) -> pd.Timestamp:
+def calibration_since(served, interval: str, now: pd.Timestamp, calendar: Calendar) -> pd.Timestamp:
     """The live predictions of `served` that count are those of bars after this: after its
     training window (out of sample; its own predictions are those since it began serving), and
-    among the newest CALIBRATION_WINDOW_BARS bars."""
-    window_start = now - CALIBRATION_WINDOW_BARS * interval_delta(interval)
+    among the newest CALIBRATION_WINDOW_BARS bars (counted in the asset's trading time, so a
+    stock's window holds as many bars as a 24/7 market's)."""
+    span = CALIBRATION_WINDOW_BARS * interval_delta(interval)
+    window_start = calendar.back(now, span, interval)
     return max(pd.Timestamp(served.model.window_end), window_start)
 
 
@@ -682,14 +690,20 @@ def _challenger_outcome(status, version, incumbent, comparison, result) -> Outco
     return Outcome(action, message, *scores, version, result.metrics, evidence)
 
 
-def cooldown_left(last_attempt, thresholds: TimeframeSettings, now: pd.Timestamp) -> pd.Timedelta:
-    """Clock time left of the cooldown that the last attempt started (zero when none)."""
+def cooldown_left(
+    last_attempt,
+    thresholds: TimeframeSettings,
+    now: pd.Timestamp,
+    calendar: Calendar,
+    interval: str,
+) -> pd.Timedelta:
+    """Time left of the cooldown that the last attempt started (zero when none), in the
+    trading time of the asset's calendar: a stock's cooldown stands still while its market is
+    closed, and a 72-hour 1d cooldown is three sessions (wall time on 24/7)."""
     if last_attempt is None:
         return pd.Timedelta(0)
-    ends = pd.Timestamp(last_attempt).tz_convert("UTC") + pd.Timedelta(
-        hours=thresholds.cooldown_hours
-    )
-    return max(ends - now, pd.Timedelta(0))
+    spent = calendar.trading_time(pd.Timestamp(last_attempt).tz_convert("UTC"), now, interval)
+    return max(pd.Timedelta(hours=thresholds.cooldown_hours) - spent, pd.Timedelta(0))
 
 
 def silence_limit(thresholds: TimeframeSettings, interval: str) -> pd.Timedelta:
@@ -699,12 +713,13 @@ def silence_limit(thresholds: TimeframeSettings, interval: str) -> pd.Timedelta:
     return thresholds.min_trades * thresholds.horizon_bars * interval_delta(interval)
 
 
-def silent_since(now: pd.Timestamp, *events) -> pd.Timedelta:
-    """Time since the newest of `events` (missing ones ignored; zero when none is known): the
-    serving model's newest setup, the pair's last training attempt (a promotion or a rejected
-    challenger restarts the count) and the end of the model's training window."""
+def silent_since(now: pd.Timestamp, calendar: Calendar, interval: str, *events) -> pd.Timedelta:
+    """Trading time (the asset's calendar's) since the newest of `events` (missing ones
+    ignored; zero when none is known): the serving model's newest setup, the pair's last
+    training attempt (a promotion or a rejected challenger restarts the count) and the end of
+    the model's training window. A closed market opens no setups, so its nights do not count."""
     known = [pd.Timestamp(e) for e in events if not formatting.missing(e)]
-    return now - max(known) if known else pd.Timedelta(0)
+    return calendar.trading_time(max(known), now, interval) if known else pd.Timedelta(0)
 
 
 def _shadow_decision(outcome: Outcome | None) -> dict:

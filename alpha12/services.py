@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alpha12 import archive, backup, cycle, drift
+from alpha12 import archive, backup, calendars, cycle, drift
 from alpha12.clock import WallClock
 from alpha12.context import Context
 from alpha12.engine import Engine
@@ -21,7 +21,6 @@ from alpha12.metrics import rolling_performance
 from alpha12.monitor import MIN_CALIBRATION_PREDICTIONS
 from alpha12.sources.csv_files import ImportReport, import_logged, import_upload
 from alpha12.store import SnapshotQuery
-from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import FALLBACK_INTERVAL, OPEN_JOBS, EngineState, Pair
 from alpha12.warmstart import WARM_START_PROGRESS_KEY
 
@@ -94,14 +93,28 @@ class Alpha12:
         # A file holds real history, so its bars are judged against the real time: judged by a
         # replay clock in the past, most of a recent file would be rejected as "in the future".
         return import_logged(
-            self.store, Path(path), WallClock().now(), self.clock.now(), asset, interval, progress
+            self.store,
+            Path(path),
+            WallClock().now(),
+            self.clock.now(),
+            asset,
+            interval,
+            progress,
+            self.settings.calendar,
         )
 
     def import_csv_upload(
         self, name: str, data: bytes, asset: str | None = None, interval: str | None = None
     ) -> list[ImportReport]:
         return import_upload(
-            self.store, name, data, WallClock().now(), self.clock.now(), asset, interval
+            self.store,
+            name,
+            data,
+            WallClock().now(),
+            self.clock.now(),
+            asset,
+            interval,
+            self.settings.calendar,
         )
 
     def import_exchange(
@@ -121,18 +134,35 @@ class Alpha12:
         table = pairs.merge(self.store.bar_summary(), on=["asset", "interval"], how="left")
         table["bars"] = table["bars"].fillna(0).astype(int)
         table["rejected"] = table["rejected"].fillna(0).astype(int)
-        closes = table["last_bar"] + table["interval"].map(interval_delta)
-        table["freshness_s"] = (self.clock.now() - closes).dt.total_seconds()
+        # Trading time since the last bar closed: data does not age while its market is closed.
+        now = self.clock.now()
+        table["freshness_s"] = self._each_pair(
+            table, lambda cal, i, last: calendars.freshness(cal, last, i, now).total_seconds()
+        )
         return table
 
     def collection_status(self) -> pd.DataFrame:
-        """bar_status plus when each pair's next bar closes (when it is collected next)."""
+        """bar_status plus when each pair's next bar closes on its asset's calendar (when it
+        is collected next)."""
         table = self.bar_status()
-        table["next_close"] = table["last_bar"] + 2 * table["interval"].map(interval_delta)
+        closes = self._each_pair(table, lambda cal, i, last: cal.next_bar_close(last, i))
+        table["next_close"] = pd.Series(closes, index=table.index).astype("datetime64[us, UTC]")
         return table
 
+    def _each_pair(self, table: pd.DataFrame, answer) -> list:
+        """answer(calendar, interval, last bar) for each row of a bar table; None without bars."""
+        rows = zip(table["asset"], table["interval"], table["last_bar"], strict=True)
+        return [
+            None if pd.isna(last) else answer(self.settings.calendar(asset), interval, last)
+            for asset, interval, last in rows
+        ]
+
     def price_history(self, asset: str, interval: str, bars: int = 400) -> pd.DataFrame:
-        return self.store.read_bars(asset, interval, tail=bars)
+        """The newest bars, each marked `short` when its session's close cut it (a stock's
+        last bar of a day, a half day's)."""
+        history = self.store.read_bars(asset, interval, tail=bars)
+        calendar = self.settings.calendar(asset)
+        return history.assign(short=calendar.short_bars(pd.DatetimeIndex(history["ts"]), interval))
 
     # -- analysis, training and monitoring ------------------------------------------------
 

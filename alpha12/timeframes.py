@@ -23,8 +23,3 @@ def interval_delta(interval: str) -> pd.Timedelta:
 
 def interval_seconds(interval: str) -> int:
     return int(interval_delta(interval).total_seconds())
-
-
-def pandas_freq(interval: str) -> str:
-    """The pandas offset alias for `interval` (for resampling and grid checks)."""
-    return {"5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1D"}[interval]

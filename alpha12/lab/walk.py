@@ -30,6 +30,7 @@ from alpha12.monitor import (
     Outcome,
     PerformanceMonitor,
     calibration_since,
+    cooldown_left,
     silence_limit,
     silent_since,
 )
@@ -60,6 +61,7 @@ class PairWalk:
     def __post_init__(self) -> None:
         store, settings = self.monitor.store, self.monitor.settings()
         self.timeframe = self.policy.adjust(settings.timeframe(self.interval))
+        self.calendar = settings.calendar(self.asset)
         self.bars = store.read_bars(self.asset, self.interval)
         self.closes = (self.bars["ts"] + interval_delta(self.interval)).reset_index(drop=True)
         self.atr = features.atr(self.bars["high"], self.bars["low"], self.bars["close"])
@@ -161,7 +163,7 @@ class PairWalk:
         k = self.start
         state = {
             "evaluated_trades": -1,
-            "cooldown_end": None,
+            "cooling": False,  # a cooldown started by the last attempt has not yet ended
             "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
             "marks": self.marks(frame, probability, version, scope),
         }
@@ -242,9 +244,10 @@ class PairWalk:
         if decided:  # judged from here on as the model that now serves, as live
             served = self._serving()
         resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
-        cooldown_over = state["cooldown_end"] is not None and state["cooldown_end"] <= tick
         attempted_at, attempted_bar = state["attempt"]
-        quiet = silent_since(tick, self.last_setup, attempted_at)
+        left = cooldown_left(attempted_at, self.timeframe, tick, self.calendar, self.interval)
+        cooldown_over = state["cooling"] and left == pd.Timedelta(0)
+        quiet = silent_since(tick, self.calendar, self.interval, self.last_setup, attempted_at)
         now = Tick(
             tick,
             new_trades=len(resolved) != state["evaluated_trades"],
@@ -258,11 +261,11 @@ class PairWalk:
         state["evaluated_trades"] = len(resolved)
         state["evaluated_rows"] = self._labelled(tick)
         if cooldown_over:
-            state["cooldown_end"] = None
+            state["cooling"] = False
         assessment = self._assessment(tick, served, quiet, state["marks"])
         outcome = self._attempt(tick, assessment, self.policy.decision(assessment, now))
         if outcome.action in ATTEMPTS:
-            state["cooldown_end"] = tick + pd.Timedelta(hours=self.timeframe.cooldown_hours)
+            state["cooling"] = True
             state["attempt"] = (tick, k)
         return self._serving()
 
@@ -273,7 +276,7 @@ class PairWalk:
         """Whether the monitor decided a shadow challenger at `tick` (remembered if so)."""
         outcome = self.monitor.decide_shadow(self.asset, self.interval, tick)
         if outcome is not None:
-            quiet = silent_since(tick, self.last_setup)
+            quiet = silent_since(tick, self.calendar, self.interval, self.last_setup)
             self._remember(tick, self._assessment(tick, served, quiet), outcome)
         return outcome is not None
 
@@ -341,7 +344,7 @@ class PairWalk:
             (version == served.version)
             & (scope == served.scope)
             & ~np.isnan(probability)
-            & (ts > calibration_since(served, self.interval, tick)).to_numpy()
+            & (ts > calibration_since(served, self.interval, tick, self.calendar)).to_numpy()
             & (outcomes["target_ts"] <= tick).to_numpy()
         )
         if not mine.any():

@@ -12,7 +12,9 @@ from typing import Protocol
 
 import pandas as pd
 
+from alpha12.calendars import ALWAYS_OPEN, get
 from alpha12.errors import TransientError
+from alpha12.timeframes import interval_delta
 
 
 class SourceError(TransientError):
@@ -49,14 +51,27 @@ def fetch_each(source: Source, starts: dict, end: pd.Timestamp) -> dict:
 
 
 def closed_between(
-    bars: pd.DataFrame, interval_delta: pd.Timedelta, start: pd.Timestamp | None, end: pd.Timestamp
+    bars: pd.DataFrame,
+    interval: str,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp,
+    calendar=None,
 ) -> pd.DataFrame:
-    """The bars opening at or after `start` that have closed by `end` (`bars` sorted by ts).
+    """The bars opening at or after `start` that have closed by `end` (`bars` sorted by ts),
+    a bar closing when its market's `calendar` (24/7 when None) says: a session's last bar may
+    close early.
 
     Binary search, not a mask: replay sources call this every cycle on a year of bars."""
+    calendar = calendar or get(ALWAYS_OPEN)
+    ts = bars["ts"]
     # Bounds rounded to whole microseconds (the bars' unit), inward: same answer, no unit error.
-    first = 0 if start is None else int(bars["ts"].searchsorted(start.ceil("us"), side="left"))
-    stop = int(bars["ts"].searchsorted((end - interval_delta).floor("us"), side="right"))
+    first = 0 if start is None else int(ts.searchsorted(start.ceil("us"), side="left"))
+    # A bar closes at most one interval after it opens: those opening by end - interval have
+    # closed; of the few opening later, the calendar tells which closed early.
+    surely = int(ts.searchsorted((end - interval_delta(interval)).floor("us"), side="right"))
+    opened = int(ts.searchsorted(end.floor("us"), side="left"))
+    later = pd.DatetimeIndex(ts.iloc[surely:opened])
+    stop = surely + int((calendar.bar_closes(later, interval) <= end).sum())
     return bars.iloc[first : max(first, stop)].reset_index(drop=True)
 
 
@@ -72,7 +87,7 @@ def build_source(settings) -> Source:
             settings.ccxt_exchange, settings.ccxt_symbols, settings.source_timeout_s
         )
     if settings.source == "yfinance":
-        return YFinanceSource(settings.yfinance_tickers)
+        return YFinanceSource(settings.yfinance_tickers, settings.calendar)
     if settings.source == "csv":
-        return CsvReplay(settings.csv_dir, settings.history_days)
-    return SyntheticReplay(settings.seed, settings.history_days)
+        return CsvReplay(settings.csv_dir, settings.history_days, settings.calendar)
+    return SyntheticReplay(settings.seed, settings.history_days, calendar_of=settings.calendar)

@@ -71,8 +71,11 @@ def scan_folder(folder: Path) -> dict[tuple[str, str], Path]:
     return found
 
 
-def read_bar_file(path: Path, interval: str, now: pd.Timestamp | None = None) -> Validated:
-    """One CSV file through the gate; raises CsvFileError for a file-level problem."""
+def read_bar_file(
+    path: Path, interval: str, now: pd.Timestamp | None = None, calendar=None
+) -> Validated:
+    """One CSV file through the gate, on the grid of its market's `calendar` (24/7 when
+    None); raises CsvFileError for a file-level problem."""
     size = path.stat().st_size
     if size == 0:
         raise CsvFileError(f"{path.name}: the file is empty")
@@ -101,7 +104,7 @@ def read_bar_file(path: Path, interval: str, now: pd.Timestamp | None = None) ->
     if frame.empty:
         raise CsvFileError(f"{path.name}: the file has a header but no rows")
     try:
-        return validate(frame, interval, now)
+        return validate(frame, interval, now, calendar)
     except BarsError as error:
         raise CsvFileError(f"{path.name}: {error}{_delimiter_hint(path)}") from None
 
@@ -127,18 +130,20 @@ def import_csv(
     asset: str | None = None,
     interval: str | None = None,
     progress=None,
+    calendar_of=None,
 ) -> list[ImportReport]:
     """Import a file or every ASSET_INTERVAL.csv of a folder; one report per file.
-    `progress(fraction, message)` before each file, for a progress bar over a folder."""
+    `progress(fraction, message)` before each file, for a progress bar over a folder;
+    `calendar_of(asset)` the asset's market calendar (Settings.calendar; 24/7 when None)."""
     report = progress or (lambda fraction, message: None)
     if not path.is_dir():
         report(0.0, path.name)
-        return [import_file(store, path, now, asset, interval)]
+        return [import_file(store, path, now, asset, interval, calendar_of)]
     files = scan_folder(path)
     reports = []
     for n, ((a, i), file) in enumerate(files.items()):
         report(n / len(files), file.name)
-        reports.append(import_file(store, file, now, a, i))
+        reports.append(import_file(store, file, now, a, i, calendar_of))
     return reports
 
 
@@ -150,9 +155,10 @@ def import_logged(
     asset: str | None = None,
     interval: str | None = None,
     progress=None,
+    calendar_of=None,
 ) -> list[ImportReport]:
     """import_csv, each file's outcome also an event stamped `at` (the context's clock)."""
-    reports = import_csv(store, path, now, asset, interval, progress)
+    reports = import_csv(store, path, now, asset, interval, progress, calendar_of)
     for report in reports:
         level = "error" if report.error else "info"
         message = report.error or (
@@ -171,6 +177,7 @@ def import_upload(
     at: pd.Timestamp,
     asset: str | None = None,
     interval: str | None = None,
+    calendar_of=None,
 ) -> list[ImportReport]:
     """A CSV uploaded in the app, imported as `import_logged` imports a file (its name, or
     `asset` and `interval`, tell the pair). Over MAX_UPLOAD_BYTES it is refused before the
@@ -184,7 +191,7 @@ def import_upload(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / upload_file_name(name)  # the user's name never picks a path
         path.write_bytes(data)
-        reports = import_logged(store, path, now, at, asset, interval)
+        reports = import_logged(store, path, now, at, asset, interval, None, calendar_of)
     for report in reports:
         report.path = name
     return reports
@@ -202,6 +209,7 @@ def import_file(
     now: pd.Timestamp,
     asset: str | None = None,
     interval: str | None = None,
+    calendar_of=None,
 ) -> ImportReport:
     named = parse_file_name(path) or (None, None)
     asset, interval = asset or named[0], interval or named[1]
@@ -217,7 +225,8 @@ def import_file(
         report.error = f"{asset!r}: an asset name has only letters, digits, dots and dashes"
         return report
     try:
-        checked = read_bar_file(path, interval, now)
+        calendar = calendar_of(asset) if calendar_of else None
+        checked = read_bar_file(path, interval, now, calendar)
     except (CsvFileError, OSError) as error:
         report.error = str(error)
         return report

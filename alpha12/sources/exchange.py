@@ -98,7 +98,7 @@ class ExchangeSource:
         bars = _frame(rows)
         if timeframe != interval:
             bars = resample(bars, interval)
-        return closed_between(bars, interval_delta(interval), start, end)
+        return closed_between(bars, interval, start, end)
 
     def _timeframe(self, interval: str) -> str:
         """`interval` itself when the exchange lists it, else the coarsest finer one it does."""

@@ -18,6 +18,9 @@ Design, per asset:
   around noon); volume also scales with the current volatility and the bar's shock size, so it
   correlates with absolute returns.
 - The market trades 24/7: every 5-minute slot exists and each open equals the previous close.
+  `session_bars` makes a stock market of it: only the bars of an exchange's sessions, opening
+  each session where the 24/7 price stands (an overnight gap), more volatile after the open and
+  with a U-shaped volume over the session.
 
 Reproducibility: day ``d`` draws only from ``SeedSequence([seed, crc32(asset), d])`` and state
 (price, log-vol, last hour of returns, regime) is carried from day to day, so a longer run
@@ -50,6 +53,10 @@ _T_DOF = 5
 _VOLUME_SEASON, _VOLATILITY_SEASON = 0.6, 0.25  # amplitude of the intraday U-shape
 _WICK_SCALE = 0.6  # wick length in units of the bar's sigma
 _VOLUME_NOISE_SD = 0.25
+
+_SESSION_VOLUME_SEASON = 0.6  # amplitude of the U-shaped volume over a session
+_OPENING_VOLATILITY = 1.5  # extra volatility at the open, fading over about half an hour
+_OPENING_FADE = 0.08  # of the session's length (31 minutes of a 6.5-hour NYSE session)
 
 # Familiar price levels so demo charts of the majors look right; other assets get a hashed one.
 _FAMILIAR_START_PRICES = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 550.0}
@@ -230,3 +237,38 @@ class SyntheticMarket:
     def regimes(self, asset: str, days: int) -> pd.Series:
         """The regime label of each base bar, aligned with base_bars' rows."""
         return generate(self.seed, asset, self.origin, days)[1].copy()
+
+
+def session_bars(base: pd.DataFrame, calendar) -> pd.DataFrame:
+    """The 5m bars of `base` (a 24/7 market) inside `calendar`'s sessions, reshaped like a
+    stock's: each session opens at the 24/7 price then (the move while closed is its overnight
+    gap), its returns and wicks are scaled up after the open, and its volume follows a U over
+    the session instead of the UTC day."""
+    ts = pd.DatetimeIndex(base["ts"])
+    closed, off_grid = calendar.stamp_problems(ts, "5m")
+    bars = base[~closed & ~off_grid].reset_index(drop=True)
+    ts = pd.DatetimeIndex(bars["ts"])
+    session, _ = calendar.session_of(ts)
+    opens, closes = calendar.opens[session], calendar.closes[session]
+    position = np.asarray((ts - opens) / (closes - opens))  # 0 at the open, near 1 at the close
+    scale = 1.0 + _OPENING_VOLATILITY * np.exp(-position / _OPENING_FADE)
+    o, h, low, c = (bars[k].to_numpy() for k in ("open", "high", "low", "close"))
+    returns = np.log(c / o) * scale
+    cumulative = pd.Series(returns).groupby(session).cumsum().to_numpy()
+    first = np.r_[True, session[1:] != session[:-1]]
+    session_open = pd.Series(np.where(first, o, np.nan)).ffill().to_numpy()
+    close = session_open * np.exp(cumulative)
+    open_ = np.where(first, o, np.r_[np.nan, close[:-1]])
+    upper, lower = np.log(h / np.maximum(o, c)) * scale, np.log(np.minimum(o, c) / low) * scale
+    slot = ((ts - ts.normalize()) // BAR).to_numpy()  # the base volume's place in the UTC day
+    volume_shape = 1.0 + _SESSION_VOLUME_SEASON * np.cos(2 * np.pi * position)
+    return pd.DataFrame(
+        {
+            "ts": bars["ts"],
+            "open": open_,
+            "high": np.maximum(open_, close) * np.exp(upper),
+            "low": np.minimum(open_, close) * np.exp(-lower),
+            "close": close,
+            "volume": bars["volume"].to_numpy() / _VOLUME_SHAPE[slot] * volume_shape,
+        }
+    )

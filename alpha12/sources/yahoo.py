@@ -1,8 +1,8 @@
 """Live bars from Yahoo Finance through `yfinance`, converted to alpha12's UTC bars.
 
 Yahoo serves intraday history only so far back (5m/15m: 60 days, 1h: 730 days) and has no 4h
-bars, so 4h is resampled from 1h. Rate limits and empty answers are temporary errors; the
-collector backs off from them.
+bars, so 4h is resampled from 1h on the asset's calendar (a stock's 4h bars start at the
+open). Rate limits and empty answers are temporary errors; the collector backs off from them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from alpha12.bars import resample
+from alpha12.calendars import ALWAYS_OPEN, get
 from alpha12.sources import SourceError, TemporarySourceError, closed_between
-from alpha12.timeframes import interval_delta
 
 _YAHOO_INTERVAL = {"5m": "5m", "15m": "15m", "1h": "1h", "4h": "1h", "1d": "1d"}
 # How far back Yahoo serves each interval; None = all history. Kept a day inside the limit.
@@ -27,8 +27,10 @@ class YFinanceSource:
     name = "Yahoo Finance (live)"
     live = True
 
-    def __init__(self, tickers: dict[str, str] | None = None):
+    def __init__(self, tickers: dict[str, str] | None = None, calendar_of=None):
         self.tickers = tickers or {}
+        # asset -> its market's calendar (Settings.calendar): where 4h bars and closes fall
+        self.calendar_of = calendar_of or (lambda asset: get(ALWAYS_OPEN))
 
     def ticker(self, asset: str) -> str:
         return self.tickers.get(asset, asset)
@@ -42,9 +44,10 @@ class YFinanceSource:
             start = earliest
         frame = _download(self.ticker(asset), yahoo_interval, start, end)
         bars = to_bars(frame, daily=interval == "1d")
+        calendar = self.calendar_of(asset)
         if interval == "4h":
-            bars = resample(bars, "4h")
-        return closed_between(bars, interval_delta(interval), start, end)
+            bars = resample(bars, "4h", calendar)
+        return closed_between(bars, interval, start, end, calendar)
 
 
 def _earliest(yahoo_interval: str, end: pd.Timestamp) -> pd.Timestamp | None:

@@ -137,6 +137,8 @@ def price_figure(bars: pd.DataFrame, trades: pd.DataFrame) -> go.Figure:
             high=bars["high"],
             low=bars["low"],
             close=bars["close"],
+            # A bar the session's close cut short says so (price_history's `short`).
+            text=np.where(bars["short"], "short bar: cut at the session's close", ""),
             name="price",
             increasing_line_color="#94a3b8",
             decreasing_line_color="#475569",
