@@ -233,16 +233,16 @@ class SnapshotsTable:
         """The labelled snapshots of the pair, oldest first: ts, target_ts, label, pnl_long
         and the features. All of them, or only those whose label was known by `known_by`, or
         only the `newest` of those (a training window: a bounded read of a long history)."""
-        known = "" if known_by is None else "AND target_ts <= ?"
         limit = "" if newest is None else f"ORDER BY ts DESC LIMIT {int(newest)}"
         return self.query(
             f"""SELECT * FROM (
                   SELECT ts, target_ts, target AS label, pnl_pct AS pnl_long,
                          {", ".join(FEATURE_NAMES)}
                   FROM snapshots WHERE asset = ? AND interval = ? AND source = ?
-                    AND target IS NOT NULL {known} {limit}
+                    AND target IS NOT NULL
+                    AND (CAST(? AS TIMESTAMPTZ) IS NULL OR target_ts <= ?) {limit}
                 ) ORDER BY ts""",
-            [asset, interval, SNAPSHOT_SOURCE, *([] if known_by is None else [known_by])],
+            [asset, interval, SNAPSHOT_SOURCE, known_by, known_by],
         )
 
     def live_predictions(self, keys: pd.DataFrame, now: pd.Timestamp, newest: int) -> pd.DataFrame:
