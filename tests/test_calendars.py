@@ -17,6 +17,7 @@ from alpha12.bars import validate
 from alpha12.config import Settings, SettingsError, load_settings
 from alpha12.sources.yahoo import YFinanceSource
 from alpha12.timeframes import interval_delta
+from tests.test_sources import yahoo_frame
 
 NEW_YORK = "America/New_York"
 NYSE = calendars.get("XNYS")
@@ -34,7 +35,6 @@ DAYS = {
     "2024-12-02": "16:00",
 }
 HALF_DAYS = ("2024-07-03", "2024-11-29")
-PRICES = ["Adj Close", "Close", "Dividends", "High", "Low", "Open", "Stock Splits", "Volume"]
 LATER = pd.Timestamp("2025-01-01", tz="UTC")
 
 
@@ -52,20 +52,7 @@ def session_stamps(interval: str, days=DAYS) -> pd.DatetimeIndex:
 
 def yahoo_download(index: pd.DatetimeIndex, ticker: str = "SPY") -> pd.DataFrame:
     """What yfinance.download(..., auto_adjust=False, actions=True) returns for one ticker."""
-    n = len(index)
-    close = 400.0 + np.sin(np.arange(n))
-    values = {
-        "Adj Close": close * 0.99,
-        "Close": close,
-        "Dividends": np.zeros(n),
-        "High": close + 1.0,
-        "Low": close - 1.5,
-        "Open": close - 0.5,
-        "Stock Splits": np.zeros(n),
-        "Volume": np.arange(1, n + 1, dtype="int64") * 1000,
-    }
-    columns = pd.MultiIndex.from_product([PRICES, [ticker]], names=["Price", "Ticker"])
-    return pd.DataFrame(np.column_stack([values[p] for p in PRICES]), index=index, columns=columns)
+    return yahoo_frame(index, ticker, close=400.0 + np.sin(np.arange(len(index))))
 
 
 @pytest.fixture

@@ -84,10 +84,13 @@ def test_csv_replay_of_an_empty_folder_is_a_source_error(tmp_path):
 PRICES = ["Adj Close", "Close", "Dividends", "High", "Low", "Open", "Stock Splits", "Volume"]
 
 
-def yahoo_frame(index: pd.DatetimeIndex, ticker: str) -> pd.DataFrame:
-    """What yfinance 1.x download(..., auto_adjust=False, actions=True) returns for one ticker."""
+def yahoo_frame(
+    index: pd.DatetimeIndex, ticker: str, close: np.ndarray | None = None
+) -> pd.DataFrame:
+    """What yfinance 1.x download(..., auto_adjust=False, actions=True) returns for one ticker
+    (closes 100, 101, ... unless given)."""
     n = len(index)
-    close = 100.0 + np.arange(n, dtype=float)
+    close = 100.0 + np.arange(n, dtype=float) if close is None else close
     values = {
         "Adj Close": close * 0.99,
         "Close": close,
