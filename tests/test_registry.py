@@ -236,6 +236,26 @@ def test_a_swapped_model_file_is_refused_by_its_sha256(two_versions, trained, st
     assert "sha256" in registry_events(store)["message"].iloc[0]
 
 
+def test_a_model_written_in_joblibs_format_before_2026_11_still_serves(
+    two_versions, trained, store
+):
+    """Registries written by earlier releases hold joblib files: they load, verify and predict
+    as they did, while new versions are plain pickles."""
+    (_, second), inputs = trained
+    folder = two_versions.pair_dir("BTC", "1h")
+    kept = folder / "versions" / "v2" / "model.joblib"
+    assert kept.read_bytes()[:2] == b"\x80\x05"  # written now: a protocol-5 pickle
+    for path in (folder / "model.joblib", kept):
+        joblib.dump(second, path)
+    with store.transaction() as cursor:  # the record an earlier release wrote for that file
+        cursor.execute("UPDATE models SET sha256 = ? WHERE version = 2", [sha256(kept)])
+    reopened = Registry(folder.parent, store, ManualClock(NOW))
+    served = reopened.load_active("BTC", "1h")
+    assert served.version == 2
+    np.testing.assert_array_equal(served_predictions(served, inputs), second.predict_proba(inputs))
+    assert registry_events(store).empty
+
+
 # --- interrupted writes ---------------------------------------------------------------------
 
 
