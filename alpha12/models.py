@@ -84,9 +84,11 @@ def predict_win_probability(estimator, features: pd.DataFrame) -> np.ndarray:
 
 
 def fit(
-    frame: pd.DataFrame, timeframe: TimeframeSettings, seed: int = 0
+    frame: pd.DataFrame, timeframe: TimeframeSettings, seed: int = 0, explain: bool = True
 ) -> TrainedModel | Insufficient:
-    """Train and evaluate on `frame` (one row per bar, oldest first).
+    """Train and evaluate on `frame` (one row per bar, oldest first); with `explain`, also the
+    permutation importances the model's page shows (a fifth of the fit's time, so the lab,
+    whose models nobody looks at, skips them).
 
     `frame` columns: ts, target_ts, label (1 long wins / 0), pnl_long, pnl_short (percent,
     NaN if unknown) and the features. Rows with any missing feature (warm-up) are dropped.
@@ -122,7 +124,7 @@ def fit(
         eval_rows=len(eval_part),
         eval_start=eval_part["ts"].iloc[0].isoformat(),
     )
-    importances = _importances(holdout_model, eval_part, seed)
+    importances = _importances(holdout_model, eval_part, seed) if explain else {}
     return TrainedModel(
         estimator=final,
         features=FEATURE_NAMES,

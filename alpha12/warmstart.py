@@ -61,7 +61,9 @@ def warm_start(
         with lock:
             backfilled.append(pair)
             progress(0.2 * len(backfilled) / len(pairs), f"backfilled {pair[0]} {pair[1]}")
-        return PairWalk(monitor, *pair, recent_bars=WARM_START_BARS[pair[1]], origin=WARM_START)
+        return PairWalk(
+            monitor, *pair, recent_bars=WARM_START_BARS[pair[1]], origin=WARM_START, explain=True
+        )
 
     def begin(pair: tuple[str, str]) -> None:
         if should_stop():

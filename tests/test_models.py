@@ -203,6 +203,18 @@ def test_the_training_window_of_btc_calibrates_isotonic(btc_model):
     assert btc_model.params["calibration"] == "isotonic" == btc_model.estimator.method
 
 
+def test_a_model_fitted_without_explaining_is_the_same_model_without_importances(
+    synthetic, synthetic_model
+):
+    """The lab skips the importances; everything a decision reads must be what it would be."""
+    plain = models.fit(synthetic[2], TIMEFRAME, seed=0, explain=False)
+    assert plain.importances == {} and len(synthetic_model.importances) == len(FEATURE_NAMES)
+    assert plain.metrics == synthetic_model.metrics
+    pd.testing.assert_series_equal(plain.holdout, synthetic_model.holdout)
+    rows = synthetic[2].dropna(subset=list(FEATURE_NAMES))
+    np.testing.assert_array_equal(plain.predict_proba(rows), synthetic_model.predict_proba(rows))
+
+
 def test_the_evaluation_slice_is_the_most_recent_and_purged(synthetic):
     rows = synthetic[2].dropna(subset=list(FEATURE_NAMES)).reset_index(drop=True)
     train, evaluation = models.split_for_evaluation(rows)

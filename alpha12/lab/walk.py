@@ -45,7 +45,8 @@ class PairWalk:
     """One pair's walk forward through its stored history under a retraining `policy` (the
     seed policy: what the live monitor does). With `recent_bars` (the warm start) it walks
     that many of the newest bars; without (the lab) it starts where a first model can be
-    trained. `origin` tags its setups and decisions."""
+    trained. `origin` tags its setups and decisions; `explain` computes each model's feature
+    importances (the warm start's models serve, the lab's are thrown away)."""
 
     monitor: PerformanceMonitor
     asset: str
@@ -53,6 +54,7 @@ class PairWalk:
     policy: Policy = field(default_factory=Seed)
     recent_bars: int | None = None
     origin: str = "lab"
+    explain: bool = False
     trades: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
     saved: int = 0  # how many of `trades` are in the store
@@ -358,7 +360,7 @@ class PairWalk:
             frame = snapshots.as_of_view(
                 self.history, tick, self.timeframe.train_rows, self.policy.window_hours
             )
-            result = models.fit(frame, self.timeframe, self.monitor.settings().seed)
+            result = models.fit(frame, self.timeframe, self.monitor.settings().seed, self.explain)
             outcome = self.monitor.promote_or_reject(
                 assessment, frame, result, tick, self.origin, self.policy.always_promote
             )
