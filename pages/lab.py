@@ -9,7 +9,7 @@ import streamlit as st
 
 from alpha12 import ui
 from alpha12.errors import Alpha12Error
-from alpha12.lab import figures
+from alpha12.lab import figures, oracle
 from alpha12.lab.policies import POLICIES, policies_text
 from alpha12.lab.runner import sweep_table
 from alpha12.lab.runs import results_view
@@ -122,6 +122,7 @@ def show_run(run_id: int) -> None:
         st.info("No part of this run has finished yet.")
         return
     st.dataframe(results_view(table), hide_index=True)
+    st.caption(oracle.REGRET_MEANING)
     for sentence in lab.sentences.values():
         st.markdown(f"- {sentence}")
     pairs = list(lab.sentences)

@@ -23,6 +23,14 @@ from alpha12.registry import ServedModel
 
 CANDIDATES = 24
 RETRAIN_COST_R = 0.0
+# What a regret figure means, for whoever reads one: the oracle is the ceiling of schedules on
+# its grid, not of every schedule, so a policy can beat it.
+REGRET_MEANING = (
+    "Regret R is the oracle's total R minus the policy's. The oracle picks the best schedule "
+    f"of retrains at an even grid of the monitor's checks ({CANDIDATES} by default): the ceiling "
+    "for schedules on that grid. A policy that retrained between its points can beat it; its "
+    "regret is then negative."
+)
 
 
 @dataclass(frozen=True)

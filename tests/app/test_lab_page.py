@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from alpha12.lab import oracle
 from alpha12.store import Store
 from alpha12.ui import WRONG_PASSWORD
 from tests.app.helpers import click, context, open_page
@@ -60,6 +61,7 @@ def test_a_lab_run_from_the_page_shows_its_results_and_applies_thresholds(lab_en
     assert list(shown["policy"]) == ["never", POLICY]
     assert shown["win rate"].str.endswith("%").all()
     assert shown["expectancy 95%"].str.match(r"^\[-?\d+\.\d\d, -?\d+\.\d\d\]$").all()
+    assert oracle.REGRET_MEANING in [c.value for c in at.caption]
     sentences = [m.value for m in at.markdown if "did best" in m.value]
     assert sentences == [f"- {kept.lab.sentences[PAIR]}"]
     charts = at.get("plotly_chart")
