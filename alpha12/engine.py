@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 
 import pandas as pd
 
-from alpha12 import cycle
+from alpha12 import cycle, heap
 from alpha12.alerts import AlertKind
 from alpha12.clock import WallClock, utc
 from alpha12.collector import Backoff, collect_pairs
@@ -167,10 +167,10 @@ class Engine:
             # A user's forced retrain first: a monitor run longer than the monitor period would
             # otherwise be due again every time the trainer is free, and starve the queue.
             if (job := self._claim_job()) is not None:
-                self._training = self._trainer.submit(self._run_job, job)
+                self._training = self._trainer.submit(self._train, self._run_job, job)
             elif now >= self._next_monitor:
                 self._next_monitor = now + self._monitor_period()
-                self._training = self._trainer.submit(self._monitor_run)
+                self._training = self._trainer.submit(self._train, self._monitor_run)
         self.context.remember_clock()
         self._heartbeat()
 
@@ -264,6 +264,14 @@ class Engine:
         return self._training is None or self._training.done()
 
     # -- monitor and jobs (trainer thread) -------------------------------------------------
+
+    def _train(self, work, *args) -> None:
+        """Run a monitor run or job on the trainer thread, then hand the memory its training
+        frames and models held back to the system (alpha12.heap)."""
+        try:
+            work(*args)
+        finally:
+            heap.release()
 
     def _monitor_run(self) -> None:
         try:
@@ -385,6 +393,7 @@ class Engine:
                 detail=traceback.format_exc(limit=5),
             )
         finally:
+            heap.release()
             if resume:
                 resume()
             self.state = EngineState.RUNNING

@@ -1,0 +1,31 @@
+"""Give the C heap's free pages back to the system after big, short-lived work.
+
+glibc keeps memory that Python and numpy have freed in its arenas for reuse, so after a warm
+start (hundreds of training frames and models built and dropped) the process's resident size
+overstates what it holds by about 160 MB (measured: 707 MB after a default warm start, 543 MB
+after a trim), and a service's memory curve reads as growth that is not there. `malloc_trim(0)`
+returns those pages; where the C library has no such call (macOS, musl) this does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release() -> bool:
+    """Return the heap's free pages to the system; whether the C library could."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
