@@ -16,6 +16,8 @@ results).
 
 from __future__ import annotations
 
+import bisect
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -38,6 +40,45 @@ from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ATTEMPTS
 
 MONITOR_STEP = pd.Timedelta(hours=1)  # the walk's monitor checks, as the engine's
+NAT = np.iinfo(np.int64).min  # NaT as ns
+
+
+def _ns(times: pd.Series) -> np.ndarray:
+    """UTC times as int64 ns (NaT as NAT), for comparisons at numpy speed."""
+    return times.to_numpy(dtype="datetime64[ns]").view("int64")
+
+
+@dataclass
+class Ledger:
+    """The walk's closed trades in exit order, overall and per model (version, scope): what a
+    monitor check asks of them ("how many had closed by t", "the newest N of this model that
+    had") in log time, where a pass over every trade at every check made a year of 5m bars
+    quadratic. Exits only move forward (one open setup at a time); insort keeps the order
+    whatever happens."""
+
+    exits: list[int] = field(default_factory=list)  # every closed trade's exit, ns
+    by_model: dict[tuple, list[tuple[int, float, float]]] = field(
+        default_factory=lambda: defaultdict(list)  # (exit ns, pnl %, R) per model
+    )
+
+    def add(self, trade: dict) -> None:
+        exit_ns = pd.Timestamp(trade["exit_ts"]).value
+        bisect.insort(self.exits, exit_ns)
+        key = (trade["model_version"], trade["model_scope"])
+        bisect.insort(self.by_model[key], (exit_ns, trade["pnl_pct"], trade["r_multiple"]))
+
+    def closed_by(self, tick: pd.Timestamp) -> int:
+        return bisect.bisect_right(self.exits, tick.value)
+
+    def newest(self, version, scope, tick: pd.Timestamp, count: int) -> tuple[np.ndarray, ...]:
+        """pnl % and R of the model's newest `count` trades closed by `tick`, oldest first."""
+        trades = self.by_model.get((version, scope), [])
+        end = bisect.bisect_right(trades, (tick.value, np.inf, np.inf))
+        chosen = trades[max(0, end - count) : end]
+        return (
+            np.array([t[1] for t in chosen], dtype=float),
+            np.array([t[2] for t in chosen], dtype=float),
+        )
 
 
 @dataclass
@@ -59,6 +100,7 @@ class PairWalk:
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
     saved: int = 0  # how many of `trades` are in the store
     last_setup: pd.Timestamp | None = None  # when the walk last opened a setup
+    ledger: Ledger = field(default_factory=Ledger)  # the closed ones of `trades`, indexed
 
     def __post_init__(self) -> None:
         store, settings = self.monitor.store, self.monitor.settings()
@@ -236,6 +278,7 @@ class PairWalk:
             r_multiple=result["r_multiple"],
         )
         self.trades.append(trade)
+        self.ledger.add(trade)
         return result["target_ts"]
 
     def _monitor(self, tick: pd.Timestamp, k: int, served, state: dict):
@@ -245,14 +288,14 @@ class PairWalk:
         decided = self._decide_shadow(tick, served)
         if decided:  # judged from here on as the model that now serves, as live
             served = self._serving()
-        resolved = [t for t in self.trades if t["status"] == "closed" and t["exit_ts"] <= tick]
+        resolved = self.ledger.closed_by(tick)
         attempted_at, attempted_bar = state["attempt"]
         left = cooldown_left(attempted_at, self.timeframe, tick, self.calendar, self.interval)
         cooldown_over = state["cooling"] and left == pd.Timedelta(0)
         quiet = silent_since(tick, self.calendar, self.interval, self.last_setup, attempted_at)
         now = Tick(
             tick,
-            new_trades=len(resolved) != state["evaluated_trades"],
+            new_trades=resolved != state["evaluated_trades"],
             cooldown_over=cooldown_over,
             hours_since_attempt=(tick - attempted_at) / pd.Timedelta(hours=1),
             bars_since_attempt=k - attempted_bar,
@@ -260,7 +303,7 @@ class PairWalk:
         )
         if not self.policy.due(now):
             return served if decided else None
-        state["evaluated_trades"] = len(resolved)
+        state["evaluated_trades"] = resolved
         state["evaluated_rows"] = self._labelled(tick)
         if cooldown_over:
             state["cooling"] = False
@@ -299,21 +342,10 @@ class PairWalk:
     ) -> Assessment:
         version = served.version if served else None
         scope = served.scope if served else None
-        mine = [
-            t
-            for t in self.trades
-            if t["status"] == "closed"
-            and t["exit_ts"] <= tick
-            and t["model_version"] == version
-            and t["model_scope"] == scope
-        ]
-        mine = mine[-self.monitor.settings().trade_window :]
-        pending = sum(1 for t in self.trades if t["status"] == "open" or t["exit_ts"] > tick)
-        summary = metrics.summarize(
-            np.array([t["pnl_pct"] for t in mine], dtype=float),
-            np.array([t["r_multiple"] for t in mine], dtype=float),
-            pending=pending,
-        )
+        window = self.monitor.settings().trade_window
+        pnl, r = self.ledger.newest(version, scope, tick, window)
+        pending = len(self.trades) - self.ledger.closed_by(tick)  # open, or closing later
+        summary = metrics.summarize(pnl, r, pending=pending)
         remaining = self.monitor.cooldown_remaining(self.asset, self.interval, self.timeframe, tick)
         return Assessment(
             self.asset,
@@ -331,27 +363,37 @@ class PairWalk:
 
     def marks(self, frame: pd.DataFrame, probability, version, scope) -> tuple:
         """The walk's predictions (arrays it fills as it walks) with each walked bar's time and
-        outcome: what its calibration check reads."""
+        outcome, as arrays of ns: what its calibration check reads."""
         outcomes = self.history.set_index("ts")[["target_ts", "label"]].reindex(frame["ts"])
-        return frame["ts"], probability, version, scope, outcomes
+        return (
+            _ns(frame["ts"]),
+            probability,
+            version,
+            scope,
+            _ns(outcomes["target_ts"]),
+            outcomes["label"].to_numpy(),
+        )
 
     def _live_calibration(self, tick: pd.Timestamp, served, marks) -> dict | None:
         """What the live monitor's calibration reads from the store (store.live_predictions),
         from the walk's own marks: the served model's predictions on the bars after
-        monitor.calibration_since whose targets were known at `tick`."""
+        monitor.calibration_since whose targets were known at `tick` (only the bars after
+        that time are looked at, so a check costs the same late in a long walk)."""
         if served is None or marks is None:
             return None
-        ts, probability, version, scope, outcomes = marks
+        ts, probability, version, scope, known_at, labels = marks
+        since = calibration_since(served, self.interval, tick, self.calendar)
+        after = slice(int(np.searchsorted(ts, since.value, side="right")), None)
         mine = (
-            (version == served.version)
-            & (scope == served.scope)
-            & ~np.isnan(probability)
-            & (ts > calibration_since(served, self.interval, tick, self.calendar)).to_numpy()
-            & (outcomes["target_ts"] <= tick).to_numpy()
+            (version[after] == served.version)
+            & (scope[after] == served.scope)
+            & ~np.isnan(probability[after])
+            & (known_at[after] <= tick.value)
+            & (known_at[after] != NAT)  # NaT, never known, is the smallest int64
         )
         if not mine.any():
             return None
-        return models.calibration(outcomes["label"].to_numpy()[mine], probability[mine])
+        return models.calibration(labels[after][mine], probability[after][mine])
 
     def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
         """Retrain now (decision None) or record the skip; either way remembered in
