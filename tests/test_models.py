@@ -215,6 +215,16 @@ def test_a_model_fitted_without_explaining_is_the_same_model_without_importances
     np.testing.assert_array_equal(plain.predict_proba(rows), synthetic_model.predict_proba(rows))
 
 
+def test_a_model_fitted_in_two_processes_is_the_model_fitted_in_one(btc, btc_model):
+    """A lone lab walk fits each model's two halves side by side: the same model, bit for bit."""
+    parallel = models.fit(btc[2], TIMEFRAME, seed=0, workers=2)
+    assert parallel.metrics == btc_model.metrics
+    assert parallel.importances == btc_model.importances
+    pd.testing.assert_series_equal(parallel.holdout, btc_model.holdout)
+    rows = btc[2].dropna(subset=list(FEATURE_NAMES))
+    np.testing.assert_array_equal(parallel.predict_proba(rows), btc_model.predict_proba(rows))
+
+
 def test_the_evaluation_slice_is_the_most_recent_and_purged(synthetic):
     rows = synthetic[2].dropna(subset=list(FEATURE_NAMES)).reset_index(drop=True)
     train, evaluation = models.split_for_evaluation(rows)

@@ -75,7 +75,7 @@ def run(walk, policy: Policy, candidates: int = CANDIDATES, cost_r: float = RETR
         view = snapshots.as_of_view(
             walk.history, as_of, walk.timeframe.train_rows, policy.window_hours
         )
-        result = models.fit(view, walk.timeframe, walk.monitor.settings().seed)
+        result = walk.fit(view)
         if isinstance(result, models.Insufficient):
             continue
         probability = cycle.predict(ServedModel(result, walk.asset, walk.interval, j), frame)

@@ -131,8 +131,10 @@ def run_lab(
             stopped = True
             break
         chunk = todo[first : first + batch]
+        workers = spare_cores(settings, len(chunk))
         tasks = [
-            (bars[pair], settings, *pair, p, oracle_candidates, retrain_cost_r) for pair, p in chunk
+            (bars[pair], settings, *pair, p, oracle_candidates, retrain_cost_r, workers)
+            for pair, p in chunk
         ]
         for part in training.run_tasks(replay, tasks, settings):
             on_part(part)
@@ -186,12 +188,14 @@ def replay(
     policy: Policy | None,
     oracle_candidates: int | None,
     retrain_cost_r: float,
+    workers: int = 1,
 ) -> Part:
-    """One part on its own scratch store: the policy's walk, or (policy None) the oracle."""
+    """One part on its own scratch store: the policy's walk, or (policy None) the oracle;
+    `workers` processes per fit (models.fit)."""
     started = time.perf_counter()
     name = policy.name if policy else ORACLE
     with scratch_monitor(bars, settings, asset, interval) as monitor:
-        walk = PairWalk(monitor, asset, interval, policy or Seed())
+        walk = PairWalk(monitor, asset, interval, policy or Seed(), workers=workers)
         if walk.start is None:
             message = too_little_history(asset, interval, len(bars), settings)
             return Part(asset, interval, name, {}, _trades([]), pd.DataFrame(), None, 0.0, message)
@@ -219,6 +223,15 @@ def replay(
         message,
         best,
     )
+
+
+def spare_cores(settings: Settings, parts: int) -> int:
+    """Processes each of `parts` parts run side by side may fit with: the local cores the
+    parts leave idle (a lone 5m walk uses both of two cores); 1 on a cluster, whose workers
+    are busy with the other parts."""
+    if settings.backend != "local" or parts >= settings.n_jobs:
+        return 1
+    return settings.n_jobs // max(parts, 1)
 
 
 @contextmanager

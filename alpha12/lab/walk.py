@@ -87,7 +87,8 @@ class PairWalk:
     seed policy: what the live monitor does). With `recent_bars` (the warm start) it walks
     that many of the newest bars; without (the lab) it starts where a first model can be
     trained. `origin` tags its setups and decisions; `explain` computes each model's feature
-    importances (the warm start's models serve, the lab's are thrown away)."""
+    importances (the warm start's models serve, the lab's are thrown away); `workers` > 1 fits
+    each model's two halves side by side (models.fit), for a walk with idle cores beside it."""
 
     monitor: PerformanceMonitor
     asset: str
@@ -96,6 +97,7 @@ class PairWalk:
     recent_bars: int | None = None
     origin: str = "lab"
     explain: bool = False
+    workers: int = 1
     trades: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
     saved: int = 0  # how many of `trades` are in the store
@@ -402,7 +404,7 @@ class PairWalk:
             frame = snapshots.as_of_view(
                 self.history, tick, self.timeframe.train_rows, self.policy.window_hours
             )
-            result = models.fit(frame, self.timeframe, self.monitor.settings().seed, self.explain)
+            result = self.fit(frame)
             outcome = self.monitor.promote_or_reject(
                 assessment, frame, result, tick, self.origin, self.policy.always_promote
             )
@@ -410,6 +412,11 @@ class PairWalk:
             outcome = Outcome(decision)
         self._remember(tick, assessment, outcome)
         return outcome
+
+    def fit(self, frame: pd.DataFrame) -> models.TrainedModel | models.Insufficient:
+        """A model of the walk's timeframe on `frame`, as the walk fits them."""
+        seed = self.monitor.settings().seed
+        return models.fit(frame, self.timeframe, seed, self.explain, self.workers)
 
     def _remember(self, tick: pd.Timestamp, assessment: Assessment, outcome: Outcome) -> None:
         """A decision recorded as the live monitor records it, and in `decisions`."""
