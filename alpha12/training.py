@@ -95,6 +95,15 @@ def fit_many(
     return [_checked(result, frame) for result, (frame, _) in zip(results, frames, strict=True)]
 
 
+def spare_cores(settings: Settings, parts: int) -> int:
+    """Processes each of `parts` pieces of work run side by side may fit a model with
+    (models.fit's `workers`): the local cores they leave idle (a lone walk uses both of two
+    cores); 1 on a cluster, whose workers are busy with the other pieces."""
+    if settings.backend != "local" or parts >= settings.n_jobs:
+        return 1
+    return settings.n_jobs // max(parts, 1)
+
+
 def run_tasks(function, tasks: list[tuple], settings: Settings) -> list:
     """function(*task) for every task, in parallel on the configured backend; results in
     order. `function` and the tasks must pickle: plain data in, plain data out."""

@@ -112,3 +112,18 @@ def test_the_backend_is_chosen_by_variables_and_checked():
         load_settings(env={"ALPHA12_BACKEND": "dask"})
     with pytest.raises(SettingsError, match="backend: 'spark' is not one of local, dask"):
         load_settings(env={"ALPHA12_BACKEND": "spark"})
+
+
+@pytest.mark.parametrize(
+    ("backend", "n_jobs", "parts", "workers"),
+    [
+        ("local", 2, 1, 2),
+        ("local", 2, 2, 1),
+        ("local", 2, 5, 1),
+        ("local", 4, 2, 2),
+        ("dask", 2, 1, 1),
+    ],
+)
+def test_a_part_fits_with_the_cores_the_other_parts_leave_idle(backend, n_jobs, parts, workers):
+    settings = dataclasses.replace(Settings(), backend=backend, n_jobs=n_jobs)
+    assert training.spare_cores(settings, parts) == workers

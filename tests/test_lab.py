@@ -409,18 +409,3 @@ def test_the_walk_puts_a_challenger_in_shadow_and_decides_it_later(hourly, lab_s
     assert decided["ts"] > shadowed["ts"] and decided["new_version"] == 2
     promoted = decided["action"] == Action.SHADOW_PROMOTED
     assert statuses.tolist() == (["retired", "active"] if promoted else ["active", "rejected"])
-
-
-@pytest.mark.parametrize(
-    ("backend", "n_jobs", "parts", "workers"),
-    [
-        ("local", 2, 1, 2),
-        ("local", 2, 2, 1),
-        ("local", 2, 5, 1),
-        ("local", 4, 2, 2),
-        ("dask", 2, 1, 1),
-    ],
-)
-def test_a_part_fits_with_the_cores_the_other_parts_leave_idle(backend, n_jobs, parts, workers):
-    settings = dataclasses.replace(Settings(), backend=backend, n_jobs=n_jobs)
-    assert runner.spare_cores(settings, parts) == workers

@@ -131,7 +131,7 @@ def run_lab(
             stopped = True
             break
         chunk = todo[first : first + batch]
-        workers = spare_cores(settings, len(chunk))
+        workers = training.spare_cores(settings, len(chunk))
         tasks = [
             (bars[pair], settings, *pair, p, oracle_candidates, retrain_cost_r, workers)
             for pair, p in chunk
@@ -223,15 +223,6 @@ def replay(
         message,
         best,
     )
-
-
-def spare_cores(settings: Settings, parts: int) -> int:
-    """Processes each of `parts` parts run side by side may fit with: the local cores the
-    parts leave idle (a lone 5m walk uses both of two cores); 1 on a cluster, whose workers
-    are busy with the other parts."""
-    if settings.backend != "local" or parts >= settings.n_jobs:
-        return 1
-    return settings.n_jobs // max(parts, 1)
 
 
 @contextmanager
