@@ -87,8 +87,9 @@ def fit_many(
     one bad answer never costs the other models."""
     if not frames:
         return []
-    if settings.backend == "local" and len(frames) == 1:  # no pool for a single model
-        results = [models.fit(frames[0][0], frames[0][1], settings.seed)]
+    if settings.backend == "local" and len(frames) == 1:  # its two halves over the cores
+        frame, timeframe = frames[0]
+        results = [models.fit(frame, timeframe, settings.seed, workers=spare_cores(settings, 1))]
     else:
         tasks = [(frame, timeframe, settings.seed) for frame, timeframe in frames]
         results = run_tasks(models.fit, tasks, settings)
