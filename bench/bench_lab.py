@@ -144,12 +144,7 @@ class NaiveWalk(PairWalk):
         scope, generated = np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
         busy_until = None
         tick = self.closes[self.start].ceil("1h")
-        state = {
-            "evaluated_trades": -1,
-            "cooldown_end": None,
-            "attempt": (self.start_time, self.start),
-            "marks": self.marks(frame, probability, version, scope),
-        }
+        state = self.monitor_state(self.marks(frame, probability, version, scope))
         for m in range(self.start, len(self.bars)):
             while self.closes[m] > tick:  # every check up to this bar's close
                 state["evaluated_trades"] = -1  # judged again whether or not trades changed

@@ -112,6 +112,21 @@ def test_guarded_retrains_less_often_than_seed_on_the_same_bars(hourly, lab_sett
     assert attempts[1] < attempts[0]
 
 
+def test_the_benchs_per_bar_loop_reaches_the_walks_trades(hourly, lab_settings):
+    """bench_lab times the walk against a naive per-bar loop: both must trade alike, or the
+    ratio compares different work."""
+    from bench.bench_lab import NaiveWalk
+
+    trades = []
+    for kind in (PairWalk, NaiveWalk):
+        with runner.scratch_monitor(hourly, lab_settings, *PAIR) as monitor:
+            walk = kind(monitor, *PAIR, Seed())
+            walk.run()
+            trades.append(pd.DataFrame(walk.trades))
+    assert len(trades[0]) >= 10
+    pd.testing.assert_frame_equal(*trades)
+
+
 def walked(hourly, settings, policy) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(decisions, models) of one walk on a scratch store."""
     with runner.scratch_monitor(hourly, settings, *PAIR) as monitor:

@@ -211,12 +211,7 @@ class PairWalk:
         busy_until = None
         tick = self.closes[self.start].ceil("1h")
         k = self.start
-        state = {
-            "evaluated_trades": -1,
-            "cooling": False,  # a cooldown started by the last attempt has not yet ended
-            "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
-            "marks": self.marks(frame, probability, version, scope),
-        }
+        state = self.monitor_state(self.marks(frame, probability, version, scope))
         predicted, batch = 0, FIRST_BATCH  # `served` has predicted the walked bars before this
         while k < len(self.bars):
             j = max(int(self.closes.searchsorted(tick, side="right")), k)
@@ -287,6 +282,15 @@ class PairWalk:
         self.trades.append(trade)
         self.ledger.add(trade)
         return result["target_ts"]
+
+    def monitor_state(self, marks: tuple) -> dict:
+        """What `_monitor` remembers from one check to the next, before the first."""
+        return {
+            "evaluated_trades": -1,
+            "cooling": False,  # a cooldown started by the last attempt has not yet ended
+            "attempt": (self.start_time, self.start),  # the last retrain attempt: time, bar
+            "marks": marks,
+        }
 
     def _monitor(self, tick: pd.Timestamp, k: int, served, state: dict):
         """The policy's rule at `tick` (k: bars walked so far), evaluated when it is due (the
