@@ -245,8 +245,11 @@ def _method(rows: int) -> str:
 def _calibrated_both(train_part: pd.DataFrame, rows: pd.DataFrame, seed: int, workers: int):
     if workers < 2:
         return calibrated(train_part, seed), calibrated(rows, seed)
+    # loky named: inside a lab part's worker joblib would otherwise pick threads
     return tuple(
-        joblib.Parallel(n_jobs=2)(joblib.delayed(calibrated)(x, seed) for x in (train_part, rows))
+        joblib.Parallel(n_jobs=2, backend="loky")(
+            joblib.delayed(calibrated)(x, seed) for x in (train_part, rows)
+        )
     )
 
 

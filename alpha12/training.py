@@ -11,6 +11,7 @@ before anyone registers them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import joblib
@@ -112,6 +113,20 @@ def run_tasks(function, tasks: list[tuple], settings: Settings) -> list:
         return joblib.Parallel(n_jobs=_n_jobs(settings, len(tasks)))(
             joblib.delayed(function)(*task) for task in tasks
         )
+
+
+def results_as_done(function, tasks: Iterator[tuple], count: int, settings: Settings) -> Iterator:
+    """function(*task) for up to `count` tasks on the configured backend, each result as soon
+    as it is ready (in any order). `tasks` is read only as a worker frees up, so a generator
+    that stops early starts nothing more, while the tasks already running finish and are
+    yielded: a run cancelled between tasks keeps all it started."""
+    with _backend(settings):
+        yield from joblib.Parallel(
+            n_jobs=_n_jobs(settings, max(count, 1)),
+            return_as="generator_unordered",
+            pre_dispatch="n_jobs",
+            batch_size=1,
+        )(joblib.delayed(function)(*task) for task in tasks)
 
 
 def _checked(result, frame: pd.DataFrame):

@@ -111,10 +111,11 @@ def run_lab(
     until: pd.Timestamp | None = None,
 ) -> LabRun:
     """Replay every pair under every policy (and the oracle, unless oracle_candidates is None).
-    Stops between batches of parts when should_stop() says so; parts in `done` (a previous
-    run's LabRun.parts) are kept and not run again. `on_part` sees each part as it finishes
-    (to keep it before the next starts); `until` pins the bars to those opened by then, so a
-    resumed run walks the data its finished parts walked."""
+    The parts run side by side, each started as a worker frees up (no part waits for a slower
+    one beside it); once should_stop() says so none starts, and the running ones finish and
+    are kept. Parts in `done` (a previous run's LabRun.parts) are kept and not run again.
+    `on_part` sees each part as it finishes; `until` pins the bars to those opened by then, so
+    a resumed run walks the data its finished parts walked."""
     progress = progress or (lambda _fraction, _message: None)
     should_stop = should_stop or (lambda: False)
     on_part = on_part or (lambda _part: None)
@@ -124,22 +125,24 @@ def run_lab(
     if oracle_candidates:
         jobs += [(pair, None) for pair in pairs]
     todo = [(pair, p) for pair, p in jobs if (*pair, p.name if p else ORACLE) not in parts]
-    batch = max(len(todo), 1) if settings.backend == "dask" else settings.n_jobs
     stopped = False
-    for first in range(0, len(todo), batch):
-        if should_stop():
-            stopped = True
-            break
-        chunk = todo[first : first + batch]
-        workers = training.spare_cores(settings, len(chunk))
-        tasks = [
-            (bars[pair], settings, *pair, p, oracle_candidates, retrain_cost_r, workers)
-            for pair, p in chunk
-        ]
-        for part in training.run_tasks(replay, tasks, settings):
-            on_part(part)
-            parts[part.key] = part
-        progress((first + len(chunk)) / len(todo), f"replayed {len(parts)} of {len(jobs)} parts")
+
+    def tasks() -> Iterator[tuple]:
+        """The parts, each read when a worker frees up: none once should_stop() says so."""
+        nonlocal stopped
+        for index, (pair, p) in enumerate(todo):
+            if should_stop():
+                stopped = True
+                return
+            workers = training.spare_cores(settings, len(todo) - index)
+            yield bars[pair], settings, *pair, p, oracle_candidates, retrain_cost_r, workers
+
+    for finished, part in enumerate(
+        training.results_as_done(replay, tasks(), len(todo), settings), start=1
+    ):
+        on_part(part)
+        parts[part.key] = part
+        progress(finished / len(todo), f"replayed {len(parts)} of {len(jobs)} parts")
     run = summarise(parts, bars, settings)
     run.gaps = {pair: gaps(frame, pair[1]) for pair, frame in bars.items()}
     run.stopped = stopped
