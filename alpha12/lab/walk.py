@@ -61,28 +61,27 @@ class Ledger:
     whatever happens."""
 
     exits: list[int] = field(default_factory=list)  # every closed trade's exit, ns
-    by_model: dict[tuple, list[tuple[int, float, float]]] = field(
-        default_factory=lambda: defaultdict(list)  # (exit ns, pnl %, R) per model
+    by_model: dict[tuple, tuple[list[int], list[tuple[float, float]]]] = field(
+        default_factory=lambda: defaultdict(lambda: ([], []))  # exits ns; (pnl %, R) beside
     )
 
     def add(self, trade: dict) -> None:
         exit_ns = pd.Timestamp(trade["exit_ts"]).value
         bisect.insort(self.exits, exit_ns)
-        key = (trade["model_version"], trade["model_scope"])
-        bisect.insort(self.by_model[key], (exit_ns, trade["pnl_pct"], trade["r_multiple"]))
+        exits, results = self.by_model[(trade["model_version"], trade["model_scope"])]
+        at = bisect.bisect_right(exits, exit_ns)
+        exits.insert(at, exit_ns)
+        results.insert(at, (trade["pnl_pct"], trade["r_multiple"]))
 
     def closed_by(self, tick: pd.Timestamp) -> int:
         return bisect.bisect_right(self.exits, tick.value)
 
     def newest(self, version, scope, tick: pd.Timestamp, count: int) -> tuple[np.ndarray, ...]:
         """pnl % and R of the model's newest `count` trades closed by `tick`, oldest first."""
-        trades = self.by_model.get((version, scope), [])
-        end = bisect.bisect_right(trades, (tick.value, np.inf, np.inf))
-        chosen = trades[max(0, end - count) : end]
-        return (
-            np.array([t[1] for t in chosen], dtype=float),
-            np.array([t[2] for t in chosen], dtype=float),
-        )
+        exits, results = self.by_model.get((version, scope), ([], []))
+        end = bisect.bisect_right(exits, tick.value)
+        chosen = np.array(results[max(0, end - count) : end], dtype=float).reshape(-1, 2)
+        return chosen[:, 0], chosen[:, 1]
 
 
 @dataclass
@@ -374,7 +373,7 @@ class PairWalk:
 
     def marks(self, frame: pd.DataFrame, probability, version, scope) -> tuple:
         """The walk's predictions (arrays it fills as it walks) with each walked bar's time and
-        outcome, as arrays of ns: what its calibration check reads."""
+        outcome (times as ns): what its calibration check reads."""
         outcomes = self.history.set_index("ts")[["target_ts", "label"]].reindex(frame["ts"])
         return (
             _ns(frame["ts"]),
