@@ -454,3 +454,24 @@ def test_the_ledger_answers_what_a_pass_over_every_trade_did():
             pnl, r = ledger.newest(version, "timeframe", tick, 10)
             np.testing.assert_array_equal(pnl, [t["pnl_pct"] for t in mine[-10:]])
             np.testing.assert_array_equal(r, [t["r_multiple"] for t in mine[-10:]])
+
+
+def test_parts_fanned_over_two_cores_give_the_table_one_core_gives_in_the_order_asked(
+    store, hourly, lab_settings
+):
+    """Parts finish in any order on two workers (the last one fitting over both cores); the
+    table is the one-by-one run's, row for row, in the order the policies were asked for."""
+    store.upsert_bars(*PAIR, hourly)
+    policies = [Timer(hours=100), Never(), Custom(min_trades=8)]
+    tables = [
+        runner.run_lab(
+            store,
+            dataclasses.replace(lab_settings, n_jobs=n_jobs),
+            [PAIR],
+            policies,
+            oracle_candidates=None,
+        ).table.drop(columns="seconds")
+        for n_jobs in (1, 2)
+    ]
+    assert list(tables[1]["policy"]) == [p.name for p in policies]
+    pd.testing.assert_frame_equal(*tables)

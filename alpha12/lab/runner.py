@@ -143,6 +143,8 @@ def run_lab(
         on_part(part)
         parts[part.key] = part
         progress(finished / len(todo), f"replayed {len(parts)} of {len(jobs)} parts")
+    asked = [(*pair, p.name if p else ORACLE) for pair, p in jobs]  # the table's order
+    parts = {**{key: parts[key] for key in asked if key in parts}, **parts}
     run = summarise(parts, bars, settings)
     run.gaps = {pair: gaps(frame, pair[1]) for pair, frame in bars.items()}
     run.stopped = stopped
