@@ -32,6 +32,13 @@ STATUS_KEYS = {
 }
 
 
+def interruptible() -> None:
+    """Ctrl-C as at a terminal, even when this run was started in the background: a shell
+    without job control starts background commands with SIGINT ignored, the child inherits
+    that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_until_warm(db, env: dict, cwd) -> tuple[int, str]:
     """`python -m alpha12 run` until its live table shows the engine running after its warm
     start, a few seconds more, then Ctrl-C: (exit code, what it printed)."""
@@ -42,6 +49,7 @@ def run_until_warm(db, env: dict, cwd) -> tuple[int, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=interruptible,
     )
     printed, warming, deadline = [], False, time.monotonic() + WARM_START_LIMIT_S
     try:
