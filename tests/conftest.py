@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +24,26 @@ BTC_DIR = REPO.parent / "shared" / "data" / "btcusdt"
 CLOCK_START = pd.Timestamp("2025-01-11", tz="UTC")
 PAIR = ("BTC", "1h")  # the lab tests' pair
 LAB_BARS = 600
+MEMORY_TMP = Path("/dev/shm")
+MEMORY_TMP_FREE = 2 * 2**30
+
+
+def _temporary_files_in_memory() -> None:
+    """Every test's files (the DuckDB stores above all) on a memory file system where there is
+    one with room to spare: DuckDB syncs its log to disk at each commit, 3.9 ms a commit on
+    this disk against 1.7 ms in memory (measured), and the suite commits tens of thousands
+    of times (three engine and monitor modules ran in 98 s instead of 120 s). The files and
+    the DuckDB code are the same; only the disk is not. TMPDIR reaches the tests' child
+    processes too; a TMPDIR set by whoever runs the suite is kept."""
+    if "TMPDIR" in os.environ or not MEMORY_TMP.is_dir():
+        return
+    if shutil.disk_usage(MEMORY_TMP).free < MEMORY_TMP_FREE:
+        return
+    os.environ["TMPDIR"] = str(MEMORY_TMP)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+_temporary_files_in_memory()
 
 
 @pytest.fixture(autouse=True)
