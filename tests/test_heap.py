@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,28 @@ def test_the_engine_bounds_the_arenas_before_its_threads_start(monkeypatch, sett
         engine._stop.set()
         app.close()
     assert calls == ["bound", "spawn"]
+
+
+def test_the_engine_releases_after_a_cycle_and_not_on_an_idle_tick(monkeypatch, settings):
+    from alpha12.clock import ManualClock
+    from alpha12.engine import Engine
+    from alpha12.services import Alpha12
+    from alpha12.sources.replay import SyntheticReplay
+
+    source = SyntheticReplay(12, 10)
+    app = Alpha12.open(
+        settings=dataclasses.replace(settings, intervals=("1h",), monitor_period_minutes=1e9),
+        clock=ManualClock(source.default_start),
+        source=source,
+    )
+    engine, calls = Engine(app.context), []
+    analyze = engine.cycle
+    monkeypatch.setattr(engine, "cycle", lambda *args: calls.append("cycle") or analyze(*args))
+    monkeypatch.setattr(heap, "release", lambda: calls.append("release") or True)
+    try:
+        engine.tick()  # every pair is due at the first tick
+        calls.append("idle")
+        engine.tick()  # no bar has closed since
+    finally:
+        app.close()
+    assert calls == ["cycle", "release", "idle"]
