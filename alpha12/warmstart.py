@@ -8,6 +8,7 @@ predicts bars that close after T, and its training rows' labels were all known b
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,8 @@ def warm_start(
 ) -> dict[str, str]:
     """Backfill, then walk each pair; per ASSET_INTERVAL a one-line summary.
 
-    Pairs are backfilled side by side, then the assets' fallback models train side by side.
+    Pairs are backfilled side by side. The assets' fallback models train side by side, when
+    a walk first has no model of its own to serve, or else once every pair has its first trades.
 
     The walks go in two rounds, so the overview fills fast: first every pair walks until its
     first setup is saved, then every walk runs to its end, both in the overview's order
@@ -54,6 +56,13 @@ def warm_start(
     walks the pair again."""
     store, settings = monitor.store, monitor.settings()
     lock, backfilled, steps, done = threading.Lock(), [], {}, []
+    # The fallbacks train as of each asset's earliest walk whenever they train: first when a
+    # walk has no model of its own to serve, else after every pair's first trades, so that
+    # the overview does not wait for them.
+    fallbacks = functools.cache(lambda: _train_fallbacks(monitor, walks, progress, begun()))
+
+    def begun() -> float:
+        return 0.25 + 0.35 * len(steps) / len(pairs)
 
     def prepare(pair: tuple[str, str]) -> PairWalk:
         cycle.backfill_pair(store, settings, *pair)
@@ -67,6 +76,7 @@ def warm_start(
             origin=WARM_START,
             explain=True,
             workers=training.spare_cores(settings, 1),
+            need_fallback=fallbacks,
         )
 
     def begin(pair: tuple[str, str]) -> None:
@@ -77,7 +87,7 @@ def warm_start(
         for _ in steps[pair]:
             if walks[pair].save_setups() or should_stop():
                 break
-        progress(0.25 + 0.35 * len(steps) / len(pairs), f"first trades of {pair[0]} {pair[1]}")
+        progress(begun(), f"first trades of {pair[0]} {pair[1]}")
 
     def finish(pair: tuple[str, str]) -> str:
         if pair not in steps:
@@ -97,14 +107,17 @@ def warm_start(
     in_view = sorted(pairs, key=lambda pair: settings.intervals.index(pair[1]))
     with ThreadPoolExecutor(max_workers=settings.n_jobs) as pool:
         walks = dict(zip(pairs, pool.map(prepare, pairs), strict=True))
-    _train_fallbacks(monitor, walks, progress)
     for pair in in_view:
         begin(pair)
+    if not should_stop():
+        fallbacks()  # they serve later too, if a pair's own model fails
     walked = {pair: finish(pair) for pair in in_view}
     return {f"{a}_{i}": walked[(a, i)] for a, i in pairs}
 
 
-def _train_fallbacks(monitor: PerformanceMonitor, walks: dict, progress: Progress) -> None:
+def _train_fallbacks(
+    monitor: PerformanceMonitor, walks: dict, progress: Progress, fraction: float
+) -> None:
     """Each asset's pooled fallback model, as of its earliest walk (they train side by side):
     it serves the pairs too short for a model of their own."""
     as_of: dict[str, pd.Timestamp] = {}
@@ -112,5 +125,5 @@ def _train_fallbacks(monitor: PerformanceMonitor, walks: dict, progress: Progres
         if walk.start_time is not None:
             as_of[asset] = min(as_of.get(asset, walk.start_time), walk.start_time)
     if as_of:
-        progress(0.2, f"training the fallback models of {', '.join(sorted(as_of))}")
+        progress(fraction, f"training the fallback models of {', '.join(sorted(as_of))}")
         monitor.train_fallbacks(as_of, WARM_START)

@@ -22,6 +22,7 @@ HISTORY_DAYS = 120
 # Shorter walks than the product's, so the test stays fast; the rules are the same.
 SHORT_WALKS = {"5m": 600, "15m": 300, "1h": 240, "4h": 120, "1d": 40}
 STRICT_WIN_RATE = 0.7
+FALLBACKS_TRAINED: list[dict] = []  # the warm start's calls to train the fallbacks, as seen
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,16 @@ def warmed(tmp_path_factory):
     source = SyntheticReplay(settings.seed, HISTORY_DAYS)
     app = Alpha12.open(settings=settings, clock=ManualClock(source.default_start), source=source)
     app.collect_once()
+    train_fallbacks = warmstart._train_fallbacks
+
+    def seen(*args) -> None:
+        traded = app.store.query("SELECT DISTINCT interval FROM setups")["interval"]
+        FALLBACKS_TRAINED.append({"traded": set(traded)})
+        train_fallbacks(*args)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(warmstart, "WARM_START_BARS", SHORT_WALKS)
+        patch.setattr(warmstart, "_train_fallbacks", seen)
         summary = warmstart.warm_start(app.monitor, app.pairs())
     yield app, summary
     app.close()
@@ -202,3 +211,15 @@ def test_a_warm_start_stopped_mid_walk_walks_again_without_duplicates(tmp_path):
     setups = app.store.query("SELECT asset, interval, ts FROM setups")
     assert not setups.duplicated().any()
     app.close()
+
+
+def test_the_fallbacks_train_once_when_a_walk_first_needs_one(warmed):
+    """120 days leave 1d too few rows for a model of its own: its walk, the last of the
+    overview's order, trains the fallbacks as it begins (the pairs before it have their first
+    trades by then), and its trades are the fallback's."""
+    app, _ = warmed
+    assert len(FALLBACKS_TRAINED) == 1
+    assert "1d" not in FALLBACKS_TRAINED[0]["traded"]
+    assert {"5m", "15m", "1h"} <= FALLBACKS_TRAINED[0]["traded"]
+    daily = app.store.query("SELECT model_scope FROM setups WHERE interval = '1d'")
+    assert not daily.empty and (daily["model_scope"] == "fallback").any()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,7 +91,10 @@ class PairWalk:
     that many of the newest bars; without (the lab) it starts where a first model can be
     trained. `origin` tags its setups and decisions; `explain` computes each model's feature
     importances (the warm start's models serve, the lab's are thrown away); `workers` > 1 fits
-    each model's two halves side by side (models.fit), for a walk with idle cores beside it."""
+    each model's two halves side by side (models.fit), for a walk with idle cores beside it.
+    `need_fallback` is called when the pair has no model to serve, before the registry is asked
+    again: the warm start trains the assets' fallback models there, the first time one is
+    needed, rather than before every walk."""
 
     monitor: PerformanceMonitor
     asset: str
@@ -101,6 +104,7 @@ class PairWalk:
     origin: str = "lab"
     explain: bool = False
     workers: int = 1
+    need_fallback: Callable[[], object] = lambda: None
     trades: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
     saved: int = 0  # how many of `trades` are in the store
@@ -164,7 +168,7 @@ class PairWalk:
         as_of = self.start_time
         first = self._assessment(as_of, None, pd.Timedelta(0))
         self._attempt(as_of, first, first.decision(forced=True))
-        served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+        served = self._serving()
         frame = self.walked_features()
         marks = yield from self._walk(frame, served)
         self.save_setups()
@@ -325,7 +329,11 @@ class PairWalk:
         return self._serving()
 
     def _serving(self):
-        return self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+        served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+        if served is None:
+            self.need_fallback()
+            served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
+        return served
 
     def _decide_shadow(self, tick: pd.Timestamp, served) -> bool:
         """Whether the monitor decided a shadow challenger at `tick` (remembered if so)."""
