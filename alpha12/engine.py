@@ -78,7 +78,6 @@ class Engine:
             if self._thread and self._thread.is_alive():
                 return
             self._stop.clear()
-            heap.bound_arenas()  # before the engine's threads: each would keep an arena
             self._requeue_interrupted_jobs()
             self._spawn()
             self._supervisor = threading.Thread(
@@ -162,7 +161,6 @@ class Engine:
         due = [pair for pair in self.context.pairs() if self._due(pair, now)]
         if due:
             self.cycle(due, now)
-            heap.release()
         if self._trainer_idle():
             if self._next_monitor is None:
                 self._next_monitor = now + self._monitor_period()
