@@ -56,13 +56,14 @@ def warm_start(
     walks the pair again."""
     store, settings = monitor.store, monitor.settings()
     lock, backfilled, steps, done = threading.Lock(), [], {}, []
+
+    def begun() -> float:
+        return 0.25 + 0.35 * len(steps) / len(pairs)
+
     # The fallbacks train as of each asset's earliest walk whenever they train: first when a
     # walk has no model of its own to serve, else after every pair's first trades, so that
     # the overview does not wait for them.
     fallbacks = functools.cache(lambda: _train_fallbacks(monitor, walks, progress, begun()))
-
-    def begun() -> float:
-        return 0.25 + 0.35 * len(steps) / len(pairs)
 
     def prepare(pair: tuple[str, str]) -> PairWalk:
         cycle.backfill_pair(store, settings, *pair)

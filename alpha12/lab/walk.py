@@ -104,7 +104,7 @@ class PairWalk:
     origin: str = "lab"
     explain: bool = False
     workers: int = 1
-    need_fallback: Callable[[], object] = lambda: None
+    need_fallback: Callable[[], object] | None = None
     trades: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
     saved: int = 0  # how many of `trades` are in the store
@@ -330,7 +330,7 @@ class PairWalk:
 
     def _serving(self):
         served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
-        if served is None:
+        if served is None and self.need_fallback is not None:
             self.need_fallback()
             served = self.monitor.registry.load_timeframe_model(self.asset, self.interval)
         return served
