@@ -48,15 +48,26 @@ class EventsTable:
 
     def set_state(self, key: str, value: Any) -> None:
         with self.transaction() as cursor:
-            cursor.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", [key, to_json(value)])
+            _put_state(cursor, key, value)
 
     def save_settings(self, key: str, value: Any, audit: list[list[str]]) -> None:
         """Saved settings under `key` and their audit rows (key, old, new), together."""
         with self.transaction() as cursor:
-            cursor.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", [key, to_json(value)])
+            _put_state(cursor, key, value)
             cursor.executemany(
                 "INSERT INTO settings_audit (key, old_value, new_value) VALUES (?, ?, ?)", audit
             )
 
     def settings_audit(self, limit: int) -> pd.DataFrame:
         return self.query("SELECT * FROM settings_audit ORDER BY id DESC LIMIT ?", [limit])
+
+
+def _put_state(cursor, key: str, value: Any) -> None:
+    """Update the key's row in place, inserting it only the first time. Not INSERT OR REPLACE:
+    DuckDB (2.0) runs that as a delete and an insert on the primary key's index, and keeps
+    about 0.75 KB of C heap per statement that no checkpoint returns; the engine writes its
+    heartbeat every tick, so a service's memory crept by megabytes an hour."""
+    text = to_json(value)
+    updated = cursor.execute("UPDATE state SET value = ? WHERE key = ?", [text, key]).fetchall()
+    if not updated[0][0]:
+        cursor.execute("INSERT INTO state VALUES (?, ?)", [key, text])
