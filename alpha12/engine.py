@@ -33,6 +33,10 @@ ENGINE_STATE_KEY = "engine"
 REPEAT_LOG_EVERY = 100
 MAX_FAILURE_KEYS = 1000  # distinct failure messages counted at once (a bounded memory)
 STALL_TICKS = 60  # a running engine whose heartbeat is this many ticks old has stalled
+# Wall seconds between reopenings of the store after training work (Connection.reopen): DuckDB
+# keeps about 1 KB of C heap per query until its instance closes; a reopen takes a fraction of
+# a second while the pages and the engine's reads wait.
+STORE_REOPEN_SECONDS = 600
 # A monitor decision -> the alert it raises (a challenger put in shadow raises none: nothing
 # changed yet; its later decision does).
 ACTION_ALERTS = {
@@ -69,6 +73,7 @@ class Engine:
         self._failures: dict[tuple[str, str, str], int] = {}
         self._death = "no exception"
         self._lock = threading.Lock()
+        self._store_reopened = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -267,11 +272,25 @@ class Engine:
 
     def _train(self, work, *args) -> None:
         """Run a monitor run or job on the trainer thread, then hand the memory its training
-        frames and models held back to the system (alpha12.heap)."""
+        frames and models held back to the system (alpha12.heap), with DuckDB's when due."""
         try:
             work(*args)
         finally:
+            self._reopen_store_if_due()
             heap.release()
+
+    def _reopen_store_if_due(self) -> None:
+        if time.monotonic() - self._store_reopened < STORE_REOPEN_SECONDS:
+            return
+        started = self._store_reopened = time.monotonic()
+        try:
+            self.store.reopen()
+        except Exception as error:  # the next use of the store tries to open it again
+            self._event("error", f"reopening the store failed: {type(error).__name__}: {error}")
+            return
+        log.info(
+            "store reopened in %.2f s (DuckDB's memory handed back)", time.monotonic() - started
+        )
 
     def _monitor_run(self) -> None:
         try:

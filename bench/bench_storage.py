@@ -45,5 +45,5 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def _checkpointed_size(app: Alpha12) -> int:
-    app.store.cursor().execute("CHECKPOINT")
+    app.store.rows("CHECKPOINT")
     return app.store.path.stat().st_size

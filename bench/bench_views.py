@@ -35,31 +35,33 @@ def fill(app: Alpha12, snapshots: int, setups: int) -> None:
     assets = app.settings.assets
     pairs = ", ".join(f"('{a}', '{i}')" for a in assets for i in INTERVALS)
     features = ", ".join(f"round(random(), 4)::FLOAT AS {name}" for name in FEATURE_NAMES)
-    cursor = app.store.cursor()
-    cursor.execute(f"CREATE TEMP TABLE pair_list AS SELECT * FROM (VALUES {pairs}) p(asset, iv)")
-    cursor.execute(
-        f"""INSERT INTO snapshots (asset, interval, ts, source, {", ".join(FEATURE_NAMES)},
-                  probability, model_version, model_scope, setup_generated, target, target_ts,
-                  pnl_pct)
-            SELECT asset, iv, ?::TIMESTAMPTZ + to_minutes(n * 5), 'background_analysis',
-                   {", ".join(FEATURE_NAMES)}, random(), 1, 'fallback', random() < 0.2,
-                   CASE WHEN random() < 0.5 THEN 1 ELSE 0 END,
-                   ?::TIMESTAMPTZ + to_minutes(n * 5 + 60), random() - 0.5
-            FROM (SELECT *, {features} FROM pair_list,
-                  range({snapshots // len(assets) // len(INTERVALS)}) r(n))""",
-        [START, START],
-    )
-    cursor.execute(
-        f"""INSERT INTO setups (asset, interval, ts, direction, entry, stop, take_profit, atr,
-                  expires_ts, probability, model_version, model_scope, status, exit_reason,
-                  exit_ts, exit_price, pnl_pct, r_multiple, origin)
-            SELECT asset, iv, ?::TIMESTAMPTZ + to_minutes(n * 5), 1, 100, 99, 101, 1,
-                   ?::TIMESTAMPTZ + to_minutes(n * 5 + 60), 0.6, 1, 'fallback', 'closed',
-                   'take_profit', ?::TIMESTAMPTZ + to_minutes(n * 5 + 30), 101,
-                   random() - 0.45, random() * 2 - 0.9, 'live'
-            FROM pair_list, range({setups // len(assets) // len(INTERVALS)}) r(n)""",
-        [START, START, START],
-    )
+    with app.store.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE pair_list AS SELECT * FROM (VALUES {pairs}) p(asset, iv)"
+        )
+        cursor.execute(
+            f"""INSERT INTO snapshots (asset, interval, ts, source, {", ".join(FEATURE_NAMES)},
+                      probability, model_version, model_scope, setup_generated, target, target_ts,
+                      pnl_pct)
+                SELECT asset, iv, ?::TIMESTAMPTZ + to_minutes(n * 5), 'background_analysis',
+                       {", ".join(FEATURE_NAMES)}, random(), 1, 'fallback', random() < 0.2,
+                       CASE WHEN random() < 0.5 THEN 1 ELSE 0 END,
+                       ?::TIMESTAMPTZ + to_minutes(n * 5 + 60), random() - 0.5
+                FROM (SELECT *, {features} FROM pair_list,
+                      range({snapshots // len(assets) // len(INTERVALS)}) r(n))""",
+            [START, START],
+        )
+        cursor.execute(
+            f"""INSERT INTO setups (asset, interval, ts, direction, entry, stop, take_profit, atr,
+                      expires_ts, probability, model_version, model_scope, status, exit_reason,
+                      exit_ts, exit_price, pnl_pct, r_multiple, origin)
+                SELECT asset, iv, ?::TIMESTAMPTZ + to_minutes(n * 5), 1, 100, 99, 101, 1,
+                       ?::TIMESTAMPTZ + to_minutes(n * 5 + 60), 0.6, 1, 'fallback', 'closed',
+                       'take_profit', ?::TIMESTAMPTZ + to_minutes(n * 5 + 30), 101,
+                       random() - 0.45, random() * 2 - 0.9, 'live'
+                FROM pair_list, range({setups // len(assets) // len(INTERVALS)}) r(n)""",
+            [START, START, START],
+        )
 
 
 def build(folder: Path, assets: int, snapshots: int, setups: int) -> Alpha12:

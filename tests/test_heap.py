@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_release_returns_freed_heap_pages_to_the_system():
 
 
 def test_the_engine_releases_after_every_piece_of_training_work(monkeypatch):
-    from alpha12.engine import Engine
+    from alpha12 import engine as engine_module
 
     calls = []
     monkeypatch.setattr(heap, "release", lambda: calls.append("release") or True)
@@ -49,8 +50,14 @@ def test_the_engine_releases_after_every_piece_of_training_work(monkeypatch):
         if fail:
             raise RuntimeError("a job that fails still releases")
 
-    engine = Engine.__new__(Engine)  # _train needs no state: it runs the work, then releases
-    engine._train(work, False)
+    class Store:
+        def reopen(self) -> None:
+            calls.append("reopen")
+
+    engine = engine_module.Engine.__new__(engine_module.Engine)  # _train needs only these
+    engine.store, engine._store_reopened = Store(), time.monotonic()
+    engine._train(work, False)  # the store was opened just now: not reopened yet
+    monkeypatch.setattr(engine_module, "STORE_REOPEN_SECONDS", 0)
     with pytest.raises(RuntimeError):
         engine._train(work, True)
-    assert calls == ["work", "release", "work", "release"]
+    assert calls == ["work", "release", "work", "reopen", "release"]

@@ -1,5 +1,9 @@
 """The DuckDB store: versioned schema, idempotent bar upserts, ranged reads, and one owner."""
 
+import ctypes
+import threading
+import time
+
 import pandas as pd
 import pytest
 
@@ -50,7 +54,7 @@ def test_reopening_keeps_data_and_does_not_migrate_again(settings, make_bars):
 
 def test_a_newer_schema_is_refused(settings):
     store = Store(settings.db_path)
-    store.cursor().execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION + 1])
+    store.rows("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION + 1])
     store.close()
     with pytest.raises(StoreError, match="newer alpha12"):
         Store(settings.db_path)
@@ -125,6 +129,78 @@ def test_a_failed_transaction_leaves_nothing(store, make_bars):
         cursor.execute("INSERT INTO state VALUES ('half', '1')")
         raise RuntimeError("boom")
     assert store.get_state("half") is None
+
+
+def c_heap_in_use_mb() -> float | None:
+    """glibc's bytes in use (small blocks and mmapped ones), or None off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        info = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    info.restype = type(
+        "Mallinfo2",
+        (ctypes.Structure,),
+        {"_fields_": [(name, ctypes.c_size_t) for name in names.split()]},
+    )
+    found = info()
+    return (found.uordblks + found.hblkhd) / 2**20
+
+
+def test_a_reopen_hands_back_the_c_heap_duckdb_keeps_and_keeps_every_row(store):
+    if c_heap_in_use_mb() is None:
+        pytest.skip("needs glibc's mallinfo2")
+    store.rows(
+        "CREATE TABLE keys AS SELECT 'A' || (i % 20) AS asset, 'iv' || (i % 5) AS iv, i "
+        "FROM range(2000) t(i)"
+    )
+    before = c_heap_in_use_mb()
+    for n in range(1500):  # a semi-join on two text keys, as the views' queries make
+        store.rows(
+            "SELECT count(*) FROM keys WHERE (asset, iv) IN "
+            "(SELECT asset, iv FROM keys WHERE i < ?)",
+            [n % 100 + 10],
+        )
+    kept = c_heap_in_use_mb() - before
+    assert kept > 1.5, f"DuckDB kept only {kept:.1f} MB: the premise of reopen() is gone"
+    store.reopen()
+    assert c_heap_in_use_mb() - before < 0.3 * kept
+    assert store.scalar("SELECT count(*) FROM keys") == 2000
+
+
+def test_a_reopen_waits_for_the_work_in_flight_and_holds_new_work_back(store):
+    in_transaction, finish = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.transaction() as cursor:
+            cursor.execute("INSERT INTO state VALUES ('during', '1')")
+            in_transaction.set()
+            finish.wait(10)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=store.reopen)]
+    threads[0].start()
+    assert in_transaction.wait(10)
+    threads[1].start()
+    reader = threading.Thread(target=lambda: store.get_state("during"))
+    time.sleep(0.2)
+    reader.start()
+    time.sleep(0.2)
+    assert threads[1].is_alive() and reader.is_alive()  # both wait for the transaction
+    finish.set()
+    for thread in [*threads, reader]:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert store.get_state("during") == 1  # committed before the reopen, read after it
+
+
+def test_a_closed_store_says_so_and_a_reopen_inside_a_cursor_block_is_refused(settings):
+    store = Store(settings.db_path)
+    with store.cursor(), pytest.raises(RuntimeError, match="wait for itself"):
+        store.reopen()
+    store.close()
+    with pytest.raises(StoreError, match="is closed"):
+        store.scalar("SELECT 1")
 
 
 def test_second_process_gets_a_plain_message_naming_the_file(store, run_cli):

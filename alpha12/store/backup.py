@@ -18,18 +18,19 @@ class BackupCopy:
     def copy_database_to(self, path: Path) -> tuple[dict[str, int], int]:
         """Copy the whole database into a new file at `path`; the rows per table and the
         schema version of the very snapshot that was copied."""
-        cursor = self.cursor()
-        with self._write_lock:  # this process's writers wait the moment the checkpoint takes
-            _checkpoint(cursor)
-        cursor.execute(f"ATTACH ? AS {BACKUP_ALIAS}", [str(path)])
-        try:
-            with _read_snapshot(cursor):
-                tables = _row_counts(cursor)
-                schema = cursor.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
-                name = cursor.execute("SELECT current_database()").fetchall()[0][0]
-                cursor.execute(f"COPY FROM DATABASE {_quoted(name)} TO {BACKUP_ALIAS}")
-        finally:
-            cursor.execute(f"DETACH {BACKUP_ALIAS}")
+        with self.cursor() as cursor:
+            with self._write_lock:  # this process's writers wait the moment the checkpoint takes
+                _checkpoint(cursor)
+            cursor.execute(f"ATTACH ? AS {BACKUP_ALIAS}", [str(path)])
+            try:
+                with _read_snapshot(cursor):
+                    tables = _row_counts(cursor)
+                    version = cursor.execute("SELECT max(version) FROM schema_version")
+                    schema = version.fetchall()[0][0]
+                    name = cursor.execute("SELECT current_database()").fetchall()[0][0]
+                    cursor.execute(f"COPY FROM DATABASE {_quoted(name)} TO {BACKUP_ALIAS}")
+            finally:
+                cursor.execute(f"DETACH {BACKUP_ALIAS}")
         return tables, schema
 
     def move_model_paths(self, old_root: str, new_root: str) -> None:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,30 +60,77 @@ class Connection:
 
     def __init__(self, path: str | Path, memory_limit: str | None = None):
         self.path = Path(path)
-        self._connection = _connect(self.path)
-        if memory_limit:
-            self._limit_memory(memory_limit)
+        self._memory_limit = memory_limit
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        # Every use of a cursor happens inside `cursor()`; `reopen` waits until none is.
+        self._gate = threading.Condition()
+        self._in_use = 0
+        self._reopening = False
+        self._cursors: weakref.WeakSet = weakref.WeakSet()  # a dead thread's goes with it
+        self._generation = 0  # bumped by `reopen`: each thread then takes a fresh cursor
+        self._closed = False
+        self._connection: duckdb.DuckDBPyConnection | None = self._open()
         self._spans: dict[Pair, tuple[pd.Timestamp, pd.Timestamp]] | None = None  # _bar_spans
         self._migrate()
 
     # -- connection plumbing -------------------------------------------------------------
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor (DuckDB connections are not shared across threads)."""
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This thread's cursor (DuckDB connections are not shared across threads), held
+        for the block: `reopen` waits for every block to end and holds new ones back."""
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with self._gate:
+                self._gate.wait_for(lambda: not self._reopening)
+                self._in_use += 1
+        self._local.depth = depth + 1
+        try:
+            yield self._thread_cursor()
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._gate:
+                    self._in_use -= 1
+                    self._gate.notify_all()
+
+    def _thread_cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self._connection.cursor()
+        if cursor is None or self._local.generation != self._generation:
+            with self._gate:
+                if self._closed:
+                    raise StoreError(f"{self.path} is closed")
+                if self._connection is None:  # a reopen could not open the file: try again
+                    self._connection = self._open()
+                cursor = self._connection.cursor()
+                self._cursors.add(cursor)
             cursor.execute("SET TimeZone = 'UTC'")
-            self._local.cursor = cursor
+            self._local.cursor, self._local.generation = cursor, self._generation
         return cursor
+
+    def reopen(self) -> None:
+        """Close DuckDB's instance and open the file again, once every cursor in use is
+        done. DuckDB keeps C heap from each join and aggregate on text keys (about 1 KB a
+        query, measured; see RELIABILITY.md) until its instance closes, so a process that
+        runs for weeks reopens its store now and then to hold its memory flat."""
+        if getattr(self._local, "depth", 0):
+            raise RuntimeError("reopen() inside a cursor block would wait for itself")
+        with self._gate:
+            self._reopening = True
+            try:
+                self._gate.wait_for(lambda: self._in_use == 0)
+                self._close_all()
+                self._connection = self._open()
+            finally:
+                self._reopening = False
+                self._gate.notify_all()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A serialised write transaction: all of it lands, or none of it."""
-        with self._write_lock:
-            cursor = self.cursor()
+        # The cursor first, then the lock: one order everywhere, so `reopen` cannot deadlock.
+        with self.cursor() as cursor, self._write_lock:
             cursor.execute("BEGIN TRANSACTION")
             try:
                 yield cursor
@@ -103,32 +151,44 @@ class Connection:
 
     def query_with(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> pd.DataFrame:
         """A read that can join `frame` as the table `incoming` (e.g. a list of keys)."""
-        cursor = self.cursor()
-        cursor.register("incoming", frame)
-        try:
-            return cursor.execute(sql, params or []).df()
-        finally:
-            cursor.unregister("incoming")
+        with self.cursor() as cursor:
+            cursor.register("incoming", frame)
+            try:
+                return cursor.execute(sql, params or []).df()
+            finally:
+                cursor.unregister("incoming")
 
     def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
-        return self.cursor().execute(sql, params or []).df()
+        with self.cursor() as cursor:
+            return cursor.execute(sql, params or []).df()
+
+    def rows(self, sql: str, params: list | tuple | None = None) -> list[tuple]:
+        with self.cursor() as cursor:
+            # fetchall, not fetchone: DuckDB refuses other work on a cursor with an unread result.
+            return cursor.execute(sql, params or []).fetchall()
 
     def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
-        # fetchall, not fetchone: DuckDB refuses other work on a cursor with an unread result.
-        rows = self.cursor().execute(sql, params or []).fetchall()
+        rows = self.rows(sql, params)
         return rows[0][0] if rows else None
 
     def close(self) -> None:
-        self._connection.close()
+        with self._gate:
+            self._closed = True
+            self._close_all()
 
-    def _limit_memory(self, limit: str) -> None:
-        """Cap DuckDB's buffer pool (it spills to disk beyond it), so a process that runs for
-        months holds a bounded amount of memory however large the file grows."""
-        try:
-            self._connection.execute("SET memory_limit = ?", [limit])
-        except duckdb.Error as error:
+    def _close_all(self) -> None:
+        self._generation += 1  # every thread's cursor is closed: the next use takes a new one
+        for cursor in list(self._cursors):
+            cursor.close()
+        if self._connection is not None:
             self._connection.close()
-            raise StoreError(f"memory_limit {limit!r} was refused by DuckDB: {error}") from None
+            self._connection = None
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        connection = _connect(self.path)
+        if self._memory_limit:
+            _limit_memory(connection, self._memory_limit)
+        return connection
 
     def memory_limit(self) -> str:
         """DuckDB's memory limit as it reports it (e.g. '488.2 MiB')."""
@@ -149,6 +209,16 @@ class Connection:
                 for statement in MIGRATIONS[version]():
                     cursor.execute(statement)
                 cursor.execute("INSERT INTO schema_version VALUES (?)", [version])
+
+
+def _limit_memory(connection: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Cap DuckDB's buffer pool (it spills to disk beyond it), so a process that runs for
+    months holds a bounded amount of memory however large the file grows."""
+    try:
+        connection.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error as error:
+        connection.close()
+        raise StoreError(f"memory_limit {limit!r} was refused by DuckDB: {error}") from None
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:

@@ -97,12 +97,10 @@ class ModelsTable:
         """The pairs with a challenger in shadow."""
         return [
             tuple(row)
-            for row in self.cursor()
-            .execute(
+            for row in self.rows(
                 "SELECT asset, interval FROM models WHERE status = ? ORDER BY ALL",
                 [ModelStatus.SHADOW],
             )
-            .fetchall()
         ]
 
     def latest_version(self, asset: str, interval: str) -> int:

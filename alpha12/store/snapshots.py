@@ -337,7 +337,7 @@ class SnapshotsTable:
         options = "FORMAT csv, HEADER" if file_format == "csv" else "FORMAT parquet"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"snapshots.{file_format}"
-            self.cursor().execute(  # the path is a parameter too: any folder name works
+            self.rows(  # the path is a parameter too: any folder name works
                 f"COPY (SELECT * FROM snapshots WHERE {where} ORDER BY ts, id) TO ? ({options})",
                 [*params, str(path)],
             )
@@ -345,7 +345,7 @@ class SnapshotsTable:
 
     def snapshot_choices(self) -> dict:
         """Values the snapshot filters offer: sources, model versions and the time range."""
-        first, last = self.cursor().execute("SELECT min(ts), max(ts) FROM snapshots").fetchall()[0]
+        first, last = self.rows("SELECT min(ts), max(ts) FROM snapshots")[0]
         return {
             "sources": self.query("SELECT DISTINCT source FROM snapshots ORDER BY 1")[
                 "source"
@@ -394,7 +394,7 @@ class SnapshotsTable:
                     raise OSError(f"{file} holds fewer rows than were archived; nothing deleted")
                 cursor.execute("DELETE FROM snapshots WHERE id IN (SELECT id FROM archived)")
             cursor.execute("DROP TABLE archived")
-        self.cursor().execute("CHECKPOINT")  # hand the freed blocks back to the file
+        self.rows("CHECKPOINT")  # hand the freed blocks back to the file
         return rows
 
 

@@ -88,7 +88,7 @@ def test_the_models_page_shows_shadow_setups_and_the_evidence_of_each_decision(a
             ]
         )
     )
-    store.cursor().execute(
+    store.rows(
         "INSERT INTO recalibrations (asset, interval, ts, trigger, action, evidence) "
         "VALUES ('BTC', '5m', ?, 'monitor', 'shadowed_challenger', 'held-out rows (12)')",
         [opened],

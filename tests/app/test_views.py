@@ -32,7 +32,7 @@ def app(tmp_path):
 
 def fill_snapshots(app: Alpha12, rows: int) -> None:
     """`rows` synthetic snapshots over 3 assets and 5 timeframes, one minute apart."""
-    app.store.cursor().execute(
+    app.store.rows(
         """INSERT INTO snapshots (asset, interval, ts, source, rsi_14, probability, target,
                                   setup_generated, model_version)
            SELECT ['BTC', 'ETH', 'SOL'][i % 3 + 1], ['5m', '15m', '1h', '4h', '1d'][i % 5 + 1],
@@ -180,13 +180,15 @@ def test_timeframe_summary_counts_statuses_and_pools_the_win_rate():
 
 
 def test_recalibration_feed_leaves_routine_decisions_out_on_request(app):
-    app.store.cursor().executemany(
-        "INSERT INTO recalibrations (asset, interval, ts, trigger, action) VALUES (?, ?, ?, ?, ?)",
-        [
-            ["BTC", "5m", pd.Timestamp("2025-01-01", tz="UTC"), "monitor", action]
-            for action in ("healthy", "recalibrated", "skipped_insufficient_trades", "failed")
-        ],
-    )
+    with app.store.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO recalibrations (asset, interval, ts, trigger, action) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                ["BTC", "5m", pd.Timestamp("2025-01-01", tz="UTC"), "monitor", action]
+                for action in ("healthy", "recalibrated", "skipped_insufficient_trades", "failed")
+            ],
+        )
     assert app.recalibration_log(routine=False)["action"].tolist() == ["failed", "recalibrated"]
     assert len(app.recalibration_log()) == 4
     assert app.recalibration_log(after_id=2, routine=False)["action"].tolist() == ["failed"]

@@ -354,7 +354,7 @@ def snapshot(store: Store) -> tuple[int, int]:
     """(stored bars, recorded rejections): every example writes under a new asset, so a file
     that stored anything would change these."""
     sql = "SELECT (SELECT count(*) FROM bars), (SELECT count(*) FROM rejections)"
-    return tuple(store.cursor().execute(sql).fetchall()[0])  # fetchall: nothing left unread
+    return tuple(store.rows(sql)[0])
 
 
 def import_bytes(store: Store, folder: Path, content: bytes, interval: str):

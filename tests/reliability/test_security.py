@@ -317,9 +317,7 @@ def snapshot_of(app, folder: Path) -> dict:
     """Everything an action could change: every table's rows (count and a hash of them all)
     and every model file's bytes."""
     tables = {
-        t: app.store.cursor()
-        .execute(f"SELECT count(*), sum(hash(x)::HUGEINT) FROM {t} x")
-        .fetchall()
+        t: app.store.rows(f"SELECT count(*), sum(hash(x)::HUGEINT) FROM {t} x")
         for t in table_names(app)
     }
     files = {
@@ -396,7 +394,7 @@ def hostile_app(tmp_path):
     app = open_small_store(tmp_path)
     for column in ("asset", "interval", "source"):
         for value in HOSTILE:
-            app.store.cursor().execute(
+            app.store.rows(
                 f"INSERT INTO snapshots SELECT * REPLACE (nextval('snapshot_ids') AS id, "
                 f"? AS {column}) FROM snapshots WHERE asset = ? AND interval = '1d' "
                 "AND source = ?",
@@ -663,7 +661,7 @@ def test_models_table_path_outside_the_folder_is_never_read(
     evil = tmp_path / "evil.joblib"
     shutil.copy(app.registry.pair_dir(ASSET, "15m") / "model.joblib", evil)
     path = str(evil) if outside == "absolute" else outside
-    app.store.cursor().execute(
+    app.store.rows(
         "UPDATE models SET path = ?, sha256 = ? WHERE asset = ? AND interval = ? AND version = 2",
         [path, hashlib.sha256(evil.read_bytes()).hexdigest(), ASSET, SWAPPED_INTERVAL],
     )
