@@ -5,13 +5,13 @@ and toasts for new recalibration decisions."""
 import subprocess
 import sys
 
-import duckdb
 import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from alpha12.monitor import Outcome
+from alpha12.store import StoreError
 from tests.app.helpers import ASSET, REPO, context, open_page
 
 
@@ -21,7 +21,7 @@ def test_every_session_shares_one_context_released_with_the_cache(app_env):
     assert context(second) is app
     assert not app.engine.running  # ALPHA12_ENGINE=off
     st.cache_resource.clear()
-    with pytest.raises(duckdb.ConnectionException):
+    with pytest.raises(StoreError, match="is closed"):
         app.store.scalar("SELECT 1")  # on_release closed the store
 
 
