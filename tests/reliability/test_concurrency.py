@@ -1,5 +1,6 @@
 """Concurrency: two app sessions and the engine thread on one store, while threads fire 100
-forced-retrain requests (per pair and per timeframe) and settings edits during monitor runs.
+forced-retrain requests (per pair and per timeframe) and settings edits during monitor runs,
+and the engine reopens the store after every monitor run and job.
 
 Proven: no lost update (every settings edit is audited, each key's audit chain is unbroken and
 the final settings are each key's last write, in memory, in the store and after a reopen); no
@@ -19,8 +20,10 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
+from alpha12 import engine as engine_module
 from alpha12.monitor import PerformanceMonitor
 from alpha12.services import Alpha12
+from alpha12.store import Store
 from tests.app.helpers import open_page
 from tests.reliability.small_store import ASSET, app_variables, copy_small_store, small_settings
 
@@ -49,11 +52,13 @@ def edit_value(key: str, round_: int) -> float | int:
 
 
 class MonitorRuns:
-    """Records when the engine's monitor runs start and end (a spy; behaviour unchanged)."""
+    """Records when the engine's monitor runs start and end, and counts the store's reopenings
+    (a spy; behaviour unchanged)."""
 
     def __init__(self):
         self.spans: list[list[float]] = []
         self.started = threading.Event()
+        self.reopens = 0
 
     def wrap(self, run):
         def spied(monitor, *args, **kwargs):
@@ -67,14 +72,22 @@ class MonitorRuns:
 
         return spied
 
+    def count_reopens(self, reopen):
+        def spied(store) -> None:
+            reopen(store)
+            self.reopens += 1
+
+        return spied
+
     def overlapping(self, moments: list[float]) -> int:
         return sum(any(start <= m <= end for start, end in self.spans) for m in moments)
 
 
 @pytest.fixture
 def engine_env(monkeypatch, tmp_path):
-    """The app on a private small store with its engine thread on and a monitor period of
-    30 market minutes (3 s at the replay's 600x)."""
+    """The app on a private small store with its engine thread on, a monitor period of
+    30 market minutes (3 s at the replay's 600x) and the store reopened after every piece of
+    training work (Connection.reopen waits for the queries in flight and holds new ones)."""
     for name in [n for n in os.environ if n.startswith("ALPHA12_")]:
         monkeypatch.delenv(name)
     variables = {
@@ -91,6 +104,8 @@ def engine_env(monkeypatch, tmp_path):
         "monitor_all_timeframes",
         runs.wrap(PerformanceMonitor.monitor_all_timeframes),
     )
+    monkeypatch.setattr(engine_module, "STORE_REOPEN_SECONDS", 0)
+    monkeypatch.setattr(Store, "reopen", runs.count_reopens(Store.reopen))
     yield tmp_path, runs
     st.cache_resource.clear()  # stops the engine and closes the store
 
@@ -197,8 +212,9 @@ def test_sessions_engine_retrains_and_edits_race_without_loss(engine_env):
     assert set(jobs["status"]) == {"done"}, jobs[jobs["status"] != "done"].to_dict("records")
     assert len(jobs) < REQUESTS  # requests for a waiting pair merged into its job
 
-    # the edits really raced the monitor
+    # the edits really raced the monitor, and the store's reopening
     assert monitor_runs.overlapping(moments) > 0, "no request or edit met a monitor run"
+    assert monitor_runs.reopens > 2
 
     assert app.engine.running and app.engine.restarts == 0
     errors = app.store.query("SELECT message FROM events WHERE level = 'error'")
