@@ -5,6 +5,10 @@ start (hundreds of training frames and models built and dropped) the process's r
 overstates what it holds by about 160 MB (measured: 707 MB after a default warm start, 543 MB
 after a trim), and a service's memory curve reads as growth that is not there. `malloc_trim(0)`
 returns those pages; where the C library has no such call (macOS, musl) this does nothing.
+
+Before the trim, a full garbage collection: the warm start leaves about 18,000 objects in
+reference cycles (frames and models among them), which hold about 160 MB until Python's next
+full collection, 40 s later in one measured run; trimmed before it, they stayed resident.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 
 
 @functools.cache
@@ -23,7 +28,9 @@ def _malloc_trim():
 
 
 def release() -> bool:
-    """Return the heap's free pages to the system; whether the C library could."""
+    """Free what only reference cycles hold, then return the heap's free pages to the system;
+    whether the C library could."""
+    gc.collect()
     trim = _malloc_trim()
     if trim is None:
         return False

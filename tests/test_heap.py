@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alpha12 import heap
@@ -36,6 +38,22 @@ def test_release_returns_freed_heap_pages_to_the_system():
     assert heap.release()
     released = held - rss_mb()
     libc.free(blocks[-1])
+    assert released > 0.8 * BLOCK * BLOCKS / 2**20, f"only {released:.0f} MB went back"
+
+
+def test_release_frees_what_only_reference_cycles_hold():
+    class Node:  # a node that refers to itself: only the cycle collector can free it
+        def __init__(self):
+            self.me, self.data = self, np.ones(BLOCK * BLOCKS // 8)  # 125 MB
+
+    gc.disable()  # no automatic collection between the drop and the release
+    try:
+        Node()
+        held = rss_mb()
+        heap.release()
+        released = held - rss_mb()
+    finally:
+        gc.enable()
     assert released > 0.8 * BLOCK * BLOCKS / 2**20, f"only {released:.0f} MB went back"
 
 
