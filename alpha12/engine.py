@@ -282,15 +282,19 @@ class Engine:
     def _reopen_store_if_due(self) -> None:
         if time.monotonic() - self._store_reopened < STORE_REOPEN_SECONDS:
             return
-        started = self._store_reopened = time.monotonic()
+        started = time.monotonic()
         try:
-            self.store.reopen()
+            reopened = self.store.reopen()
         except Exception as error:  # the next use of the store tries to open it again
+            self._store_reopened = started
             self._event("error", f"reopening the store failed: {type(error).__name__}: {error}")
             return
-        log.info(
-            "store reopened in %.2f s (DuckDB's memory handed back)", time.monotonic() - started
-        )
+        if reopened:  # else a long read was in flight: try again after the next training work
+            self._store_reopened = time.monotonic()
+            log.info(
+                "store reopened in %.2f s (DuckDB's memory handed back)",
+                self._store_reopened - started,
+            )
 
     def _monitor_run(self) -> None:
         try:

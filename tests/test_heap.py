@@ -69,13 +69,22 @@ def test_the_engine_releases_after_every_piece_of_training_work(monkeypatch):
             raise RuntimeError("a job that fails still releases")
 
     class Store:
-        def reopen(self) -> None:
+        def reopen(self) -> bool:
             calls.append("reopen")
+            if len(calls) > 6:
+                raise OSError("the file went away")
+            return True
 
     engine = engine_module.Engine.__new__(engine_module.Engine)  # _train needs only these
     engine.store, engine._store_reopened = Store(), time.monotonic()
+    engine._event = lambda level, message, *args, **kwargs: calls.append(f"{level}: {message}")
     engine._train(work, False)  # the store was opened just now: not reopened yet
     monkeypatch.setattr(engine_module, "STORE_REOPEN_SECONDS", 0)
     with pytest.raises(RuntimeError):
         engine._train(work, True)
-    assert calls == ["work", "release", "work", "reopen", "release"]
+    engine._train(work, False)  # a reopen that fails is an event; the release still runs
+    assert calls == [
+        *("work", "release", "work", "reopen", "release", "work", "reopen"),
+        "error: reopening the store failed: OSError: the file went away",
+        "release",
+    ]

@@ -194,6 +194,28 @@ def test_a_reopen_waits_for_the_work_in_flight_and_holds_new_work_back(store):
     assert store.get_state("during") == 1  # committed before the reopen, read after it
 
 
+def test_a_reopen_gives_up_on_work_that_outlasts_its_timeout_and_changes_nothing(store):
+    in_block, finish = threading.Event(), threading.Event()
+
+    def long_read() -> None:
+        with store.cursor() as cursor:
+            in_block.set()
+            finish.wait(10)
+            cursor.execute("SELECT 1").fetchall()  # the same cursor, still open
+
+    reader = threading.Thread(target=long_read)
+    reader.start()
+    assert in_block.wait(10)
+    started = time.monotonic()
+    assert store.reopen(timeout=0.3) is False
+    assert 0.3 <= time.monotonic() - started < 5
+    assert store.scalar("SELECT 42") == 42  # new work is no longer held back
+    finish.set()
+    reader.join(10)
+    assert not reader.is_alive()
+    assert store.reopen(timeout=0.3) is True
+
+
 def test_a_closed_store_says_so_and_a_reopen_inside_a_cursor_block_is_refused(settings):
     store = Store(settings.db_path)
     with store.cursor(), pytest.raises(RuntimeError, match="wait for itself"):

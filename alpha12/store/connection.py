@@ -2,8 +2,10 @@
 table family's reads and writes go through.
 
 DuckDB allows one read-write process per file, so the process that opens the store owns it:
-one connection, a cursor per thread, and writes serialised by a lock so that a unit of work
-(an upsert, a job claim) is one transaction. Every SQL value travels as a parameter.
+one connection, a cursor per thread used inside `cursor()` blocks, and writes serialised by a
+lock so that a unit of work (an upsert, a job claim) is one transaction. `reopen` closes and
+opens the file again between blocks, which hands back the C heap DuckDB keeps. Every SQL value
+travels as a parameter.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def equal_to(values: dict) -> tuple[list[str], list]:
     """SQL equality conditions for the columns whose value is given (names from code only)."""
     given = {column: value for column, value in values.items() if value is not None}
     return [f"{column} = ?" for column in given], list(given.values())
+
+
+REOPEN_WAIT_SECONDS = 5.0  # how long `reopen` holds new work back for the work in flight
 
 
 class StoreError(UserError):
@@ -109,19 +114,23 @@ class Connection:
             self._local.cursor, self._local.generation = cursor, self._generation
         return cursor
 
-    def reopen(self) -> None:
+    def reopen(self, timeout: float = REOPEN_WAIT_SECONDS) -> bool:
         """Close DuckDB's instance and open the file again, once every cursor in use is
-        done. DuckDB keeps C heap from each join and aggregate on text keys (about 1 KB a
-        query, measured; see RELIABILITY.md) until its instance closes, so a process that
-        runs for weeks reopens its store now and then to hold its memory flat."""
+        done; whether it did (False, with nothing changed, when the work in flight outlasts
+        `timeout`: new work waits meanwhile, so a long export must not hold everyone).
+        DuckDB keeps C heap from each join and aggregate on text keys (about 1 KB a query,
+        measured; see RELIABILITY.md) until its instance closes, so a process that runs for
+        weeks reopens its store now and then to hold its memory flat."""
         if getattr(self._local, "depth", 0):
             raise RuntimeError("reopen() inside a cursor block would wait for itself")
         with self._gate:
             self._reopening = True
             try:
-                self._gate.wait_for(lambda: self._in_use == 0)
+                if not self._gate.wait_for(lambda: self._in_use == 0, timeout):
+                    return False
                 self._close_all()
                 self._connection = self._open()
+                return True
             finally:
                 self._reopening = False
                 self._gate.notify_all()
