@@ -119,7 +119,7 @@ def test_memory_stays_flat_while_the_engine_runs(tmp_path):
     peak = max(r["rss_mb"] for r in later)
     print(
         f"\nsoak: {minutes:g} min at {speed:g}x over {history} days, {len(sampler.rows)} "
-        f"samples, RSS in the minute of the first monitor run (median) {baseline} MB, "
+        f"samples, RSS in the minute of the first monitor run (median) {baseline:.1f} MB, "
         f"peak after it {peak} MB ({peak / baseline - 1:+.1%}), last {later[-1]['rss_mb']} MB, "
         f"{later[-1]['monitor_runs']} monitor runs; curve {curve}"
     )
