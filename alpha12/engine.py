@@ -93,9 +93,8 @@ class Engine:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop and wait for the thread; a second call does nothing."""
         self._stop.set()
-        for thread in (self._thread, self._supervisor):
-            if thread and thread.is_alive() and thread is not threading.current_thread():
-                thread.join(timeout)
+        _join(self._supervisor, timeout)
+        _join(self._thread, timeout)  # after the supervisor: it may have just restarted it
         if self._training and not self._training.done():
             try:
                 self._training.exception(timeout)  # let a running retrain finish its writes
@@ -135,7 +134,8 @@ class Engine:
                 message = f"the engine thread died ({self._death}); restarting it"
                 self._event("error", message)
                 self._alert(AlertKind.ENGINE_DEAD, "alpha12 engine died", message)
-                self._spawn()
+                if not self._stop.is_set():  # the alert can take seconds; a stop may have come
+                    self._spawn()
             elif self._stalled() and self._stall_reported != self.last_heartbeat:
                 self._stall_reported = self.last_heartbeat  # once per stall, not every tick
                 age = (WallClock().now() - self.last_heartbeat).total_seconds()
@@ -505,3 +505,8 @@ def _stale(state: EngineState, heartbeat: pd.Timestamp | None, limit_s: float) -
 
 def _timestamp(value: str | None) -> pd.Timestamp | None:
     return utc(value) if value else None
+
+
+def _join(thread: threading.Thread | None, timeout: float) -> None:
+    if thread and thread.is_alive() and thread is not threading.current_thread():
+        thread.join(timeout)

@@ -3,6 +3,7 @@ time, a failing pair that never stops the others, a supervisor that restarts a d
 idempotent start and stop, jobs re-queued after a crash, and live setups that open and close."""
 
 import dataclasses
+import sys
 import threading
 import time
 
@@ -229,6 +230,22 @@ def test_a_dead_engine_thread_is_restarted_and_recorded(make_engine, no_warm_sta
     wait_for(lambda: engine.store.get_state("engine")["restarts"] == 1)
     engine.stop()
     assert engine.restarts == 1 and engine.store.get_state("engine")["state"] == "stopped"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_stop_while_the_supervisor_reports_a_death_leaves_nothing_running(
+    make_engine, no_warm_start, monkeypatch
+):
+    """The death alert can take seconds to send; a stop that comes meanwhile must not
+    return with a restarted thread still using the store it is about to close."""
+    engine = make_engine()
+    alerting = threading.Event()
+    monkeypatch.setattr(engine, "tick", lambda: sys.exit("injected"))
+    monkeypatch.setattr(engine, "_alert", lambda *args: alerting.set() or time.sleep(0.5))
+    engine.start()
+    assert alerting.wait(10)
+    engine.stop()
+    assert engine.restarts == 1 and not engine.running  # no thread left to use the store
 
 
 def test_a_stalled_engine_is_shown_as_stalled_until_it_beats_again(

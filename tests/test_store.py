@@ -225,6 +225,30 @@ def test_a_closed_store_says_so_and_a_reopen_inside_a_cursor_block_is_refused(se
         store.scalar("SELECT 1")
 
 
+def test_a_close_waits_for_the_work_in_flight_and_refuses_work_that_outlasts_it(settings):
+    store = Store(settings.db_path)
+    in_block, finish = threading.Event(), threading.Event()
+
+    def long_read() -> None:
+        with store.cursor() as cursor:
+            in_block.set()
+            finish.wait(10)
+            cursor.execute("SELECT 1").fetchall()  # DuckDB refuses to close a busy cursor
+
+    reader = threading.Thread(target=long_read)
+    reader.start()
+    assert in_block.wait(10)
+    with pytest.raises(StoreError, match=r"still in use by another thread after 0\.2 s"):
+        store.close(timeout=0.2)
+    assert store.scalar("SELECT 42") == 42  # a refused close changes nothing
+    threading.Timer(0.3, finish.set).start()
+    store.close()  # waits for the reader's block to end
+    reader.join(10)
+    assert not reader.is_alive()
+    with pytest.raises(StoreError, match="is closed"):
+        store.scalar("SELECT 1")
+
+
 def test_second_process_gets_a_plain_message_naming_the_file(store, run_cli):
     held = store.path  # the fixture holds the file open read-write
     completed = run_cli("--db", held, "status", timeout=60)

@@ -50,6 +50,7 @@ def equal_to(values: dict) -> tuple[list[str], list]:
 
 
 REOPEN_WAIT_SECONDS = 5.0  # how long `reopen` holds new work back for the work in flight
+CLOSE_WAIT_SECONDS = 30.0  # how long `close` waits for the work in flight to finish
 
 
 class StoreError(UserError):
@@ -68,10 +69,11 @@ class Connection:
         self._memory_limit = memory_limit
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        # Every use of a cursor happens inside `cursor()`; `reopen` waits until none is.
+        # Every use of a cursor happens inside `cursor()`; `reopen` and `close` wait until
+        # none is.
         self._gate = threading.Condition()
         self._in_use = 0
-        self._reopening = False
+        self._draining = False
         self._cursors: weakref.WeakSet = weakref.WeakSet()  # a dead thread's goes with it
         self._generation = 0  # bumped by `reopen`: each thread then takes a fresh cursor
         self._closed = False
@@ -84,11 +86,12 @@ class Connection:
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """This thread's cursor (DuckDB connections are not shared across threads), held
-        for the block: `reopen` waits for every block to end and holds new ones back."""
+        for the block: `reopen` and `close` wait for every block to end and hold new ones
+        back."""
         depth = getattr(self._local, "depth", 0)
         if depth == 0:
             with self._gate:
-                self._gate.wait_for(lambda: not self._reopening)
+                self._gate.wait_for(lambda: not self._draining)
                 self._in_use += 1
         self._local.depth = depth + 1
         try:
@@ -121,18 +124,36 @@ class Connection:
         DuckDB keeps C heap from each join and aggregate on text keys (about 1 KB a query,
         measured; see RELIABILITY.md) until its instance closes, so a process that runs for
         weeks reopens its store now and then to hold its memory flat."""
+        with self._drained(timeout, "reopen") as idle:
+            if not idle:
+                return False
+            self._close_all()
+            self._connection = self._open()
+            return True
+
+    def close(self, timeout: float = CLOSE_WAIT_SECONDS) -> None:
+        """Close the store once the work in flight is done; new work is refused."""
+        with self._drained(timeout, "close") as idle:
+            if not idle:
+                raise StoreError(
+                    f"{self.path} is still in use by another thread after {timeout:g} s; "
+                    "stop the engine before closing the store"
+                )
+            self._closed = True
+            self._close_all()
+
+    @contextmanager
+    def _drained(self, timeout: float, action: str) -> Iterator[bool]:
+        """Holds new cursor blocks back and waits up to `timeout` for the open ones to end;
+        yields whether they did (DuckDB refuses to close a cursor that is still running)."""
         if getattr(self._local, "depth", 0):
-            raise RuntimeError("reopen() inside a cursor block would wait for itself")
+            raise RuntimeError(f"{action}() inside a cursor block would wait for itself")
         with self._gate:
-            self._reopening = True
+            self._draining = True
             try:
-                if not self._gate.wait_for(lambda: self._in_use == 0, timeout):
-                    return False
-                self._close_all()
-                self._connection = self._open()
-                return True
+                yield self._gate.wait_for(lambda: self._in_use == 0, timeout)
             finally:
-                self._reopening = False
+                self._draining = False
                 self._gate.notify_all()
 
     @contextmanager
@@ -179,11 +200,6 @@ class Connection:
     def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
         rows = self.rows(sql, params)
         return rows[0][0] if rows else None
-
-    def close(self) -> None:
-        with self._gate:
-            self._closed = True
-            self._close_all()
 
     def _close_all(self) -> None:
         self._generation += 1  # every thread's cursor is closed: the next use takes a new one
