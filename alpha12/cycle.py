@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from alpha12 import signals, snapshots, tracker
+from alpha12 import features, signals, snapshots, tracker
 from alpha12.config import Settings
 from alpha12.features import FEATURE_NAMES
 from alpha12.registry import Registry, ServedModel
@@ -130,11 +130,8 @@ def analyze_pairs(
         (t.asset, t.interval): PairAnalysis(t.asset, t.interval, newest_bar=t.newest_bar)
         for t in tails
     }
-    work = []
-    for tail in tails:
-        if tail.pending:
-            result = results[(tail.asset, tail.interval)]
-            work += _guard(result, _features, result, tail, timings)
+    with stage(timings, "features"):
+        work = _features(results, [tail for tail in tails if tail.pending])
     with stage(timings, "predict"):
         work = _predict_all(registry, settings, work)
     with stage(timings, "tracker"):
@@ -189,8 +186,25 @@ def _joined(work: list[_PairWork], columns) -> pd.DataFrame:
     return frame
 
 
-def _features(result: PairAnalysis, tail: PendingTail, timings) -> _PairWork:
-    with stage(timings, "features"):
+def _features(results: dict[Pair, PairAnalysis], tails: list[PendingTail]) -> list[_PairWork]:
+    """Each tail's new rows' features: the pairs with one new bar (every pair, most cycles)
+    in one stacked call, the others (a catch-up) pair by pair."""
+    newest_only = [tail for tail in tails if tail.pending == 1]
+    try:
+        latest = features.latest_rows([tail.bars for tail in newest_only])
+        keys = [(tail.asset, tail.interval) for tail in newest_only]
+        computed = dict(zip(keys, latest[:, np.newaxis, :], strict=True))
+    except Exception:  # some tail's fault: pair by pair below, so it is that pair's error only
+        computed = {}
+    work = []
+    for tail in tails:
+        result = results[(tail.asset, tail.interval)]
+        work += _guard(result, _pair_work, result, tail, computed.get((tail.asset, tail.interval)))
+    return work
+
+
+def _pair_work(result: PairAnalysis, tail: PendingTail, values: np.ndarray | None) -> _PairWork:
+    if values is None:
         values = snapshots.tail_features(tail.bars, tail.pending)
     ts = snapshots.utc_micros(tail.bars["ts"].iloc[-tail.pending :])
     return _PairWork(result, tail.bars, ts, values)

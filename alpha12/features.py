@@ -83,6 +83,19 @@ WARMUP_BARS: int = 99
 # 500-bar one only 3e-8; 1000 bars came out bit-identical.
 TAIL_BARS: int = 1000
 
+# The features that run a recursion (EMA, Wilder smoothing) through the whole tail. Every other
+# one reads only the last WINDOW_BARS bars (windows, lags, calendar), so latest_rows computes
+# it over those alone: the same value, since _rolling folds a window in the same order however
+# long the series is.
+_RECURSIVE = frozenset(
+    {
+        "rsi_14", "atr_pct_14", "macd_pct", "macd_signal_pct", "macd_hist_pct", "adx_14",
+        "plus_di_14", "minus_di_14", "ema_dist_20", "ema_dist_50", "ema_cross_20_50",
+        "range_atr_14",
+    }
+)  # fmt: skip
+WINDOW_BARS: int = WARMUP_BARS + 1
+
 # _spread works through rows in blocks this long, so that its `window` passes over a block stay
 # in the CPU cache; over whole arrays it runs 2-3 times slower.
 _BLOCK_ROWS = 16_384
@@ -92,15 +105,15 @@ _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday = 0
 
 def _lag(x: np.ndarray, bars: int) -> np.ndarray:
     """x shifted `bars` rows later, NaN where no earlier value exists."""
-    out = np.full(len(x), np.nan)
-    out[bars:] = x[: max(len(x) - bars, 0)]
+    out = np.full(x.shape, np.nan)
+    out[..., bars:] = x[..., : max(x.shape[-1] - bars, 0)]
     return out
 
 
 def _change(x: np.ndarray, bars: int = 1) -> np.ndarray:
     """x[t] - x[t - bars], NaN where no earlier value exists."""
-    out = np.full(len(x), np.nan)
-    np.subtract(x[bars:], x[: max(len(x) - bars, 0)], out=out[bars:])
+    out = np.full(x.shape, np.nan)
+    np.subtract(x[..., bars:], x[..., : max(x.shape[-1] - bars, 0)], out=out[..., bars:])
     return out
 
 
@@ -111,25 +124,25 @@ def _rolling(x: np.ndarray, window: int, combine: np.ufunc) -> np.ndarray:
     along the binary digits of `window`: O(n log window), and every row is folded in the same
     order however long the series is, so a tail gives bit-identical values to the full history.
     """
-    n = len(x)
-    out = np.full(n, np.nan)
+    n = x.shape[-1]
+    out = np.full(x.shape, np.nan)
     if n < window:
         return out
-    total = out[window - 1 :]  # folds the `covered` most recent values of each full window
+    total = out[..., window - 1 :]  # folds the `covered` most recent values of each window
     runs, span, covered = x, 1, 0  # runs[i] folds the `span` values ending at row i
     while True:
         if window & span:
-            older = runs[window - 1 - covered : n - covered]
+            older = runs[..., window - 1 - covered : n - covered]
             if covered:
                 combine(total, older, out=total)
             else:
-                total[:] = older
+                total[...] = older
             covered += span
         if 2 * span > window:
             return out
-        doubled = np.empty(n)
-        doubled[:span] = np.nan  # too early for a full run; never read
-        combine(runs[span:], runs[:-span], out=doubled[span:])
+        doubled = np.empty(x.shape)
+        doubled[..., :span] = np.nan  # too early for a full run; never read
+        combine(runs[..., span:], runs[..., :-span], out=doubled[..., span:])
         runs, span = doubled, 2 * span
 
 
@@ -147,15 +160,16 @@ def _spread(x: np.ndarray, centre: np.ndarray, window: int, magnitude: np.ufunc)
     """Sum of magnitude(x[t-k] - centre[t]) over each row's last `window` values (two-pass, so
     no cancellation). Each row has its own centre, so this loops over the offsets k, within
     cache-sized blocks of rows: O(n * window). Row results do not depend on the blocking."""
-    n = len(x)
-    out = np.full(n, np.nan)
-    scratch = np.empty(min(n, _BLOCK_ROWS))
+    n = x.shape[-1]
+    out = np.full(x.shape, np.nan)
+    scratch = np.empty((*x.shape[:-1], min(n, _BLOCK_ROWS)))
     for start in range(window - 1, n, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, n)
-        total, current, work = out[start:stop], centre[start:stop], scratch[: stop - start]
-        total[:] = 0.0
+        total, current = out[..., start:stop], centre[..., start:stop]
+        work = scratch[..., : stop - start]
+        total[...] = 0.0
         for offset in range(window):
-            np.subtract(x[start - offset : stop - offset], current, out=work)
+            np.subtract(x[..., start - offset : stop - offset], current, out=work)
             total += magnitude(work, out=work)
     out[_is_flat(x, window)] = 0.0
     return out
@@ -164,12 +178,11 @@ def _spread(x: np.ndarray, centre: np.ndarray, window: int, magnitude: np.ufunc)
 def _smooth(x: np.ndarray, alpha: float, period: int, start: int) -> np.ndarray:
     """y[t] = y[t-1] + alpha * (x[t] - y[t-1]), seeded at `start` with the mean of the `period`
     values ending there (TA-Lib's seeding for EMA and Wilder smoothing); NaN before `start`."""
-    y = np.full(len(x), np.nan)
-    if start < len(x):
-        y[start] = x[start - period + 1 : start + 1].mean()
-        y[start + 1 :] = lfilter(
-            [alpha], [1.0, alpha - 1.0], x[start + 1 :], zi=[(1.0 - alpha) * y[start]]
-        )[0]
+    y = np.full(x.shape, np.nan)
+    if start < x.shape[-1]:
+        y[..., start] = x[..., start - period + 1 : start + 1].mean(axis=-1)
+        seed = (1.0 - alpha) * y[..., start : start + 1]
+        y[..., start + 1 :] = lfilter([alpha], [1.0, alpha - 1.0], x[..., start + 1 :], zi=seed)[0]
     return y
 
 
@@ -211,15 +224,36 @@ def _epoch_seconds(ts: pd.Series) -> np.ndarray:
     return ts.to_numpy(dtype="datetime64[s]").astype(np.int64)
 
 
-class _Bars:
-    """A bars frame as float arrays, plus the intermediates several features share (built once)."""
+_PRICES = ("open", "high", "low", "close", "volume")
 
-    def __init__(self, bars: pd.DataFrame) -> None:
-        self.open, self.high, self.low, self.close, self.volume = (
-            bars[column].to_numpy(dtype=np.float64)
-            for column in ("open", "high", "low", "close", "volume")
-        )
-        self.seconds = _epoch_seconds(bars["ts"])
+
+class _Bars:
+    """Bars as float arrays, plus the intermediates several features share (built once). One
+    series per array, or several of one length stacked as rows: every formula works along the
+    last axis, so each row gets exactly the values its series would get alone."""
+
+    def __init__(self, prices: Sequence[np.ndarray], seconds: np.ndarray) -> None:
+        self.open, self.high, self.low, self.close, self.volume = prices
+        self.seconds = seconds
+
+    @classmethod
+    def of(cls, bars: pd.DataFrame) -> "_Bars":
+        prices = [bars[column].to_numpy(dtype=np.float64) for column in _PRICES]
+        return cls(prices, _epoch_seconds(bars["ts"]))
+
+    @classmethod
+    def stacked(cls, tails: Sequence[pd.DataFrame]) -> "_Bars":
+        """Tails of one length, one per row."""
+        prices = [
+            np.stack([tail[column].to_numpy(dtype=np.float64) for tail in tails])
+            for column in _PRICES
+        ]
+        return cls(prices, np.stack([_epoch_seconds(tail["ts"]) for tail in tails]))
+
+    def last(self, bars: int) -> "_Bars":
+        """The same series cut to their last `bars` bars (views, no copy)."""
+        prices = [x[..., -bars:] for x in (self.open, self.high, self.low, self.close, self.volume)]
+        return _Bars(prices, self.seconds[..., -bars:])
 
     @cached_property
     def log_close(self) -> np.ndarray:
@@ -269,7 +303,7 @@ class _Bars:
         exists, so the fast EMA's seed is the SMA of bars 14..25, not 0..11."""
         line = _ema(self.close, 12, start=25) - _ema(self.close, 26, start=25)
         signal = _ema(line, 9, start=33)
-        line[:33] = np.nan  # TA-Lib reports all three series from bar 33
+        line[..., :33] = np.nan  # TA-Lib reports all three series from bar 33
         return line, signal
 
     @cached_property
@@ -280,12 +314,13 @@ class _Bars:
         minus_move = np.where(down > np.maximum(up, 0.0), down, 0.0)
         # TA-Lib seeds each Wilder sum with bars 1..13 over 14, i.e. bar 0 counts as no move,
         # and reports DI from bar 14 on.
-        range_moves = np.r_[0.0, self.true_range[1:]]
+        range_moves = self.true_range.copy()
+        range_moves[..., :1] = 0.0
         plus, minus, true_range = (
             _wilder(moves, 14, start=13) for moves in (plus_move, minus_move, range_moves)
         )
         plus_di, minus_di = 100.0 * plus / true_range, 100.0 * minus / true_range
-        plus_di[:14] = minus_di[:14] = np.nan
+        plus_di[..., :14] = minus_di[..., :14] = np.nan
         directional_sum = plus + minus
         # DX = |+DI - -DI| / (+DI + -DI), in which the true range cancels. Without any directional
         # move it is 0/0; counting that as 0 keeps the ADX recursion alive (TA-Lib skips the bar).
@@ -315,7 +350,7 @@ class _Bars:
         fast_k = 100.0 * (self.close - bottom) / (top - bottom)
         slow_k = _rolling_mean(fast_k, 3)
         slow_d = _rolling_mean(slow_k, 3)
-        slow_k[:17] = np.nan  # TA-Lib reports %K from bar 17 too, where %D starts
+        slow_k[..., :17] = np.nan  # TA-Lib reports %K from bar 17 too, where %D starts
         return slow_k, slow_d
 
     def williams_r(self) -> np.ndarray:
@@ -338,7 +373,7 @@ class _Bars:
         moved = abs(change) > 1e-14 * (abs(tp) + abs(_lag(tp, 1)))
         inflow = np.where(moved & (change > 0), flow, 0.0)
         outflow = np.where(moved & (change < 0), flow, 0.0)
-        inflow[:1] = outflow[:1] = np.nan  # bar 0 has no previous price to compare with
+        inflow[..., :1] = outflow[..., :1] = np.nan  # bar 0 has no previous price to compare with
         inflow, outflow = _rolling(inflow, window, np.add), _rolling(outflow, window, np.add)
         return 100.0 * inflow / (inflow + outflow)
 
@@ -423,13 +458,8 @@ _FORMULAS: dict[str, Callable[[_Bars], np.ndarray]] = {
 
 def feature_matrix(bars: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
     """One row per feature in `names`, one column per bar; inf (from a zero denominator) -> NaN."""
-    prepared = _Bars(bars)
-    values = np.empty((len(names), len(bars)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for row, name in enumerate(names):
-            values[row] = _FORMULAS[name](prepared)
-    values[np.isinf(values)] = np.nan
-    return values
+    prepared = _Bars.of(bars)
+    return _values(names, lambda name: _FORMULAS[name](prepared), (len(bars),))
 
 
 def compute_features(bars: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> pd.DataFrame:
@@ -453,6 +483,40 @@ def latest_features(tail_bars: pd.DataFrame) -> pd.Series:
 
 def latest_values(tail_bars: pd.DataFrame) -> np.ndarray:
     """latest_features as a bare array, in FEATURE_NAMES order."""
-    if tail_bars.empty:
-        raise ValueError("latest_features needs at least one bar")
-    return feature_matrix(tail_bars.iloc[-TAIL_BARS:])[:, -1]
+    return latest_rows([tail_bars])[0]
+
+
+def latest_rows(tails: Sequence[pd.DataFrame]) -> np.ndarray:
+    """latest_values of every tail, one row each. Tails of one length are stacked and computed
+    as one array (a tail's maths costs less than the Python around it), and the windowed
+    features only over the last WINDOW_BARS bars, which is all they read."""
+    rows = np.empty((len(tails), len(FEATURE_NAMES)))
+    by_length: dict[int, list[int]] = {}
+    for position, tail in enumerate(tails):
+        if tail.empty:
+            raise ValueError("latest_features needs at least one bar")
+        by_length.setdefault(min(len(tail), TAIL_BARS), []).append(position)
+    for length, positions in by_length.items():
+        stacked = _Bars.stacked([tails[p].iloc[-length:] for p in positions])
+        rows[positions] = _latest(stacked).T
+    return rows
+
+
+def _latest(full: _Bars) -> np.ndarray:
+    """The newest bar's features of each stacked series: (features, series)."""
+    recent = full.last(WINDOW_BARS)
+    return _values(
+        FEATURE_NAMES,
+        lambda name: _FORMULAS[name](full if name in _RECURSIVE else recent)[..., -1],
+        full.close.shape[:-1],
+    )
+
+
+def _values(names: Sequence[str], formula: Callable[[str], np.ndarray], shape: tuple) -> np.ndarray:
+    """formula(name) for each of `names`, one row each; inf (a zero denominator) -> NaN."""
+    values = np.empty((len(names), *shape))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for row, name in enumerate(names):
+            values[row] = formula(name)
+    values[np.isinf(values)] = np.nan
+    return values

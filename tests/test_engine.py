@@ -151,15 +151,15 @@ def test_jobs_left_running_by_a_crash_are_requeued_on_start(
 
 def test_a_failing_pair_is_an_event_and_the_others_keep_running(make_engine, monkeypatch):
     engine = make_engine(assets=("BTC", "ETH"))
-    real_step, attempts = cycle._features, []
+    real_step, attempts = cycle._pair_work, []
 
-    def step(result, tail, timings):  # the per-pair part of the engine's batched analysis
+    def step(result, tail, values):  # the per-pair part of the engine's batched analysis
         if tail.asset == "ETH":
             attempts.append(tail.interval)
             raise RuntimeError("ETH analysis exploded")
-        return real_step(result, tail, timings)
+        return real_step(result, tail, values)
 
-    monkeypatch.setattr(cycle, "_features", step)
+    monkeypatch.setattr(cycle, "_pair_work", step)
 
     def snapshots(asset: str) -> int:
         return engine.store.scalar("SELECT count(*) FROM snapshots WHERE asset = ?", [asset])

@@ -14,9 +14,11 @@ from alpha12.features import (
     TAIL_BARS,
     TALIB_FEATURES,
     WARMUP_BARS,
+    WINDOW_BARS,
     atr,
     compute_features,
     latest_features,
+    latest_rows,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,6 +249,22 @@ def test_latest_features_equals_full_history_on_a_random_walk():
     bars = random_walk_bars(6000, seed=3)
     assert bars["close"].max() / bars["close"].min() > 5  # seeds far from the tail's prices
     _assert_latest_matches_full(bars, [TAIL_BARS, TAIL_BARS + 1, 2500, 4321, len(bars)])
+
+
+def test_stacked_tails_give_each_tail_exactly_its_own_latest_features():
+    """The cycle computes every pair's newest bar in one stacked call: tails of one length
+    share arrays, the windowed features read only the last WINDOW_BARS bars; each row must be
+    bit for bit what its tail gives alone over its whole tail (or longest allowed tail)."""
+    lengths = [TAIL_BARS, TAIL_BARS, TAIL_BARS + 500, 400, 400, WINDOW_BARS, WINDOW_BARS - 1, 30]
+    tails = [random_walk_bars(n, seed=seed) for seed, n in enumerate(lengths)]
+    tails[1] = btc("5m").iloc[-TAIL_BARS:]  # real bars stacked with a random walk
+    rows = latest_rows(tails)
+    for tail, row in zip(tails, rows, strict=True):
+        expected = compute_features(tail.iloc[-TAIL_BARS:]).iloc[-1]
+        np.testing.assert_array_equal(row, expected, err_msg=f"a tail of {len(tail)} bars")
+    assert not np.isnan(rows[:6]).any() and np.isnan(rows[6:]).any()  # the windows fill at 100
+    with pytest.raises(ValueError, match="at least one bar"):
+        latest_rows([tails[0], tails[0].iloc[:0]])
 
 
 def test_half_the_tail_would_not_be_enough():
