@@ -290,10 +290,8 @@ def _resolve(item: _PairWork, store: Store, settings: Settings, by_pair: dict) -
     )
     item.result.closed = len(item.exits)
     still_open = setups[~setups["id"].isin(item.exits["id"])]
-    item.open_books = {
-        _book(row.shadow, row.model_version, row.model_scope)
-        for row in still_open.itertuples(index=False)
-    }
+    columns = (still_open[name].tolist() for name in ("shadow", "model_version", "model_scope"))
+    item.open_books = set(map(_book, *columns))  # not itertuples: a namedtuple class per call
 
 
 def _book(shadow: bool, version, scope) -> tuple:

@@ -13,7 +13,8 @@ every later ADX value. For the same reason bars must be clean: a NaN price fed t
 Wilder recursions would blank them from that bar on.
 
 `compute_features` does the whole history at once; `latest_features` does the newest bar from a
-bounded tail and agrees with it to rounding (see TAIL_BARS).
+bounded tail and agrees with it to rounding (see TAIL_BARS); `latest_rows` does the newest bar of
+many tails at once, as the cycle does for every pair.
 """
 
 from collections.abc import Callable, Sequence
