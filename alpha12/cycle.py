@@ -142,7 +142,7 @@ def analyze_pairs(
     with stage(timings, "snapshots"):
         _insert_snapshots(store, work)
     with stage(timings, "targets"):
-        work = _each(work, _mature, settings)
+        work = _mature_all(work, settings)
         store.update_targets(_joined(work, lambda item: item.matured))
     return [results[pair] for pair in pairs]
 
@@ -375,6 +375,24 @@ def _snapshot_columns(item: _PairWork) -> dict[str, np.ndarray]:
     }
 
 
+def _mature_all(work: list[_PairWork], settings: Settings) -> list[_PairWork]:
+    """The targets that matured with the newest bars, from the tails already read: one
+    barrier walk per timeframe for all its pairs."""
+    by_interval: dict[str, list[_PairWork]] = {}
+    for item in work:
+        by_interval.setdefault(item.result.interval, []).append(item)
+    for interval, group in by_interval.items():
+        try:
+            matured = snapshots.matured_targets_of(
+                [item.bars for item in group], interval, settings
+            )
+        except Exception:  # some tail's fault: pair by pair below, so it is that pair's error only
+            continue
+        for item, targets in zip(group, matured, strict=True):
+            item.matured = targets
+    return _each(work, _mature, settings)
+
+
 def _mature(item: _PairWork, settings: Settings) -> None:
-    """The targets that matured with the newest bars, from the tail already read."""
-    item.matured = snapshots.matured_targets(item.bars, item.result.interval, settings)
+    if item.matured is None:  # its timeframe's walk failed
+        item.matured = snapshots.matured_targets(item.bars, item.result.interval, settings)

@@ -8,6 +8,8 @@ once it is known, with `target_ts` saying when that was.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -17,6 +19,7 @@ from alpha12.features import FEATURE_NAMES
 
 SNAPSHOT_SOURCE = "background_analysis"
 TARGET_COLUMNS = ("target", "target_ts", "pnl_pct")
+_PRICES = ("open", "high", "low", "close")
 STORED_DIGITS = 4  # significant digits of a stored feature (see stored_features)
 
 
@@ -105,18 +108,53 @@ def as_utc(times: np.ndarray) -> pd.Series:
 def matured_targets(bars: pd.DataFrame, interval: str, settings: Settings) -> dict[str, np.ndarray]:
     """The targets the newest bars of a tail may have settled, as arrays: ts, target,
     target_ts (see utc_micros) and pnl_pct."""
+    return matured_targets_of([bars], interval, settings)[0]
+
+
+def matured_targets_of(
+    tails: Sequence[pd.DataFrame], interval: str, settings: Settings
+) -> list[dict[str, np.ndarray]]:
+    """matured_targets of many tails of one timeframe, in one barrier walk over their recent
+    bars laid end to end, with `horizon` unknown bars after each: a trade's path stops at
+    those, as it does at the end of a single tail, so no path runs into the next tail."""
     timeframe = settings.timeframe(interval)
-    recent = (timeframe.horizon_bars + 2) * 4
-    recent_bars, atr = _with_atr(bars, recent)
-    known = targets.barrier_outcomes(
-        recent_bars, atr, **_barriers(interval, timeframe, settings.round_trip_cost_bps, 1)
+    recent, gap = (timeframe.horizon_bars + 2) * 4, timeframe.horizon_bars
+    parts = [_recent_prices(tail, recent) for tail in tails]
+    joined = pd.DataFrame(
+        {column: _end_to_end([part[column] for part in parts], gap) for column in parts[0]}
     )
-    return {
-        "ts": utc_micros(recent_bars["ts"]),
-        "target": known["label"],
-        "target_ts": utc_micros(known["target_ts"]),
-        "pnl_pct": known["pnl_pct"],
-    }
+    known = targets.barrier_outcomes(
+        joined,
+        joined.pop("atr").to_numpy(),
+        **_barriers(interval, timeframe, settings.round_trip_cost_bps, 1),
+    )
+    target_ts = utc_micros(known["target_ts"])
+    matured, start = [], 0
+    for part in parts:
+        rows = slice(start, start + len(part["ts"]))
+        start = rows.stop + gap
+        matured.append(
+            {
+                "ts": part["ts"],
+                "target": known["label"][rows],
+                "target_ts": target_ts[rows],
+                "pnl_pct": known["pnl_pct"][rows],
+            }
+        )
+    return matured
+
+
+def _recent_prices(bars: pd.DataFrame, recent: int) -> dict[str, np.ndarray]:
+    """The last `recent` bars' times (utc_micros), prices and ATR(14) over all of `bars`."""
+    prices = {column: bars[column].to_numpy(dtype=np.float64) for column in _PRICES}
+    prices["atr"] = features.atr(prices["high"], prices["low"], prices["close"])
+    return {"ts": utc_micros(bars["ts"])[-recent:]} | {k: v[-recent:] for k, v in prices.items()}
+
+
+def _end_to_end(arrays: list[np.ndarray], gap: int) -> np.ndarray:
+    """The arrays joined, each followed by `gap` unknown values (NaN, or NaT for times)."""
+    unknown = np.full(gap, np.datetime64("NaT", "us") if arrays[0].dtype.kind == "M" else np.nan)
+    return np.concatenate([piece for array in arrays for piece in (array, unknown)])
 
 
 def with_short_outcomes(

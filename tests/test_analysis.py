@@ -205,3 +205,26 @@ def test_live_update_matches_a_full_backfill(tmp_path, bars, arriving):
     assert live_rows["target"].notna().sum() == full_rows["target"].notna().sum() > 500
     live.close()
     full.close()
+
+
+def test_the_targets_of_many_tails_at_once_are_each_tails_own(bars):
+    """The cycle settles every pair's recent targets of a timeframe in one barrier walk over
+    their tails laid end to end; each must get exactly what a walk over it alone gives, and
+    no trade may run on into the next tail's bars."""
+    timeframe = SETTINGS.timeframe(INTERVAL)
+    recent = (timeframe.horizon_bars + 2) * 4
+    tails = [bars.iloc[:700], rewritten_after(bars, bars["ts"].iloc[300]).iloc[:900]]
+    tails += [bars.iloc[50:60], bars.iloc[:700]]  # shorter than `recent`; a tail again
+    many = snapshots.matured_targets_of(tails, INTERVAL, SETTINGS)
+    for tail, matured in zip(tails, many, strict=True):
+        alone = snapshots.outcomes(
+            tail, INTERVAL, timeframe, SETTINGS.round_trip_cost_bps, last=recent
+        )
+        np.testing.assert_array_equal(matured["ts"], snapshots.utc_micros(tail["ts"])[-recent:])
+        np.testing.assert_array_equal(matured["target"], alone["label"].to_numpy())
+        np.testing.assert_array_equal(matured["pnl_pct"], alone["pnl_pct"].to_numpy())
+        np.testing.assert_array_equal(
+            matured["target_ts"], snapshots.utc_micros(alone["target_ts"])
+        )
+        assert np.isnan(matured["target"][-1])  # the newest bar's trade has no path yet
+    assert all(np.isfinite(m["target"][: -timeframe.horizon_bars]).all() for m in many[:2])

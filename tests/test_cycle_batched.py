@@ -6,15 +6,18 @@ flags, targets) and setups, real and shadow."""
 import dataclasses
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import models, training
+from alpha12 import cycle, models, snapshots, training
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
+from alpha12.features import latest_values
 from alpha12.registry import FALLBACK_INTERVAL
 from alpha12.services import Alpha12
 from alpha12.sources.replay import SyntheticReplay
+from alpha12.store import PendingTail
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import ModelStatus
 
@@ -111,3 +114,31 @@ def test_the_batched_cycle_equals_the_cycle_pair_by_pair(built, tmp_path):
     assert (setups["status"] == "closed").any()
     start = SyntheticReplay(built.seed, HISTORY_DAYS).default_start
     assert batched["snapshots"].dropna(subset=["target"])["ts"].max() > start
+
+
+def test_a_tail_that_breaks_a_batch_fails_alone(built):
+    """Features and targets are computed for all pairs at once; a tail that makes that fail
+    (here one without its highs) fails on its own, and every other pair gets its values."""
+    settings = built
+    app = open_app(settings)  # only read: the other test copies this store
+    try:
+        bars = {asset: app.store.read_bars(asset, "1h").iloc[-1000:] for asset in ASSETS}
+    finally:
+        app.close()
+    bars["ETH"] = bars["ETH"].drop(columns="high")
+    results = {(asset, "1h"): cycle.PairAnalysis(asset, "1h") for asset in ASSETS}
+    tails = [PendingTail(asset, "1h", 1, None, bars[asset]) for asset in ASSETS]
+    work = cycle._features(results, tails)
+    assert [item.result.asset for item in work] == ["BTC", "SOL"]
+    assert isinstance(results[("ETH", "1h")].error, KeyError)
+    for item in work:
+        np.testing.assert_array_equal(item.features[0], latest_values(bars[item.result.asset]))
+    work.insert(1, cycle._PairWork(results[("ETH", "1h")], bars["ETH"], None, None))
+    results[("ETH", "1h")].error = None
+    matured = cycle._mature_all(work, settings)
+    assert [item.result.asset for item in matured] == ["BTC", "SOL"]
+    assert isinstance(results[("ETH", "1h")].error, KeyError)
+    for item in matured:
+        alone = snapshots.matured_targets(bars[item.result.asset], "1h", settings)
+        for column, values in alone.items():
+            np.testing.assert_array_equal(item.matured[column], values)
