@@ -202,25 +202,27 @@ class SnapshotsTable:
             wanted=wanted,
             since=counts["newest_bar"] - wanted * counts["interval"].map(interval_delta),
         )
+        # Rows are tagged with the pair's position, not its names: half a million strings
+        # cost more to fetch than the prices.
         found = self.query_with(
-            windows[["asset", "interval", "since"]],
-            """SELECT b.asset, b.interval, b.ts, b.open, b.high, b.low, b.close, b.volume
+            windows[["asset", "interval", "since"]].assign(pair=np.arange(len(windows))),
+            """SELECT w.pair, b.ts, b.open, b.high, b.low, b.close, b.volume
                FROM bars b JOIN incoming w ON b.asset = w.asset AND b.interval = w.interval
                     AND b.ts >= w.since
-               ORDER BY b.asset, b.interval, b.ts""",
+               ORDER BY w.pair, b.ts""",
         )
-        spans = _spans(found)
+        spans = _spans(found["pair"].to_numpy())
         first_bars = self.first_bars()
         tails = {}
-        for row in windows.itertuples(index=False):
+        for pair, row in enumerate(windows.itertuples(index=False)):
             key = (row.asset, row.interval)
-            start, stop = spans.get(key, (0, 0))
+            start, stop = spans.get(pair, (0, 0))
             whole_history = key in first_bars and row.since <= first_bars[key]
             if stop == start or (stop - start < row.wanted and not whole_history):  # a gap
                 tails[key] = self.read_bars(row.asset, row.interval, tail=row.wanted)
             else:
                 first = max(start, stop - row.wanted)
-                tails[key] = found.iloc[first:stop, 2:].reset_index(drop=True)
+                tails[key] = found.iloc[first:stop, 1:].reset_index(drop=True)
         return tails
 
     def labelled_snapshots(
@@ -398,12 +400,11 @@ class SnapshotsTable:
         return rows
 
 
-def _spans(found: pd.DataFrame) -> dict[Pair, tuple[int, int]]:
-    """Each pair's rows [start, stop) in `found`, which is sorted by asset and interval (a
-    groupby of the hundreds of thousands of tail rows cost more than slicing them)."""
-    if found.empty:
+def _spans(pairs: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Each pair's rows [start, stop) in rows sorted by pair (a groupby of the hundreds of
+    thousands of tail rows cost more than slicing them)."""
+    if not len(pairs):
         return {}
-    asset, interval = found["asset"].to_numpy(), found["interval"].to_numpy()
-    changes = np.flatnonzero((asset[1:] != asset[:-1]) | (interval[1:] != interval[:-1])) + 1
-    starts, stops = np.r_[0, changes], np.r_[changes, len(found)]
-    return {(asset[a], interval[a]): (int(a), int(b)) for a, b in zip(starts, stops, strict=True)}
+    changes = np.flatnonzero(pairs[1:] != pairs[:-1]) + 1
+    starts, stops = np.r_[0, changes], np.r_[changes, len(pairs)]
+    return {int(pairs[a]): (int(a), int(b)) for a, b in zip(starts, stops, strict=True)}
