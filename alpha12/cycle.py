@@ -54,6 +54,7 @@ class _PairWork:
     bars: pd.DataFrame
     ts: np.ndarray  # the new bars' open times (snapshots.utc_micros)
     features: np.ndarray  # one row per new bar, FEATURE_NAMES order
+    stored: np.ndarray | None = None  # the features rounded as stored (what models see)
     served: ServedModel | None = None
     real: bool = True  # whether the serving model's setups are real (trades_for_real)
     probability: np.ndarray | None = None  # the serving model's, per new bar
@@ -84,13 +85,19 @@ def stage(timings: Counter | None, name: str):
 
 def predict(served: ServedModel | None, rows: pd.DataFrame) -> np.ndarray:
     """Win probabilities for rows with complete features (NaN elsewhere or with no model)."""
-    probability = np.full(len(rows), np.nan)
-    if served is None or rows.empty:
+    values = rows[list(FEATURE_NAMES)].to_numpy(dtype="float64")
+    return _predict_stored(served, snapshots.stored_values(values))  # what training saw
+
+
+def _predict_stored(served: ServedModel | None, stored: np.ndarray) -> np.ndarray:
+    """predict, of features already rounded as stored (snapshots.stored_values)."""
+    probability = np.full(len(stored), np.nan)
+    if served is None or not len(stored):
         return probability
-    values = snapshots.stored_features(rows)  # exactly what training saw
-    complete = values.notna().all(axis=1).to_numpy()
+    complete = ~np.isnan(stored).any(axis=1)
     if complete.any():
-        probability[complete] = served.model.predict_proba(values[complete])
+        rows = pd.DataFrame(stored[complete], columns=FEATURE_NAMES)
+        probability[complete] = served.model.predict_proba(rows)
     return probability
 
 
@@ -214,6 +221,10 @@ def _predict_all(registry: Registry, settings: Settings, work: list[_PairWork]) 
     """Each pair's rows predicted by its serving model (pairs served by the same model, an
     asset's fallback, share one call) and by its shadow challenger, if any."""
     registry.prepare([_key(item) for item in work])
+    if work:  # rounded as stored, what training saw: in one pass over every pair's rows
+        stored = snapshots.stored_values(np.vstack([item.features for item in work]))
+        for item, part in zip(work, _per_pair(stored, work), strict=True):
+            item.stored = part
     served = []
     for item in work:
         served += _guard(item.result, _serve, registry, settings, item)
@@ -233,7 +244,7 @@ def _predict_all(registry: Registry, settings: Settings, work: list[_PairWork]) 
 
 def _predict_shadow(item: _PairWork) -> None:
     if item.shadow is not None:
-        item.shadow_probability = predict(item.shadow, _feature_frame([item]))
+        item.shadow_probability = _predict_stored(item.shadow, item.stored)
 
 
 def _feature_frame(work: list[_PairWork]) -> pd.DataFrame:
@@ -252,10 +263,15 @@ def _serve(registry: Registry, settings: Settings, item: _PairWork) -> _PairWork
 
 
 def _predict_group(group: list[_PairWork]) -> None:
-    probability = predict(group[0].served, _feature_frame(group))
-    ends = np.cumsum([len(item.features) for item in group])
-    for item, part in zip(group, np.split(probability, ends[:-1]), strict=True):
+    probability = _predict_stored(group[0].served, np.vstack([item.stored for item in group]))
+    for item, part in zip(group, _per_pair(probability, group), strict=True):
         item.probability = part
+
+
+def _per_pair(values: np.ndarray, work: list[_PairWork]) -> list[np.ndarray]:
+    """Values of the pairs' new rows, stacked in `work`'s order, split back into each pair's."""
+    ends = np.cumsum([len(item.features) for item in work])
+    return np.split(values, ends[:-1])
 
 
 def _key(item: _PairWork) -> Pair:

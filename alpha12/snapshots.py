@@ -74,17 +74,20 @@ def for_pair(rows: pd.DataFrame, asset: str, interval: str) -> pd.DataFrame:
 
 
 def stored_features(rows: pd.DataFrame) -> pd.DataFrame:
-    """The features as snapshots store them and models see them: STORED_DIGITS significant
-    digits in float32. Far below what the models can tell apart (their trees split on 255
-    bins), and it lets DuckDB compress the features to about 2.9 bytes a value instead of 4."""
-    values = rows[list(FEATURE_NAMES)].to_numpy(dtype="float64")
+    """The features as snapshots store them and models see them (see stored_values)."""
+    values = stored_values(rows[list(FEATURE_NAMES)].to_numpy(dtype="float64"))
+    return pd.DataFrame(values, columns=FEATURE_NAMES, index=rows.index)
+
+
+def stored_values(values: np.ndarray) -> np.ndarray:
+    """Feature values as stored: STORED_DIGITS significant digits in float32. Far below what
+    the models can tell apart (their trees split on 255 bins), and it lets DuckDB compress the
+    features to about 2.9 bytes a value instead of 4."""
     with np.errstate(divide="ignore", invalid="ignore"):
         magnitude = np.floor(np.log10(np.abs(values)))
     scale = 10.0 ** (STORED_DIGITS - 1 - np.where(np.isfinite(magnitude), magnitude, 0))
     rounded = np.round(values * scale) / scale
-    return pd.DataFrame(
-        rounded.astype("float32").astype("float64"), columns=FEATURE_NAMES, index=rows.index
-    )
+    return rounded.astype("float32").astype("float64")
 
 
 def tail_features(bars: pd.DataFrame, pending: int) -> np.ndarray:
