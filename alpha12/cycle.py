@@ -60,6 +60,8 @@ class _PairWork:
     probability: np.ndarray | None = None  # the serving model's, per new bar
     shadow: ServedModel | None = None  # a challenger waiting in shadow
     shadow_probability: np.ndarray | None = None
+    setups_open: pd.DataFrame | None = None  # its setups open before this cycle
+    bars_since_entry: pd.DataFrame | None = None  # the bars that may resolve them
     exits: pd.DataFrame | None = None  # the open setups its new bars resolved
     open_books: set = field(default_factory=set)  # books (see _book) with a setup still open
     setups: list[signals.Setup] = field(default_factory=list)
@@ -279,31 +281,63 @@ def _key(item: _PairWork) -> Pair:
 
 
 def _close_resolved(store: Store, settings: Settings, work: list[_PairWork]) -> list[_PairWork]:
-    """Resolve the open setups of the pairs against their bars, in one read and one write."""
+    """Resolve the open setups of the pairs against their bars, in one read, one walk per
+    timeframe (tracker.resolve_many) and one write."""
     open_setups = store.open_setups([_key(item) for item in work])
     if open_setups.empty:
         return work
     by_pair = dict(iter(open_setups.groupby(["asset", "interval"], sort=False)))
-    work = _each(work, _resolve, store, settings, by_pair)
+    for item in work:
+        item.setups_open = by_pair.get(_key(item))
+    work = _each(work, _bars_since_entry, store)
+    by_interval: dict[str, list[_PairWork]] = {}
+    for item in work:
+        if item.setups_open is not None:
+            by_interval.setdefault(item.result.interval, []).append(item)
+    for interval, group in by_interval.items():
+        try:
+            exits = tracker.resolve_many(
+                [(item.setups_open, item.bars_since_entry) for item in group],
+                interval,
+                settings.timeframe(interval).horizon_bars,
+                settings.round_trip_cost_bps,
+            )
+        except Exception:  # some pair's fault: pair by pair below, so it is that pair's error only
+            continue
+        for item, resolved in zip(group, exits, strict=True):
+            item.exits = resolved
+    work = _each(work, _resolve, settings)
     store.close_setups(_concat([item.exits for item in work]))
     return work
 
 
-def _resolve(item: _PairWork, store: Store, settings: Settings, by_pair: dict) -> None:
-    setups = by_pair.get(_key(item))
+def _bars_since_entry(item: _PairWork, store: Store) -> None:
+    """The bars that may resolve the pair's open setups: its tail, or from the oldest setup on
+    when that opened before the tail (after a long outage)."""
+    if item.setups_open is None:
+        return
+    first = item.setups_open["ts"].min()
+    item.bars_since_entry = item.bars
+    if first < item.bars["ts"].iloc[0]:
+        asset, interval = _key(item)
+        item.bars_since_entry = store.read_bars(asset, interval, start=first)
+
+
+def _resolve(item: _PairWork, settings: Settings) -> None:
+    """The pair's exits (resolved with its timeframe's, or alone if that walk failed) and the
+    books it still has a setup open in."""
+    setups = item.setups_open
     if setups is None:
         return
-    asset, interval = _key(item)
-    bars = item.bars
-    if setups["ts"].min() < bars["ts"].iloc[0]:  # opened before the tail (a long outage)
-        bars = store.read_bars(asset, interval, start=setups["ts"].min())
-    item.exits = tracker.resolve(
-        setups,
-        bars,
-        interval,
-        settings.timeframe(interval).horizon_bars,
-        settings.round_trip_cost_bps,
-    )
+    if item.exits is None:
+        interval = item.result.interval
+        item.exits = tracker.resolve(
+            setups,
+            item.bars_since_entry,
+            interval,
+            settings.timeframe(interval).horizon_bars,
+            settings.round_trip_cost_bps,
+        )
     item.result.closed = len(item.exits)
     still_open = setups[~setups["id"].isin(item.exits["id"])]
     columns = (still_open[name].tolist() for name in ("shadow", "model_version", "model_scope"))

@@ -9,6 +9,9 @@ import pandas as pd
 from alpha12.targets import resolve_paths
 from alpha12.timeframes import interval_delta
 
+_PRICES = ("open", "high", "low", "close")
+_EXIT_COLUMNS = ["id", "exit_ts", "exit_price", "exit_reason", "pnl_pct", "r_multiple", "outcome"]
+
 
 def resolve(
     setups: pd.DataFrame,
@@ -23,56 +26,74 @@ def resolve(
     Columns: id, exit_ts (close of the resolving bar), exit_price, exit_reason, pnl_pct,
     r_multiple, outcome ("win"/"loss").
     """
-    if setups.empty or bars.empty:
-        return pd.DataFrame(
-            columns=[
-                "id",
-                "exit_ts",
-                "exit_price",
-                "exit_reason",
-                "pnl_pct",
-                "r_multiple",
-                "outcome",
-            ]
-        )
-    # A DatetimeIndex, not .to_numpy(): tz-aware times come out of numpy as objects, which
-    # cannot be added to a timedelta.
-    bar_open = pd.DatetimeIndex(bars["ts"])
-    first = bar_open.searchsorted(pd.DatetimeIndex(setups["ts"]), side="right")
-    paths = _paths(first, bars, horizon)
-    entry = setups["entry"].to_numpy(dtype="float64")
-    stop = setups["stop"].to_numpy(dtype="float64")
+    return resolve_many([(setups, bars)], interval, horizon, round_trip_cost_bps)[0]
+
+
+def resolve_many(
+    books: list[tuple[pd.DataFrame, pd.DataFrame]],
+    interval: str,
+    horizon: int,
+    round_trip_cost_bps: float,
+) -> list[pd.DataFrame]:
+    """resolve of each (setups, bars) of one timeframe, in one walk over all their bars laid
+    end to end with `horizon` unknown bars after each: a path stops at those, as it does at
+    the end of one pair's bars, so no trade runs on into the next pair's."""
+    firsts, times, prices, offset = [], [], {c: [] for c in _PRICES}, 0
+    for setups, bars in books:
+        # A DatetimeIndex, not .to_numpy(): tz-aware times come out of numpy as objects.
+        bar_open = pd.DatetimeIndex(bars["ts"]) if len(bars) else pd.DatetimeIndex([], tz="UTC")
+        opened = pd.DatetimeIndex(setups["ts"]) if len(setups) else bar_open[:0]
+        firsts.append(offset + bar_open.searchsorted(opened, side="right"))
+        times.append(np.r_[bar_open.as_unit("us").asi8, np.zeros(horizon, np.int64)])  # never exits
+        for column in _PRICES:
+            values = bars[column].to_numpy(dtype="float64") if len(bars) else np.empty(0)
+            prices[column].append(np.r_[values, np.full(horizon, np.nan)])
+        offset += len(bars) + horizon
+    first = np.concatenate(firsts).astype(np.int64)
+    if not len(first):
+        return [pd.DataFrame(columns=_EXIT_COLUMNS) for _ in books]
+    every = pd.concat([setups for setups, _ in books if len(setups)])
+    joined = {column: np.concatenate(parts) for column, parts in prices.items()}
+    entry = every["entry"].to_numpy(dtype="float64")
+    stop = every["stop"].to_numpy(dtype="float64")
     result = resolve_paths(
         entry,
-        setups["take_profit"].to_numpy(dtype="float64"),
+        every["take_profit"].to_numpy(dtype="float64"),
         stop,
-        setups["direction"].to_numpy(dtype="float64"),
-        *paths,
+        every["direction"].to_numpy(dtype="float64"),
+        *_paths(first, joined, horizon),
         round_trip_cost_bps=round_trip_cost_bps,
     )
     done = result["resolved"]
-    exit_ts = bar_open[first[done] + result["exit_offset"][done]] + interval_delta(interval)
-    risk_pct = 100 * np.abs(entry - stop)[done] / entry[done]
-    return pd.DataFrame(
+    exit_bar = first + np.where(done, result["exit_offset"], 0)
+    exit_open = pd.to_datetime(np.concatenate(times)[exit_bar], unit="us", utc=True)
+    exit_ts = exit_open + interval_delta(interval)
+    risk_pct = 100 * np.abs(entry - stop) / entry
+    exits = pd.DataFrame(
         {
-            "id": setups["id"].to_numpy()[done],
+            "id": every["id"].to_numpy(),
             "exit_ts": exit_ts,
-            "exit_price": result["exit_price"][done],
-            "exit_reason": result["exit_reason"][done],
-            "pnl_pct": result["pnl_pct"][done],
-            "r_multiple": result["pnl_pct"][done] / risk_pct,
-            "outcome": np.where(result["label"][done] == 1, "win", "loss"),
+            "exit_price": result["exit_price"],
+            "exit_reason": result["exit_reason"],
+            "pnl_pct": result["pnl_pct"],
+            "r_multiple": result["pnl_pct"] / risk_pct,
+            "outcome": np.where(result["label"] == 1, "win", "loss"),
         }
     )
+    # Each book's exits are one slice of the resolved rows, in the books' order.
+    owner = np.repeat(np.arange(len(books)), [len(setups) for setups, _ in books])[done]
+    ends = np.cumsum(np.bincount(owner, minlength=len(books)))
+    resolved = exits[done]
+    return [
+        resolved.iloc[start:end].reset_index(drop=True)
+        for start, end in zip(np.r_[0, ends[:-1]], ends, strict=True)
+    ]
 
 
-def _paths(first: np.ndarray, bars: pd.DataFrame, horizon: int) -> list[np.ndarray]:
+def _paths(first: np.ndarray, prices: dict[str, np.ndarray], horizon: int) -> list[np.ndarray]:
     """(n, horizon) open/high/low/close of the `horizon` bars from each index in `first`
     (the bar after each entry bar); NaN where unknown."""
     index = first[:, None] + np.arange(horizon)[None, :]
-    known = index < len(bars)
+    known = index < len(prices["close"])
     safe = np.where(known, index, 0)
-    return [
-        np.where(known, bars[c].to_numpy(dtype="float64")[safe], np.nan)
-        for c in ("open", "high", "low", "close")
-    ]
+    return [np.where(known, prices[c][safe], np.nan) for c in _PRICES]

@@ -143,3 +143,25 @@ def test_the_tracker_resolves_only_what_the_bars_so_far_can_tell(seed=3):
 def test_resolving_nothing_gives_the_columns():
     empty = tracker.resolve(pd.DataFrame(), gappy_bars(10, 0), "1h", 12, COST_BPS)
     assert empty.empty and "pnl_pct" in empty.columns and "exit_ts" in empty.columns
+
+
+def test_many_books_resolve_at_once_as_each_does_alone():
+    """The cycle resolves every pair's open setups of a timeframe in one walk over their bars
+    laid end to end; each book must get exactly what it gets alone, and a trade whose bars
+    so far end mid-path must not run on into the next pair's bars."""
+    horizon = SETTINGS.timeframe("1h").horizon_bars
+    bars = [gappy_bars(300, seed) for seed in range(4)]
+    books = [
+        (setups_at_every_bar(bars[0], "1h", 1), bars[0].iloc[:200]),  # ends mid-path
+        (setups_at_every_bar(bars[1], "1h", -1).iloc[::7], bars[1]),
+        (setups_at_every_bar(bars[2], "1h", 1).iloc[:0], bars[2]),  # nothing open
+        (setups_at_every_bar(bars[3], "1h", 1).iloc[-5:], bars[3].iloc[:0]),  # no bars yet
+        (setups_at_every_bar(bars[2], "1h", 1).iloc[150:190], bars[2].iloc[:170]),
+    ]
+    together = tracker.resolve_many(books, "1h", horizon, COST_BPS)
+    for (setups, book_bars), exits in zip(books, together, strict=True):
+        alone = tracker.resolve(setups, book_bars, "1h", horizon, COST_BPS)
+        pd.testing.assert_frame_equal(exits, alone, check_dtype=False)
+    assert [len(exits) > 0 for exits in together] == [True, True, False, False, True]
+    unresolved = set(books[0][0]["id"]) - set(together[0]["id"])
+    assert len(unresolved) > len(books[0][0]) - 200  # the bars after 200 are unseen
