@@ -10,9 +10,11 @@ setups, one per model trading in shadow.
 
 The work is set-based: whatever the number of pairs, a cycle reads and writes the store with a
 handful of statements (the per-pair statements were most of a cycle's time), and each model
-predicts once over all the pairs it serves. The rest of the maths runs per pair, on bare arrays
-joined into one frame per write (a pandas frame per pair cost more than the pair's maths). One
-pair's failure in its own maths is its result's error; the others go on.
+predicts once over all the pairs it serves. The maths runs across pairs where it allows (a pair's
+maths cost less than the Python around it): the newest bar's features of every pair in one
+stacked call, the targets and the open setups of a timeframe's pairs in one barrier walk. What
+is left runs per pair, on bare arrays joined into one frame per write. One pair's failure in its
+own maths is its result's error (a pair that breaks a batch is retried alone); the others go on.
 """
 
 from __future__ import annotations
