@@ -372,14 +372,14 @@ def _next_setup(
     if np.isnan(probability):
         return None
     asset, interval = _key(item)
-    newest = item.bars.iloc[-1]
-    atr = float(item.features[-1, _ATR_PCT] * newest["close"])
+    # Column by column: a row of mixed types costs a search for their common type.
+    close = float(item.bars["close"].iloc[-1])
     return signals.make_setup(
         asset,
         interval,
-        newest["ts"],
-        float(newest["close"]),
-        atr,
+        item.bars["ts"].iloc[-1],
+        close,
+        float(item.features[-1, _ATR_PCT] * close),
         float(probability),
         settings.timeframe(interval),
         served.version,

@@ -211,7 +211,7 @@ class SnapshotsTable:
                     AND b.ts >= w.since
                ORDER BY w.pair, b.ts""",
         )
-        spans = _spans(found["pair"].to_numpy())
+        spans = _spans(found.pop("pair").to_numpy())  # popped once: slicing rows is then cheap
         first_bars = self.first_bars()
         tails = {}
         for pair, row in enumerate(windows.itertuples(index=False)):
@@ -222,7 +222,7 @@ class SnapshotsTable:
                 tails[key] = self.read_bars(row.asset, row.interval, tail=row.wanted)
             else:
                 first = max(start, stop - row.wanted)
-                tails[key] = found.iloc[first:stop, 1:].reset_index(drop=True)
+                tails[key] = found.iloc[first:stop].reset_index(drop=True)
         return tails
 
     def labelled_snapshots(
