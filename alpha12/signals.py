@@ -4,7 +4,7 @@ the same setup, traded on paper only (see `trades_for_real`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import pandas as pd
 
@@ -33,7 +33,9 @@ class Setup:
     shadow: bool = False  # a would-be trade: resolved like a real one, never counted as one
 
     def as_row(self) -> dict:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies each field, and a Timestamp's copy costs more
+        # than the whole setup (the fields are immutable anyway).
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 def direction_for(probability: float, entry_threshold: float) -> int:
