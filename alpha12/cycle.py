@@ -292,22 +292,8 @@ def _close_resolved(store: Store, settings: Settings, work: list[_PairWork]) -> 
     for item in work:
         item.setups_open = by_pair.get(_key(item))
     work = _each(work, _bars_since_entry, store)
-    by_interval: dict[str, list[_PairWork]] = {}
-    for item in work:
-        if item.setups_open is not None:
-            by_interval.setdefault(item.result.interval, []).append(item)
-    for interval, group in by_interval.items():
-        try:
-            exits = tracker.resolve_many(
-                [(item.setups_open, item.bars_since_entry) for item in group],
-                interval,
-                settings.timeframe(interval).horizon_bars,
-                settings.round_trip_cost_bps,
-            )
-        except Exception:  # some pair's fault: pair by pair below, so it is that pair's error only
-            continue
-        for item, resolved in zip(group, exits, strict=True):
-            item.exits = resolved
+    holding = [item for item in work if item.setups_open is not None]
+    _per_timeframe(holding, "exits", lambda interval, group: _exits(group, interval, settings))
     work = _each(work, _resolve, settings)
     store.close_setups(_concat([item.exits for item in work]))
     return work
@@ -332,18 +318,35 @@ def _resolve(item: _PairWork, settings: Settings) -> None:
     if setups is None:
         return
     if item.exits is None:
-        interval = item.result.interval
-        item.exits = tracker.resolve(
-            setups,
-            item.bars_since_entry,
-            interval,
-            settings.timeframe(interval).horizon_bars,
-            settings.round_trip_cost_bps,
-        )
+        item.exits = _exits([item], item.result.interval, settings)[0]
     item.result.closed = len(item.exits)
     still_open = setups[~setups["id"].isin(item.exits["id"])]
     columns = (still_open[name].tolist() for name in ("shadow", "model_version", "model_scope"))
     item.open_books = set(map(_book, *columns))  # not itertuples: a namedtuple class per call
+
+
+def _exits(group: list[_PairWork], interval: str, settings: Settings) -> list[pd.DataFrame]:
+    books = [(item.setups_open, item.bars_since_entry) for item in group]
+    timeframe = settings.timeframe(interval)
+    return tracker.resolve_many(
+        books, interval, timeframe.horizon_bars, settings.round_trip_cost_bps
+    )
+
+
+def _per_timeframe(work: list[_PairWork], attribute: str, walk) -> None:
+    """Each pair's `attribute`, its share of `walk(interval, group)`: one call for all the
+    pairs of a timeframe. A group whose call fails is left unset, for the pair-by-pair step
+    after it, so that the failure is one pair's error only."""
+    groups: dict[str, list[_PairWork]] = {}
+    for item in work:
+        groups.setdefault(item.result.interval, []).append(item)
+    for interval, group in groups.items():
+        try:
+            values = walk(interval, group)
+        except Exception:
+            continue
+        for item, value in zip(group, values, strict=True):
+            setattr(item, attribute, value)
 
 
 def _book(shadow: bool, version, scope) -> tuple:
@@ -430,18 +433,11 @@ def _snapshot_columns(item: _PairWork) -> dict[str, np.ndarray]:
 def _mature_all(work: list[_PairWork], settings: Settings) -> list[_PairWork]:
     """The targets that matured with the newest bars, from the tails already read: one
     barrier walk per timeframe for all its pairs."""
-    by_interval: dict[str, list[_PairWork]] = {}
-    for item in work:
-        by_interval.setdefault(item.result.interval, []).append(item)
-    for interval, group in by_interval.items():
-        try:
-            matured = snapshots.matured_targets_of(
-                [item.bars for item in group], interval, settings
-            )
-        except Exception:  # some tail's fault: pair by pair below, so it is that pair's error only
-            continue
-        for item, targets in zip(group, matured, strict=True):
-            item.matured = targets
+
+    def walk(interval: str, group: list[_PairWork]) -> list[dict]:
+        return snapshots.matured_targets_of([item.bars for item in group], interval, settings)
+
+    _per_timeframe(work, "matured", walk)
     return _each(work, _mature, settings)
 
 
