@@ -326,6 +326,7 @@ def _resolve(item: _PairWork, settings: Settings) -> None:
 
 
 def _exits(group: list[_PairWork], interval: str, settings: Settings) -> list[pd.DataFrame]:
+    """The exits of the pairs' open setups, in one walk (they share the timeframe)."""
     books = [(item.setups_open, item.bars_since_entry) for item in group]
     timeframe = settings.timeframe(interval)
     return tracker.resolve_many(

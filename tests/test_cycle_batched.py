@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import cycle, models, snapshots, training
+from alpha12 import cycle, models, signals, snapshots, tracker, training
 from alpha12.clock import ManualClock
 from alpha12.config import Settings
 from alpha12.features import latest_values
@@ -117,8 +117,8 @@ def test_the_batched_cycle_equals_the_cycle_pair_by_pair(built, tmp_path):
 
 
 def test_a_tail_that_breaks_a_batch_fails_alone(built):
-    """Features and targets are computed for all pairs at once; a tail that makes that fail
-    (here one without its highs) fails on its own, and every other pair gets its values."""
+    """Features, targets and exits are computed for all pairs at once; a tail that makes that
+    fail (here one without its highs) fails on its own, and every other pair gets its values."""
     settings = built
     app = open_app(settings)  # only read: the other test copies this store
     try:
@@ -142,3 +142,30 @@ def test_a_tail_that_breaks_a_batch_fails_alone(built):
         alone = snapshots.matured_targets(bars[item.result.asset], "1h", settings)
         for column, values in alone.items():
             np.testing.assert_array_equal(item.matured[column], values)
+    results[("ETH", "1h")].error = None
+    horizon = settings.timeframe("1h").horizon_bars
+    for item in work:
+        item.setups_open = setups_on_last_bars(item.result.asset, item.bars, settings)
+        item.bars_since_entry = item.bars
+    cycle._per_timeframe(
+        work, "exits", lambda interval, group: cycle._exits(group, interval, settings)
+    )
+    resolved = cycle._each(work, cycle._resolve, settings)
+    assert [item.result.asset for item in resolved] == ["BTC", "SOL"]
+    assert isinstance(results[("ETH", "1h")].error, KeyError)
+    for item in resolved:
+        alone = tracker.resolve(
+            item.setups_open, item.bars, "1h", horizon, settings.round_trip_cost_bps
+        )
+        pd.testing.assert_frame_equal(item.exits, alone)
+        assert 0 < item.result.closed < 30  # the newest setups are still open
+
+
+def setups_on_last_bars(asset: str, bars: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """A long setup on each of the last 30 bars, as earlier cycles would have opened them."""
+    recent, timeframe = bars.iloc[-30:], settings.timeframe("1h")
+    rows = [
+        signals.make_setup(asset, "1h", ts, close, close / 50, 0.9, timeframe, 1, "x").as_row()
+        for ts, close in zip(recent["ts"], recent["close"], strict=True)
+    ]
+    return pd.DataFrame(rows).assign(id=range(len(rows)))
