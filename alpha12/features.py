@@ -253,7 +253,7 @@ class _Bars:
 
     def last(self, bars: int) -> "_Bars":
         """The same series cut to their last `bars` bars (views, no copy)."""
-        prices = [x[..., -bars:] for x in (self.open, self.high, self.low, self.close, self.volume)]
+        prices = [getattr(self, column)[..., -bars:] for column in _PRICES]
         return _Bars(prices, self.seconds[..., -bars:])
 
     @cached_property

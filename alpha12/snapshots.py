@@ -19,7 +19,6 @@ from alpha12.features import FEATURE_NAMES
 
 SNAPSHOT_SOURCE = "background_analysis"
 TARGET_COLUMNS = ("target", "target_ts", "pnl_pct")
-_PRICES = ("open", "high", "low", "close")
 STORED_DIGITS = 4  # significant digits of a stored feature (see stored_features)
 
 
@@ -149,7 +148,7 @@ def matured_targets_of(
 
 def _recent_prices(bars: pd.DataFrame, recent: int) -> dict[str, np.ndarray]:
     """The last `recent` bars' times (utc_micros), prices and ATR(14) over all of `bars`."""
-    prices = {column: bars[column].to_numpy(dtype=np.float64) for column in _PRICES}
+    prices = {column: bars[column].to_numpy(dtype=np.float64) for column in targets.PRICE_COLUMNS}
     prices["atr"] = features.atr(prices["high"], prices["low"], prices["close"])
     return {"ts": utc_micros(bars["ts"])[-recent:]} | {k: v[-recent:] for k, v in prices.items()}
 

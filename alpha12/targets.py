@@ -19,7 +19,7 @@ TAKE_PROFIT = "take_profit"
 STOP = "stop"
 HORIZON = "horizon"
 
-_PRICE_COLUMNS = ("open", "high", "low", "close")
+PRICE_COLUMNS = ("open", "high", "low", "close")  # a bar's prices, the barriers' path
 
 
 def resolve_paths(
@@ -156,7 +156,7 @@ def barrier_outcomes(
     risk = np.where(atr > 0, atr, np.nan)
     take_profit = entry + direction * tp_mult * risk
     stop = entry - direction * sl_mult * risk
-    paths = (_forward_windows(bars[c].to_numpy(dtype=float), horizon) for c in _PRICE_COLUMNS)
+    paths = (_forward_windows(bars[c].to_numpy(dtype=float), horizon) for c in PRICE_COLUMNS)
     out = resolve_paths(
         entry,
         take_profit,

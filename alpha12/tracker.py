@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alpha12.targets import resolve_paths
+from alpha12.targets import PRICE_COLUMNS, resolve_paths
 from alpha12.timeframes import interval_delta
 
-_PRICES = ("open", "high", "low", "close")
 _EXIT_COLUMNS = ["id", "exit_ts", "exit_price", "exit_reason", "pnl_pct", "r_multiple", "outcome"]
 
 
@@ -38,14 +37,14 @@ def resolve_many(
     """resolve of each (setups, bars) of one timeframe, in one walk over all their bars laid
     end to end with `horizon` unknown bars after each: a path stops at those, as it does at
     the end of one pair's bars, so no trade runs on into the next pair's."""
-    firsts, times, prices, offset = [], [], {c: [] for c in _PRICES}, 0
+    firsts, times, prices, offset = [], [], {c: [] for c in PRICE_COLUMNS}, 0
     for setups, bars in books:
         # A DatetimeIndex, not .to_numpy(): tz-aware times come out of numpy as objects.
         bar_open = pd.DatetimeIndex(bars["ts"]) if len(bars) else pd.DatetimeIndex([], tz="UTC")
         opened = pd.DatetimeIndex(setups["ts"]) if len(setups) else bar_open[:0]
         firsts.append(offset + bar_open.searchsorted(opened, side="right"))
         times.append(np.r_[bar_open.as_unit("us").asi8, np.zeros(horizon, np.int64)])  # never exits
-        for column in _PRICES:
+        for column in PRICE_COLUMNS:
             values = bars[column].to_numpy(dtype="float64") if len(bars) else np.empty(0)
             prices[column].append(np.r_[values, np.full(horizon, np.nan)])
         offset += len(bars) + horizon
@@ -96,4 +95,4 @@ def _paths(first: np.ndarray, prices: dict[str, np.ndarray], horizon: int) -> li
     index = first[:, None] + np.arange(horizon)[None, :]
     known = index < len(prices["close"])
     safe = np.where(known, index, 0)
-    return [np.where(known, prices[c][safe], np.nan) for c in _PRICES]
+    return [np.where(known, prices[c][safe], np.nan) for c in PRICE_COLUMNS]
