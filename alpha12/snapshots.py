@@ -123,7 +123,7 @@ def matured_targets_of(
     recent, gap = (timeframe.horizon_bars + 2) * 4, timeframe.horizon_bars
     parts = [_recent_prices(tail, recent) for tail in tails]
     joined = pd.DataFrame(
-        {column: _end_to_end([part[column] for part in parts], gap) for column in parts[0]}
+        {column: targets.end_to_end([part[column] for part in parts], gap) for column in parts[0]}
     )
     known = targets.barrier_outcomes(
         joined,
@@ -151,12 +151,6 @@ def _recent_prices(bars: pd.DataFrame, recent: int) -> dict[str, np.ndarray]:
     prices = {column: bars[column].to_numpy(dtype=np.float64) for column in targets.PRICE_COLUMNS}
     prices["atr"] = features.atr(prices["high"], prices["low"], prices["close"])
     return {"ts": utc_micros(bars["ts"])[-recent:]} | {k: v[-recent:] for k, v in prices.items()}
-
-
-def _end_to_end(arrays: list[np.ndarray], gap: int) -> np.ndarray:
-    """The arrays joined, each followed by `gap` unknown values (NaN, or NaT for times)."""
-    unknown = np.full(gap, np.datetime64("NaT", "us") if arrays[0].dtype.kind == "M" else np.nan)
-    return np.concatenate([piece for array in arrays for piece in (array, unknown)])
 
 
 def with_short_outcomes(

@@ -181,6 +181,14 @@ def barrier_outcomes(
     }
 
 
+def end_to_end(arrays: list[np.ndarray], gap: int) -> np.ndarray:
+    """The arrays joined, each followed by `gap` unknown values (NaN, or NaT for times). Many
+    series laid end to end like this are walked at once: a path of at most `gap` bars stops at
+    the unknown values, as it does at the end of one series, and never reaches the next."""
+    unknown = np.full(gap, np.datetime64("NaT", "us") if arrays[0].dtype.kind == "M" else np.nan)
+    return np.concatenate([piece for array in arrays for piece in (array, unknown)])
+
+
 def _forward_windows(values: np.ndarray, horizon: int) -> np.ndarray:
     """Row t holds values[t+1 : t+1+horizon], NaN-padded past the end (a view, no copy)."""
     padded = np.concatenate([values[1:], np.full(horizon, np.nan)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alpha12.targets import PRICE_COLUMNS, resolve_paths
+from alpha12.targets import PRICE_COLUMNS, end_to_end, resolve_paths
 from alpha12.timeframes import interval_delta
 
 _EXIT_COLUMNS = ["id", "exit_ts", "exit_price", "exit_reason", "pnl_pct", "r_multiple", "outcome"]
@@ -37,22 +37,21 @@ def resolve_many(
     """resolve of each (setups, bars) of one timeframe, in one walk over all their bars laid
     end to end with `horizon` unknown bars after each: a path stops at those, as it does at
     the end of one pair's bars, so no trade runs on into the next pair's."""
-    firsts, times, prices, offset = [], [], {c: [] for c in PRICE_COLUMNS}, 0
+    firsts, offset = [], 0
     for setups, bars in books:
         # A DatetimeIndex, not .to_numpy(): tz-aware times come out of numpy as objects.
         bar_open = pd.DatetimeIndex(bars["ts"]) if len(bars) else pd.DatetimeIndex([], tz="UTC")
         opened = pd.DatetimeIndex(setups["ts"]) if len(setups) else bar_open[:0]
         firsts.append(offset + bar_open.searchsorted(opened, side="right"))
-        times.append(np.r_[bar_open.as_unit("us").asi8, np.zeros(horizon, np.int64)])  # never exits
-        for column in PRICE_COLUMNS:
-            values = bars[column].to_numpy(dtype="float64") if len(bars) else np.empty(0)
-            prices[column].append(np.r_[values, np.full(horizon, np.nan)])
         offset += len(bars) + horizon
     first = np.concatenate(firsts).astype(np.int64)
     if not len(first):
         return [pd.DataFrame(columns=_EXIT_COLUMNS) for _ in books]
     every = pd.concat([setups for setups, _ in books if len(setups)])
-    joined = {column: np.concatenate(parts) for column, parts in prices.items()}
+    joined = {
+        column: end_to_end([_column(bars, column) for _, bars in books], horizon)
+        for column in (*PRICE_COLUMNS, "ts")
+    }
     entry = every["entry"].to_numpy(dtype="float64")
     stop = every["stop"].to_numpy(dtype="float64")
     result = resolve_paths(
@@ -65,8 +64,7 @@ def resolve_many(
     )
     done = result["resolved"]
     exit_bar = first + np.where(done, result["exit_offset"], 0)
-    exit_open = pd.to_datetime(np.concatenate(times)[exit_bar], unit="us", utc=True)
-    exit_ts = exit_open + interval_delta(interval)
+    exit_ts = pd.DatetimeIndex(joined["ts"][exit_bar]).tz_localize("UTC") + interval_delta(interval)
     risk_pct = 100 * np.abs(entry - stop) / entry
     exits = pd.DataFrame(
         {
@@ -96,3 +94,9 @@ def _paths(first: np.ndarray, prices: dict[str, np.ndarray], horizon: int) -> li
     known = index < len(prices["close"])
     safe = np.where(known, index, 0)
     return [np.where(known, prices[c][safe], np.nan) for c in PRICE_COLUMNS]
+
+
+def _column(bars: pd.DataFrame, column: str) -> np.ndarray:
+    """A price column as floats, or the open times as naive UTC microseconds."""
+    dtype = "datetime64[us]" if column == "ts" else "float64"
+    return bars[column].to_numpy(dtype=dtype) if len(bars) else np.empty(0, dtype)
