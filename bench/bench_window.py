@@ -109,16 +109,12 @@ def labelled_rows(pattern: Path, asset: str, interval: str, quick: bool) -> pd.D
 
 def score_series(history, asset, interval, windows, origins) -> list[dict]:
     timeframe = Settings().timeframe(interval)
-    step = pd.Timedelta(days=BLOCK_DAYS) / (history["ts"].iloc[1] - history["ts"].iloc[0])
-    block = int(min(BLOCK_BARS, step))
+    block = block_bars(history)
     tried = [w for w in windows if w + 2 * block <= len(history)]
     if not tried:
         return []
-    first = max(tried) + timeframe.horizon_bars + 1  # every window is full at every origin
     scored = []
-    for at in np.linspace(first, len(history) - block, origins).astype(int):
-        as_of = history["ts"].iloc[at]
-        ahead = history.iloc[at : at + block]
+    for as_of, ahead in blocks(history, max(tried), timeframe, origins):
         for window in tried:
             scores = out_of_sample(snapshots.as_of_view(history, as_of, window), ahead, timeframe)
             scored.append(
@@ -127,15 +123,40 @@ def score_series(history, asset, interval, windows, origins) -> list[dict]:
     return scored
 
 
-def out_of_sample(view: pd.DataFrame, ahead: pd.DataFrame, timeframe) -> dict:
-    """A model trained on `view`, scored on `ahead`; NaN scores when a calibration fold held
-    outcomes of one kind only (models.fit calls that too little data, so it counts as a
-    failed fit, not as a score)."""
+def block_bars(history: pd.DataFrame) -> int:
+    """The bars scored after each origin: BLOCK_BARS, at most BLOCK_DAYS of market time."""
+    step = pd.Timedelta(days=BLOCK_DAYS) / (history["ts"].iloc[1] - history["ts"].iloc[0])
+    return int(min(BLOCK_BARS, step))
+
+
+def blocks(history: pd.DataFrame, window: int, timeframe, origins: int):
+    """(origin time, the block of rows after it) at `origins` origins spread evenly over the
+    history, the first late enough for a full `window` of labels known at it; none when the
+    history is too short for that."""
+    block = block_bars(history)
+    first = window + timeframe.horizon_bars + 1
+    if first > len(history) - block:
+        return
+    for at in np.linspace(first, len(history) - block, origins).astype(int):
+        yield history["ts"].iloc[at], history.iloc[at : at + block]
+
+
+def out_of_sample(
+    view: pd.DataFrame, ahead: pd.DataFrame, timeframe, params: dict = models.MODEL_PARAMS
+) -> dict:
+    """A model (trees of `params`) trained on `view`, scored on `ahead`, with its fit's
+    seconds; NaN scores when a calibration fold held outcomes of one kind only (models.fit
+    calls that too little data, so it counts as a failed fit, not as a score)."""
+    started = time.perf_counter()
     try:
-        scores = models.evaluate(models.calibrated(view, seed=0), ahead, timeframe)
+        model = models.calibrated(view, seed=0, params=params)
     except (ValueError, IndexError):
         return {"auc": np.nan, "brier": np.nan, "expectancy_pct": np.nan, "trades": 0}
+    fit_s = time.perf_counter() - started
+    probability = models.predict_win_probability(model, ahead[list(FEATURE_NAMES)])
+    scores = models.evaluate(probability, ahead, timeframe)
     return {
+        "fit_s": fit_s,
         "auc": scores["roc_auc"],
         "brier": scores["brier"],
         "expectancy_pct": scores["signal_expectancy_pct"],
