@@ -314,13 +314,6 @@ class PerformanceMonitor:
             for pair, rows in predictions.groupby(["asset", "interval"], sort=False)
         }
 
-    def cooldown_remaining(
-        self, asset: str, interval: str, thresholds: TimeframeSettings, now: pd.Timestamp
-    ) -> pd.Timedelta:
-        """Trading time left before the pair may be recalibrated again (zero when it may)."""
-        last = self.store.last_attempt(asset, interval)
-        return cooldown_left(last, thresholds, now, self.settings().calendar(asset), interval)
-
     # -- acting --------------------------------------------------------------------------
 
     def monitor_all_timeframes(self, assets, intervals, progress=None) -> dict[str, dict]:
@@ -505,28 +498,7 @@ class PerformanceMonitor:
     def record(
         self, assessment: Assessment, outcome: Outcome, now: pd.Timestamp, trigger: str
     ) -> None:
-        summary = assessment.summary
-        message = outcome.message or "; ".join(assessment.reasons)
-        self.store.record_recalibration(
-            {
-                "asset": assessment.asset,
-                "interval": assessment.interval,
-                "ts": now,
-                "trigger": trigger,
-                "action": outcome.action,
-                "win_rate": _finite(summary["win_rate"]),
-                "profit_factor": _finite(summary["profit_factor"]),
-                "trades": summary["trades"],
-                "reasons": "; ".join(assessment.reasons),
-                "challenger_score": outcome.challenger_score,
-                "incumbent_score": outcome.incumbent_score,
-                "new_version": outcome.new_version,
-                "metrics_before": to_json({**summary, **assessment.live_figures()}),
-                "metrics_after": to_json(outcome.metrics_after) if outcome.metrics_after else None,
-                "message": message,
-                "evidence": outcome.evidence,
-            }
-        )
+        self.store.record_recalibrations([decision_row(assessment, outcome, now, trigger)])
 
     def train_fallbacks(self, as_of: dict[str, pd.Timestamp], trigger: str) -> dict[str, str]:
         """Each asset's pooled model as of its time in `as_of`, for timeframes that have none
@@ -732,3 +704,27 @@ def _shadow_decision(outcome: Outcome | None) -> dict:
 def _finite(value: float) -> float | None:
     """DuckDB DOUBLE takes inf, but JSON and the UI read NaN as 'no value'."""
     return None if value is None or np.isnan(value) else float(value)
+
+
+def decision_row(assessment: Assessment, outcome: Outcome, now: pd.Timestamp, trigger: str) -> dict:
+    """A monitor decision as the recalibrations table stores it."""
+    summary = assessment.summary
+    message = outcome.message or "; ".join(assessment.reasons)
+    return {
+        "asset": assessment.asset,
+        "interval": assessment.interval,
+        "ts": now,
+        "trigger": trigger,
+        "action": outcome.action,
+        "win_rate": _finite(summary["win_rate"]),
+        "profit_factor": _finite(summary["profit_factor"]),
+        "trades": summary["trades"],
+        "reasons": "; ".join(assessment.reasons),
+        "challenger_score": outcome.challenger_score,
+        "incumbent_score": outcome.incumbent_score,
+        "new_version": outcome.new_version,
+        "metrics_before": to_json({**summary, **assessment.live_figures()}),
+        "metrics_after": to_json(outcome.metrics_after) if outcome.metrics_after else None,
+        "message": message,
+        "evidence": outcome.evidence,
+    }

@@ -24,6 +24,7 @@ from alpha12.config import Settings
 from alpha12.lab.policies import Seed, parse_policies
 from alpha12.lab.runner import run_lab, scratch_monitor
 from alpha12.lab.walk import MONITOR_STEP, PairWalk
+from alpha12.monitor import cooldown_left
 from alpha12.sources.csv_files import read_bar_file
 from alpha12.store import Store
 from bench.timing import row
@@ -136,7 +137,17 @@ def _walk_seconds(kind, bars: pd.DataFrame, settings: Settings) -> tuple[float, 
 
 class NaiveWalk(PairWalk):
     """The reference: the same walk, predicting one bar per model call and asking the
-    monitor at every hourly check (what the lab batches and skips)."""
+    monitor at every hourly check as the live monitor does, each decision written to the store
+    when it is taken and the cooldown read back from it (what the lab batches and skips)."""
+
+    def _remember(self, tick: pd.Timestamp, assessment, outcome) -> None:
+        super()._remember(tick, assessment, outcome)
+        self.monitor.store.record_recalibrations(self.unrecorded)
+        self.unrecorded = []
+
+    def _cooldown(self, tick: pd.Timestamp) -> pd.Timedelta:
+        last = self.monitor.store.last_attempt(self.asset, self.interval)
+        return cooldown_left(last, self.timeframe, tick, self.calendar, self.interval)
 
     def _walk(self, frame: pd.DataFrame, served) -> Iterator[None]:
         n = len(frame)

@@ -164,14 +164,18 @@ def test_cooldowns_expire_after_the_stated_trading_time(stock_app):
     # The monitor reads the stored attempt on the asset's calendar.
     columns = ("trigger", "win_rate", "profit_factor", "trades", "reasons", "challenger_score")
     columns += ("incumbent_score", "new_version", "metrics_before", "metrics_after", "evidence")
-    app.store.record_recalibration(
-        dict.fromkeys(columns)
-        | {"asset": "SPY", "interval": "1d", "ts": attempt.tz_convert("UTC")}
-        | {"trigger": "forced", "action": Action.FAILED, "message": "an attempt starts a cooldown"}
+    app.store.record_recalibrations(
+        [
+            dict.fromkeys(columns)
+            | {"asset": "SPY", "interval": "1d", "ts": attempt.tz_convert("UTC")}
+            | {"trigger": "forced", "action": Action.FAILED}
+            | {"message": "an attempt starts a cooldown"}
+        ]
     )
     monitor = app.context.monitor
     monday = pd.Timestamp("2024-12-02 16:00", tz=NEW_YORK)
-    assert monitor.cooldown_remaining("SPY", "1d", daily, monday) == pd.Timedelta(hours=48)
+    (assessment,) = monitor.assess_all([("SPY", "1d")], monday)
+    assert assessment.cooldown_remaining == pd.Timedelta(hours=48)
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from alpha12.monitor import (
     PerformanceMonitor,
     calibration_since,
     cooldown_left,
+    decision_row,
     silence_limit,
     silent_since,
 )
@@ -107,8 +108,13 @@ class PairWalk:
     need_fallback: Callable[[], object] | None = None
     trades: list[dict] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)  # every monitor decision, in order
+    unrecorded: list[dict] = field(default_factory=list)  # decision rows not yet in the store
     saved: int = 0  # how many of `trades` are in the store
     last_setup: pd.Timestamp | None = None  # when the walk last opened a setup
+    # When the pair's last training attempt was decided: what the monitor's cooldown reads
+    # from the store (store.last_attempt), kept here from the walk's own decisions, which
+    # reach the store only when the walk ends.
+    last_attempt: pd.Timestamp | None = None
     ledger: Ledger = field(default_factory=Ledger)  # the closed ones of `trades`, indexed
 
     def __post_init__(self) -> None:
@@ -127,6 +133,7 @@ class PairWalk:
             for direction in (signals.LONG, signals.SHORT)
         }
         self.start = self._start_index()
+        self.last_attempt = store.last_attempt(self.asset, self.interval)
 
     @property
     def start_time(self) -> pd.Timestamp | None:
@@ -172,6 +179,8 @@ class PairWalk:
         frame = self.walked_features()
         marks = yield from self._walk(frame, served)
         self.save_setups()
+        self.monitor.store.record_recalibrations(self.unrecorded)
+        self.unrecorded = []
         rows = pd.concat([frame[["ts"]], marks], axis=1)
         rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
         self.monitor.store.mark_walked(self.asset, self.interval, rows)
@@ -364,7 +373,7 @@ class PairWalk:
         pnl, r = self.ledger.newest(version, scope, tick, window)
         pending = len(self.trades) - self.ledger.closed_by(tick)  # open, or closing later
         summary = metrics.summarize(pnl, r, pending=pending)
-        remaining = self.monitor.cooldown_remaining(self.asset, self.interval, self.timeframe, tick)
+        remaining = self._cooldown(tick)
         return Assessment(
             self.asset,
             self.interval,
@@ -413,6 +422,10 @@ class PairWalk:
             return None
         return models.calibration(labels[after][mine], probability[after][mine])
 
+    def _cooldown(self, tick: pd.Timestamp) -> pd.Timedelta:
+        """The cooldown left at `tick`, by the monitor's rule, from the walk's last attempt."""
+        return cooldown_left(self.last_attempt, self.timeframe, tick, self.calendar, self.interval)
+
     def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
         """Retrain now (decision None) or record the skip; either way remembered in
         `decisions`."""
@@ -435,8 +448,11 @@ class PairWalk:
         return models.fit(frame, self.timeframe, seed, self.explain, self.workers)
 
     def _remember(self, tick: pd.Timestamp, assessment: Assessment, outcome: Outcome) -> None:
-        """A decision recorded as the live monitor records it, and in `decisions`."""
-        self.monitor.record(assessment, outcome, tick, self.origin)
+        """A decision in `decisions`, and in the rows the walk's last step records as the live
+        monitor records them (one write, not one per check: nothing reads them before)."""
+        self.unrecorded.append(decision_row(assessment, outcome, tick, self.origin))
+        if outcome.action in ATTEMPTS:
+            self.last_attempt = tick
         self.decisions.append(
             {
                 "ts": tick,

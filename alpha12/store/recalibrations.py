@@ -29,13 +29,15 @@ _COLUMNS = (
 
 
 class RecalibrationsTable:
-    def record_recalibration(self, row: dict) -> None:
-        """One decision (the keys of _COLUMNS)."""
+    def record_recalibrations(self, rows: list[dict]) -> None:
+        """Decisions (each with the keys of _COLUMNS), in one transaction."""
+        if not rows:
+            return
         with self.transaction() as cursor:
-            cursor.execute(
+            cursor.executemany(
                 f"INSERT INTO recalibrations ({', '.join(_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_COLUMNS))})",
-                [row[column] for column in _COLUMNS],
+                [[row[column] for column in _COLUMNS] for row in rows],
             )
 
     def last_attempt(self, asset: str, interval: str) -> pd.Timestamp | None:
