@@ -80,7 +80,7 @@ def stored_features(rows: pd.DataFrame) -> pd.DataFrame:
 
 def stored_values(values: np.ndarray) -> np.ndarray:
     """Feature values as stored: STORED_DIGITS significant digits in float32. Far below what
-    the models can tell apart (their trees split on 255 bins), and it lets DuckDB compress the
+    the models can tell apart (their trees split on 63 bins), and it lets DuckDB compress the
     features to about 2.9 bytes a value instead of 4."""
     with np.errstate(divide="ignore", invalid="ignore"):
         magnitude = np.floor(np.log10(np.abs(values)))
