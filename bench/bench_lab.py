@@ -24,7 +24,6 @@ from alpha12.config import Settings
 from alpha12.lab.policies import Seed, parse_policies
 from alpha12.lab.runner import run_lab, scratch_monitor
 from alpha12.lab.walk import MONITOR_STEP, PairWalk
-from alpha12.monitor import cooldown_left
 from alpha12.sources.csv_files import read_bar_file
 from alpha12.store import Store
 from bench.timing import row
@@ -142,12 +141,10 @@ class NaiveWalk(PairWalk):
 
     def _remember(self, tick: pd.Timestamp, assessment, outcome) -> None:
         super()._remember(tick, assessment, outcome)
-        self.monitor.store.record_recalibrations(self.unrecorded)
-        self.unrecorded = []
+        self.record_decisions()
 
-    def _cooldown(self, tick: pd.Timestamp) -> pd.Timedelta:
-        last = self.monitor.store.last_attempt(self.asset, self.interval)
-        return cooldown_left(last, self.timeframe, tick, self.calendar, self.interval)
+    def _last_attempt(self) -> pd.Timestamp | None:
+        return self.monitor.store.last_attempt(self.asset, self.interval)
 
     def _walk(self, frame: pd.DataFrame, served) -> Iterator[None]:
         n = len(frame)

@@ -179,8 +179,7 @@ class PairWalk:
         frame = self.walked_features()
         marks = yield from self._walk(frame, served)
         self.save_setups()
-        self.monitor.store.record_recalibrations(self.unrecorded)
-        self.unrecorded = []
+        self.record_decisions()
         rows = pd.concat([frame[["ts"]], marks], axis=1)
         rows["model_version"] = pd.to_numeric(rows["model_version"], errors="coerce")
         self.monitor.store.mark_walked(self.asset, self.interval, rows)
@@ -203,6 +202,11 @@ class PairWalk:
             self.monitor.store.insert_setups(pd.DataFrame(new))
             self.saved = len(self.trades)
         return self.saved
+
+    def record_decisions(self) -> None:
+        """Write the decision rows not yet in the store, in one statement."""
+        self.monitor.store.record_recalibrations(self.unrecorded)
+        self.unrecorded = []
 
     def walked_features(self) -> pd.DataFrame:
         """The stored snapshot features of every walked bar, one row per bar (ts first)."""
@@ -423,8 +427,12 @@ class PairWalk:
         return models.calibration(labels[after][mine], probability[after][mine])
 
     def _cooldown(self, tick: pd.Timestamp) -> pd.Timedelta:
-        """The cooldown left at `tick`, by the monitor's rule, from the walk's last attempt."""
-        return cooldown_left(self.last_attempt, self.timeframe, tick, self.calendar, self.interval)
+        """The cooldown left at `tick`, by the monitor's rule, from the last attempt."""
+        last = self._last_attempt()
+        return cooldown_left(last, self.timeframe, tick, self.calendar, self.interval)
+
+    def _last_attempt(self) -> pd.Timestamp | None:
+        return self.last_attempt  # the walk's own: its decisions reach the store at its end
 
     def _attempt(self, tick: pd.Timestamp, assessment: Assessment, decision: str | None) -> Outcome:
         """Retrain now (decision None) or record the skip; either way remembered in
