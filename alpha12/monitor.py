@@ -326,11 +326,11 @@ class PerformanceMonitor:
         due = [x for x in assessments if x.decision() is None]
         trained = self.recalibrate_many(due, now, MONITOR, progress)
         outcomes = {(x.asset, x.interval): o for x, o in zip(due, trained, strict=True)}
-        report = {}
+        report, rows = {}, []
         for assessment in assessments:
             pair = (assessment.asset, assessment.interval)
             outcome = outcomes.get(pair) or Outcome(assessment.decision())
-            self.record(assessment, outcome, now, assessment.trigger(MONITOR))
+            rows.append(decision_row(assessment, outcome, now, assessment.trigger(MONITOR)))
             report[f"{assessment.asset}_{assessment.interval}"] = {
                 **assessment.as_dict(),
                 "action": outcome.action,
@@ -338,6 +338,7 @@ class PerformanceMonitor:
                 "recalibrated": outcome.action == Action.RECALIBRATED,
                 **_shadow_decision(shadows.get(pair)),
             }
+        self.store.record_recalibrations(rows)  # every pair's decision in one statement
         return report
 
     def retrain(
