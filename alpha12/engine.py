@@ -37,6 +37,10 @@ STALL_TICKS = 60  # a running engine whose heartbeat is this many ticks old has 
 # keeps about 1 KB of C heap per query until its instance closes; a reopen takes a fraction of
 # a second while the pages and the engine's reads wait.
 STORE_REOPEN_SECONDS = 600
+# Wall seconds between heap releases after training work (alpha12.heap): a release walks every
+# object and the whole C heap (0.1-0.2 s in a large process), and on a fast replay clock the
+# monitor runs every few seconds; pages freed meanwhile go back at the next release.
+HEAP_RELEASE_SECONDS = 60
 # A monitor decision -> the alert it raises (a challenger put in shadow raises none: nothing
 # changed yet; its later decision does).
 ACTION_ALERTS = {
@@ -74,6 +78,7 @@ class Engine:
         self._death = "no exception"
         self._lock = threading.Lock()
         self._store_reopened = time.monotonic()
+        self._heap_released = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -272,12 +277,20 @@ class Engine:
 
     def _train(self, work, *args) -> None:
         """Run a monitor run or job on the trainer thread, then hand the memory its training
-        frames and models held back to the system (alpha12.heap), with DuckDB's when due."""
+        frames and models held back to the system (alpha12.heap), with DuckDB's, when due."""
         try:
             work(*args)
         finally:
             self._reopen_store_if_due()
-            heap.release()
+            self._release_heap_if_due()
+
+    def _release_heap_if_due(self) -> None:
+        if time.monotonic() - self._heap_released >= HEAP_RELEASE_SECONDS:
+            self._release_heap()
+
+    def _release_heap(self) -> None:
+        heap.release()
+        self._heap_released = time.monotonic()
 
     def _reopen_store_if_due(self) -> None:
         if time.monotonic() - self._store_reopened < STORE_REOPEN_SECONDS:
@@ -416,7 +429,7 @@ class Engine:
                 detail=traceback.format_exc(limit=5),
             )
         finally:
-            heap.release()
+            self._release_heap()
             if resume:
                 resume()
             self.state = EngineState.RUNNING
