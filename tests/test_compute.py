@@ -97,7 +97,9 @@ def test_a_worker_answer_that_does_not_match_its_frame_is_refused(app):
         training.verified({"pickled": "anything"}, frame)
 
 
-def test_an_unreachable_scheduler_fails_the_retrain_with_a_plain_message(app):
+def test_an_unreachable_scheduler_fails_the_retrain_with_a_plain_message(app, monkeypatch):
+    # Dask retries a refused connection until its timeout: a second is enough to be refused.
+    monkeypatch.setattr(training, "CONNECT_TIMEOUT_S", 1)
     settings = on_dask(app.settings, "tcp://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(training.ComputeError, match="cannot reach the Dask scheduler"):
         training.fit_many(frames(app), settings)
