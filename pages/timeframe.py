@@ -9,6 +9,9 @@ st.title("Timeframe")
 pick_asset, pick_interval = st.columns(2)
 asset = pick_asset.selectbox("Asset", app.universe(), key="pair_asset")
 interval = pick_interval.selectbox("Timeframe", list(app.settings.intervals), key="pair_interval")
+# The job before the pair: a retrain that ends between the two reads then shows its outcome
+# beside the model it promoted, never beside the one it replaced.
+latest_job = app.latest_job(asset, interval)
 pair = app.pair_overview(asset, interval)
 
 
@@ -46,8 +49,7 @@ def headline() -> None:
         st.info(f"No edge: {pair['no_edge_reason']}.", icon=":material/trending_flat:")
 
 
-def retrain_control() -> None:
-    job = app.latest_job(asset, interval)
+def retrain_control(job: dict | None) -> None:
     if job and job["active"]:
         job_progress()
         return
@@ -172,7 +174,7 @@ def model_tab() -> None:
 
 
 headline()
-retrain_control()
+retrain_control(latest_job)
 performance, price, trades, model = st.tabs(["Performance", "Price & setups", "Trades", "Model"])
 with performance:
     performance_tab()
