@@ -32,10 +32,14 @@ class BarsTable:
                SELECT i.asset, i.interval, i.ts, i.open, i.high, i.low, i.close, i.volume
                FROM incoming i RETURNING asset, interval, ts""",
         )
-        new = pd.DataFrame(inserted, columns=["asset", "interval", "ts"])
-        for (asset, interval), times in new.groupby(["asset", "interval"])["ts"]:
-            counts[(asset, interval)] = len(times)
-            self._widen_span((asset, interval), times.min(), times.max())
+        # A live tick inserts a bar or two a pair, which a pandas groupby took milliseconds over.
+        spans: dict[Pair, list] = {}
+        for asset, interval, ts in inserted:
+            span = spans.setdefault((asset, interval), [ts, ts])
+            span[0], span[1] = min(span[0], ts), max(span[1], ts)
+            counts[(asset, interval)] += 1
+        for pair, (first, last) in spans.items():
+            self._widen_span(pair, first, last)
         return counts
 
     def _widen_span(self, pair: Pair, first, last) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from alpha12.errors import UserError
 from alpha12.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -47,6 +48,13 @@ def equal_to(values: dict) -> tuple[list[str], list]:
     """SQL equality conditions for the columns whose value is given (names from code only)."""
     given = {column: value for column, value in values.items() if value is not None}
     return [f"{column} = ?" for column in given], list(given.values())
+
+
+def arrow_table(columns: dict) -> pa.Table:
+    """Columns (Series or arrays) as an Arrow table, which DuckDB reads faster than a pandas
+    frame (of a live cycle's few rows and 50 columns: a third of the time); NaN and NaT are
+    NULL, as they are read from pandas."""
+    return pa.table({name: pa.array(values, from_pandas=True) for name, values in columns.items()})
 
 
 REOPEN_WAIT_SECONDS = 5.0  # how long `reopen` holds new work back for the work in flight
@@ -169,7 +177,9 @@ class Connection:
                 raise
             cursor.execute("COMMIT")
 
-    def write_frame(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> list:
+    def write_frame(
+        self, frame: pd.DataFrame | pa.Table, sql: str, params: list | None = None
+    ) -> list:
         """Run one write statement that reads `frame` as the table `incoming`, in its own
         transaction; returns the statement's rows (DuckDB returns the count for DML)."""
         with self.transaction() as cursor:
@@ -181,10 +191,21 @@ class Connection:
 
     def query_with(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> pd.DataFrame:
         """A read that can join `frame` as the table `incoming` (e.g. a list of keys)."""
+        with self._joining(frame) as cursor:
+            return cursor.execute(sql, params or []).df()
+
+    def rows_with(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> list[tuple]:
+        """query_with's rows as tuples: for a few rows walked one by one, where a frame's
+        conversion (about half a millisecond per time column) would cost more than the read."""
+        with self._joining(frame) as cursor:
+            return cursor.execute(sql, params or []).fetchall()
+
+    @contextmanager
+    def _joining(self, frame: pd.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.cursor() as cursor:
             cursor.register("incoming", frame)
             try:
-                return cursor.execute(sql, params or []).df()
+                yield cursor
             finally:
                 cursor.unregister("incoming")
 

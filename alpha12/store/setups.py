@@ -34,11 +34,15 @@ class SetupsTable:
             )
 
     def open_setups(self, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-        """The open setups of the (asset, interval) `pairs`, real and shadow, oldest first."""
+        """The open setups of the (asset, interval) `pairs`, real and shadow, oldest first:
+        what resolving them takes (tracker.resolve), not the columns their exits will fill
+        (every time column costs the cycle a conversion on each read)."""
         return self.query_with(
             pd.DataFrame(pairs, columns=["asset", "interval"]),
-            "SELECT s.* FROM setups s JOIN incoming USING (asset, interval) "
-            "WHERE s.status = 'open' ORDER BY s.ts, s.id",
+            """SELECT s.id, s.asset, s.interval, s.ts, s.direction, s.entry, s.stop,
+                      s.take_profit, s.shadow, s.model_version, s.model_scope
+               FROM setups s JOIN incoming USING (asset, interval)
+               WHERE s.status = 'open' ORDER BY s.ts, s.id""",
         )
 
     def close_setups(self, resolved: pd.DataFrame) -> int:

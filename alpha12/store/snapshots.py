@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from alpha12 import features
+from alpha12.clock import utc
 from alpha12.features import FEATURE_NAMES
-from alpha12.snapshots import SNAPSHOT_SOURCE, TARGET_COLUMNS, stored_features
-from alpha12.store.connection import equal_to
+from alpha12.snapshots import SNAPSHOT_SOURCE, TARGET_COLUMNS, stored_values
+from alpha12.store.connection import arrow_table, equal_to
 from alpha12.timeframes import interval_delta
 from alpha12.vocabulary import FALLBACK_INTERVAL, ModelStatus, Pair
 
@@ -103,14 +104,16 @@ class SnapshotsTable:
     def insert_snapshots(self, rows: pd.DataFrame) -> int:
         """Insert snapshot rows (of any pairs: columns asset, interval, ts, ...) not stored
         yet; the key is (asset, interval, ts, source). Features are stored as
-        `snapshots.stored_features`, whatever the caller passed."""
+        `snapshots.stored_values`, whatever the caller passed."""
         if rows.empty:
             return 0
         optional = [c for c in _OPTIONAL_COLUMNS if c in rows.columns]
-        columns = ["asset", "interval", "ts", *FEATURE_NAMES, *TARGET_COLUMNS, *optional]
-        names = ", ".join(columns)
-        incoming = rows[columns].copy()
-        incoming[list(FEATURE_NAMES)] = stored_features(rows)
+        columns = ["asset", "interval", "ts", *TARGET_COLUMNS, *optional]
+        names = ", ".join([*columns, *FEATURE_NAMES])
+        stored = stored_values(rows[list(FEATURE_NAMES)].to_numpy(dtype="float64"))
+        incoming = arrow_table(
+            {name: rows[name] for name in columns} | dict(zip(FEATURE_NAMES, stored.T, strict=True))
+        )
         # The time bounds let DuckDB skip the row groups of older snapshots (zone maps), so a
         # live insert checks only the newest rows for an existing key.
         return self.write_frame(
@@ -134,7 +137,7 @@ class SnapshotsTable:
         if matured.empty:
             return 0
         return self.write_frame(
-            matured,
+            arrow_table(dict(matured.items())),
             """UPDATE snapshots s SET target = m.target, target_ts = m.target_ts,
                       pnl_pct = m.pnl_pct
                FROM incoming m WHERE s.asset = m.asset AND s.interval = m.interval
@@ -165,47 +168,44 @@ class SnapshotsTable:
         """
         if not pairs:
             return []
-        counts = self.query_with(
-            pd.DataFrame(pairs, columns=["asset", "interval"]),
-            """WITH snapped AS (
-                 SELECT asset, interval, max(ts) AS last FROM snapshots
-                 JOIN incoming USING (asset, interval) WHERE source = ? GROUP BY ALL)
-               SELECT k.asset, k.interval, count(b.ts) AS pending,
-                      coalesce(max(b.ts), any_value(s.last)) AS newest_bar
-               FROM incoming k LEFT JOIN snapped s USING (asset, interval)
-               LEFT JOIN bars b ON b.asset = k.asset AND b.interval = k.interval
-                    AND b.ts > coalesce(s.last, TIMESTAMPTZ '1970-01-01')
-               GROUP BY ALL""",
-            [SNAPSHOT_SOURCE],
-        )
-        counts["newest_bar"] = counts["newest_bar"].astype("datetime64[us, UTC]")
-        tails = self._tails(counts[counts["pending"] > 0])
-        return [
-            PendingTail(
-                row.asset,
-                row.interval,
-                int(row.pending),
-                None if pd.isna(row.newest_bar) else row.newest_bar,
-                tails.get((row.asset, row.interval)),
+        counts = [
+            (asset, interval, pending, None if newest is None else utc(newest))
+            for asset, interval, pending, newest in self.rows_with(
+                pd.DataFrame(pairs, columns=["asset", "interval"]),
+                """WITH snapped AS (
+                     SELECT asset, interval, max(ts) AS last FROM snapshots
+                     JOIN incoming USING (asset, interval) WHERE source = ? GROUP BY ALL)
+                   SELECT k.asset, k.interval, count(b.ts) AS pending,
+                          coalesce(max(b.ts), any_value(s.last)) AS newest_bar
+                   FROM incoming k LEFT JOIN snapped s USING (asset, interval)
+                   LEFT JOIN bars b ON b.asset = k.asset AND b.interval = k.interval
+                        AND b.ts > coalesce(s.last, TIMESTAMPTZ '1970-01-01')
+                   GROUP BY ALL""",
+                [SNAPSHOT_SOURCE],
             )
-            for row in counts.itertuples(index=False)
         ]
+        tails = self._tails([count for count in counts if count[2] > 0])
+        return [PendingTail(*count, tails.get(count[:2])) for count in counts]
 
-    def _tails(self, counts: pd.DataFrame) -> dict[Pair, pd.DataFrame]:
-        """The last TAIL_BARS + pending bars of each pair in `counts`: one read of a time
-        window that holds them when bars have no gaps, then a per-pair read for any pair whose
-        window fell short of both that count and the pair's first bar."""
-        if counts.empty:
+    def _tails(self, counts: list[tuple]) -> dict[Pair, pd.DataFrame]:
+        """The last TAIL_BARS + pending bars of each (asset, interval, pending, newest bar) in
+        `counts`: one read of a time window that holds them when bars have no gaps, then a
+        per-pair read for any pair whose window fell short of both that count and the pair's
+        first bar."""
+        if not counts:
             return {}
-        wanted = counts["pending"] + features.TAIL_BARS
-        windows = counts.assign(
-            wanted=wanted,
-            since=counts["newest_bar"] - wanted * counts["interval"].map(interval_delta),
-        )
+        windows = [
+            (asset, interval, wanted, newest - wanted * interval_delta(interval))
+            for asset, interval, pending, newest in counts
+            for wanted in [pending + features.TAIL_BARS]
+        ]
+        asset, interval, _, since = zip(*windows, strict=True)
         # Rows are tagged with the pair's position, not its names: half a million strings
         # cost more to fetch than the prices.
         found = self.query_with(
-            windows[["asset", "interval", "since"]].assign(pair=np.arange(len(windows))),
+            pd.DataFrame(
+                {"asset": asset, "interval": interval, "since": since, "pair": range(len(since))}
+            ),
             """SELECT w.pair, b.ts, b.open, b.high, b.low, b.close, b.volume
                FROM bars b JOIN incoming w ON b.asset = w.asset AND b.interval = w.interval
                     AND b.ts >= w.since
@@ -214,14 +214,14 @@ class SnapshotsTable:
         spans = _spans(found.pop("pair").to_numpy())  # popped once: slicing rows is then cheap
         first_bars = self.first_bars()
         tails = {}
-        for pair, row in enumerate(windows.itertuples(index=False)):
-            key = (row.asset, row.interval)
+        for pair, (asset, interval, wanted, since) in enumerate(windows):
+            key = (asset, interval)
             start, stop = spans.get(pair, (0, 0))
-            whole_history = key in first_bars and row.since <= first_bars[key]
-            if stop == start or (stop - start < row.wanted and not whole_history):  # a gap
-                tails[key] = self.read_bars(row.asset, row.interval, tail=row.wanted)
+            whole_history = key in first_bars and since <= first_bars[key]
+            if stop == start or (stop - start < wanted and not whole_history):  # a gap
+                tails[key] = self.read_bars(asset, interval, tail=wanted)
             else:
-                first = max(start, stop - row.wanted)
+                first = max(start, stop - wanted)
                 tails[key] = found.iloc[first:stop].reset_index(drop=True)
         return tails
 
