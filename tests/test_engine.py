@@ -323,6 +323,7 @@ def test_the_monitor_runs_every_monitor_period_of_clock_time(make_engine):
 # --- the live cycle ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_live_setups_open_and_close_as_bars_arrive(make_engine):
     """Hour by hour, the engine predicts with the serving model, opens setups and closes them
     with the tracker, the way the targets say they resolve."""

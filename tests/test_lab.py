@@ -112,6 +112,7 @@ def test_guarded_retrains_less_often_than_seed_on_the_same_bars(hourly, lab_sett
     assert attempts[1] < attempts[0]
 
 
+@pytest.mark.slow
 def test_the_benchs_per_bar_loop_reaches_the_walks_trades(hourly, lab_settings):
     """bench_lab times the walk against a naive per-bar loop: both must trade alike, or the
     ratio compares different work."""

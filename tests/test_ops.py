@@ -246,6 +246,7 @@ def tick_seconds(app: Alpha12) -> list[float]:
     return durations
 
 
+@pytest.mark.slow
 def test_source_down_is_alerted_and_a_hanging_receiver_delays_no_tick(tmp_path, receiver, hanging):
     timed = {}
     for name, target in (("normal", receiver), ("hanging", hanging)):

@@ -81,6 +81,7 @@ def trading(settings: Settings, **changes) -> Settings:
     return settings.with_timeframe("1h", entry_threshold=0.51, **changes)
 
 
+@pytest.mark.slow
 def test_shadow_setups_resolve_exactly_like_real_ones(live, settings):
     """The same model serving (v1) and in shadow (v2): bar for bar the same setups, closed at
     the same exits with the same pnl, only the shadow flag and the version differ."""

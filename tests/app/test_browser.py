@@ -156,6 +156,7 @@ def serving_version(page) -> int:
     return int(re.search(r"model v(\d+)", text).group(1))
 
 
+@pytest.mark.slow
 def test_overview_retrain_and_pages_in_a_browser(server, page):
     open_page(page, server, "system")  # a deep link as the server's first request works too
     open_page(page, server)

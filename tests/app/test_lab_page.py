@@ -51,6 +51,7 @@ def run_lab_from_the_page(at, password: str | None = None):
     return app
 
 
+@pytest.mark.slow
 def test_a_lab_run_from_the_page_shows_its_results_and_applies_thresholds(lab_env):
     at = open_page("lab")
     assert at.title[0].value == "Lab"

@@ -163,6 +163,7 @@ def wait_until(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"{what}: not within {timeout} s (deadlock?)")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_sessions_engine_retrains_and_edits_race_without_loss(engine_env):
     folder, monitor_runs = engine_env

@@ -232,6 +232,7 @@ def table_of(case: dict, header: dict) -> tuple[list[str], list[list[str]]]:
 # --- bars.validate -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @FUZZ
 @given(case=row_sets(), header=headers())
 def test_validate_keeps_every_valid_row_and_counts_every_other(case, header):
@@ -367,6 +368,7 @@ def import_bytes(store: Store, folder: Path, content: bytes, interval: str):
     return asset, report, before, snapshot(store)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(file=csv_files())
 def test_csv_import_stores_every_valid_row_or_nothing(fuzz_store, files, file):
