@@ -15,11 +15,10 @@ import pandas as pd
 
 from alpha12 import features, targets
 from alpha12.config import Settings, TimeframeSettings
-from alpha12.features import FEATURE_NAMES
 
 SNAPSHOT_SOURCE = "background_analysis"
 TARGET_COLUMNS = ("target", "target_ts", "pnl_pct")
-STORED_DIGITS = 4  # significant digits of a stored feature (see stored_features)
+STORED_DIGITS = 4  # significant digits of a stored feature (see stored_values)
 
 
 def outcomes(
@@ -70,12 +69,6 @@ def snapshot_rows(bars: pd.DataFrame, interval: str, settings: Settings) -> pd.D
 def for_pair(rows: pd.DataFrame, asset: str, interval: str) -> pd.DataFrame:
     """`rows` tagged with their pair, as the snapshot writes take them."""
     return rows.assign(asset=asset, interval=interval)
-
-
-def stored_features(rows: pd.DataFrame) -> pd.DataFrame:
-    """The features as snapshots store them and models see them (see stored_values)."""
-    values = stored_values(rows[list(FEATURE_NAMES)].to_numpy(dtype="float64"))
-    return pd.DataFrame(values, columns=FEATURE_NAMES, index=rows.index)
 
 
 def stored_values(values: np.ndarray) -> np.ndarray:

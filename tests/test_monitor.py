@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alpha12 import cycle, metrics, models, snapshots, training
+from alpha12 import cycle, metrics, models, training
 from alpha12 import monitor as monitor_module
 from alpha12.bars import resample
 from alpha12.clock import ManualClock
@@ -536,7 +536,7 @@ def rule_labels(frame: pd.DataFrame) -> pd.Series:
 def noise_before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
     """The rule's labels on the evaluation slice, coin flips before it: a challenger
     trained on this has learned nothing the slice rewards."""
-    rows = frame.dropna(subset=list(snapshots.FEATURE_NAMES)).reset_index(drop=True)
+    rows = frame.dropna(subset=list(FEATURE_NAMES)).reset_index(drop=True)
     _, evaluation = models.split_for_evaluation(rows)
     noise = np.random.default_rng(5).integers(0, 2, len(rows)).astype(float)
     noise[-len(evaluation) :] = rule_labels(evaluation)
@@ -546,7 +546,7 @@ def noise_before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
 def before_the_evaluation_slice(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of `frame` labelled before its evaluation slice begins: an incumbent trained
     on them can be compared with a challenger on the whole slice."""
-    rows = frame.dropna(subset=list(snapshots.FEATURE_NAMES)).reset_index(drop=True)
+    rows = frame.dropna(subset=list(FEATURE_NAMES)).reset_index(drop=True)
     start = models.split_for_evaluation(rows)[1]["ts"].iloc[0]
     return rows[rows["target_ts"] <= start]
 
@@ -583,7 +583,7 @@ def test_a_challenger_must_beat_the_incumbent_on_the_same_window(
         assert versions["status"].tolist() == ["active", "rejected"] and serving == 1
         assert "v2 rejected" in row["message"] and "v1 keeps serving" in row["message"]
     assert row["new_version"] == 2
-    usable = challenger_frame.dropna(subset=list(snapshots.FEATURE_NAMES))
+    usable = challenger_frame.dropna(subset=list(FEATURE_NAMES))
     evaluated = len(models.split_for_evaluation(usable)[1])
     assert row["evidence"] == f"held-out rows ({evaluated})"  # the whole slice is after v1's
     assert f"on held-out rows ({evaluated})" in row["message"]
@@ -598,7 +598,7 @@ def test_an_incumbent_is_never_scored_on_rows_it_trained_on(app, frame_1h, monke
     challenger's evaluation slice is asked to predict only the slice's rows after its window;
     with fewer than MIN_FAIR_ROWS of them the challenger waits in shadow and the incumbent
     keeps serving."""
-    rows = frame_1h.dropna(subset=list(snapshots.FEATURE_NAMES)).reset_index(drop=True)
+    rows = frame_1h.dropna(subset=list(FEATURE_NAMES)).reset_index(drop=True)
     evaluation = models.split_for_evaluation(rows)[1]
     window_end = evaluation["ts"].iloc[int(covered * (len(evaluation) - 1))]
     app.registry.register("BTC", "1h", train_on(rows[rows["ts"] <= window_end]), END, "test")
@@ -636,10 +636,10 @@ def same_process(seed: int, rows: int = 200) -> pd.DataFrame:
     """A training frame from one data-generating process: the long wins with a probability
     that rises with one feature, the other features are noise."""
     rng = np.random.default_rng(seed)
-    values = rng.normal(size=(rows, len(snapshots.FEATURE_NAMES)))
+    values = rng.normal(size=(rows, len(FEATURE_NAMES)))
     wins = rng.random(rows) < 1 / (1 + np.exp(-values[:, 0]))
     ts = pd.date_range("2025-01-01", periods=rows, freq="1h", tz="UTC")
-    frame = pd.DataFrame(values, columns=list(snapshots.FEATURE_NAMES))
+    frame = pd.DataFrame(values, columns=list(FEATURE_NAMES))
     frame.insert(0, "ts", ts)
     frame.insert(1, "target_ts", ts + pd.Timedelta(hours=SMALL.horizon_bars))
     pnl = np.where(wins, 1.0, -1.0)

@@ -32,7 +32,8 @@ class BarsTable:
                SELECT i.asset, i.interval, i.ts, i.open, i.high, i.low, i.close, i.volume
                FROM incoming i RETURNING asset, interval, ts""",
         )
-        # A live tick inserts a bar or two a pair, which a pandas groupby took milliseconds over.
+        # Counted in Python: a live tick inserts a bar or two a pair, and a pandas groupby of
+        # them took milliseconds.
         spans: dict[Pair, list] = {}
         for asset, interval, ts in inserted:
             span = spans.setdefault((asset, interval), [ts, ts])
