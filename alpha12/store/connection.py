@@ -182,32 +182,19 @@ class Connection:
     ) -> list:
         """Run one write statement that reads `frame` as the table `incoming`, in its own
         transaction; returns the statement's rows (DuckDB returns the count for DML)."""
-        with self.transaction() as cursor:
-            cursor.register("incoming", frame)
-            try:
-                return cursor.execute(sql, params or []).fetchall()
-            finally:
-                cursor.unregister("incoming")
+        with self.transaction() as cursor, as_incoming(cursor, frame):
+            return cursor.execute(sql, params or []).fetchall()
 
     def query_with(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> pd.DataFrame:
         """A read that can join `frame` as the table `incoming` (e.g. a list of keys)."""
-        with self._joining(frame) as cursor:
+        with self.cursor() as cursor, as_incoming(cursor, frame):
             return cursor.execute(sql, params or []).df()
 
     def rows_with(self, frame: pd.DataFrame, sql: str, params: list | None = None) -> list[tuple]:
         """query_with's rows as tuples: for a few rows walked one by one, where a frame's
         conversion (about half a millisecond per time column) would cost more than the read."""
-        with self._joining(frame) as cursor:
+        with self.cursor() as cursor, as_incoming(cursor, frame):
             return cursor.execute(sql, params or []).fetchall()
-
-    @contextmanager
-    def _joining(self, frame: pd.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.cursor() as cursor:
-            cursor.register("incoming", frame)
-            try:
-                yield cursor
-            finally:
-                cursor.unregister("incoming")
 
     def query(self, sql: str, params: list | tuple | None = None) -> pd.DataFrame:
         with self.cursor() as cursor:
@@ -255,6 +242,16 @@ class Connection:
                 for statement in MIGRATIONS[version]():
                     cursor.execute(statement)
                 cursor.execute("INSERT INTO schema_version VALUES (?)", [version])
+
+
+@contextmanager
+def as_incoming(cursor: duckdb.DuckDBPyConnection, frame) -> Iterator[None]:
+    """`frame` (pandas or Arrow) readable as the table `incoming` on `cursor` for the block."""
+    cursor.register("incoming", frame)
+    try:
+        yield
+    finally:
+        cursor.unregister("incoming")
 
 
 def _limit_memory(connection: duckdb.DuckDBPyConnection, limit: str) -> None:

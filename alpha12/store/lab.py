@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from alpha12.store.connection import as_incoming
 from alpha12.vocabulary import JobKind, JobStatus
 
 
@@ -132,13 +133,10 @@ class LabTable:
         rows = table.assign(position=range(len(table)))
         with self.transaction() as cursor:
             cursor.execute("DELETE FROM lab_results WHERE run_id = ?", [run_id])
-            cursor.register("incoming", rows)
-            try:
+            with as_incoming(cursor, rows):
                 cursor.execute(
                     "INSERT INTO lab_results BY NAME SELECT ? AS run_id, * FROM incoming", [run_id]
                 )
-            finally:
-                cursor.unregister("incoming")
 
     def lab_results(self, run_id: int) -> pd.DataFrame:
         return self.query(
