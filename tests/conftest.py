@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import gc
 import os
 import shutil
 import subprocess
@@ -44,6 +46,27 @@ def _temporary_files_in_memory() -> None:
 
 
 _temporary_files_in_memory()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules that hold slow tests first, then the others, each by its number of tests
+    (most first), so that the last modules a worker picks up are short ones and neither core
+    idles long at the end (pytest-xdist, with --no-loadscope-reorder, hands modules out in
+    this order)."""
+    modules = collections.defaultdict(list)
+    for item in items:
+        modules[item.nodeid.split("::")[0]].append(item)
+
+    def order(tests: list[pytest.Item]) -> tuple[bool, int]:
+        return not any(test.get_closest_marker("slow") for test in tests), -len(tests)
+
+    items[:] = [item for tests in sorted(modules.values(), key=order) for item in tests]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported (pandas, scikit-learn, Streamlit, hypothesis...) lives for the
+    whole run: frozen, the garbage collector stops walking it at every full collection."""
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
