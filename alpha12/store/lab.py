@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alpha12.store.connection import as_incoming
 from alpha12.vocabulary import JobKind, JobStatus
 
 
@@ -130,13 +129,12 @@ class LabTable:
 
     def save_lab_results(self, run_id: int, table: pd.DataFrame) -> None:
         """The run's summary table (params as JSON text), replacing any earlier one."""
-        rows = table.assign(position=range(len(table)))
+        incoming = table.assign(position=range(len(table)))  # noqa: F841 -- read by name (store/connection.py)
         with self.transaction() as cursor:
             cursor.execute("DELETE FROM lab_results WHERE run_id = ?", [run_id])
-            with as_incoming(cursor, rows):
-                cursor.execute(
-                    "INSERT INTO lab_results BY NAME SELECT ? AS run_id, * FROM incoming", [run_id]
-                )
+            cursor.execute(
+                "INSERT INTO lab_results BY NAME SELECT ? AS run_id, * FROM incoming", [run_id]
+            )
 
     def lab_results(self, run_id: int) -> pd.DataFrame:
         return self.query(
