@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
 from alpha12.snapshots import SNAPSHOT_SOURCE
 from alpha12.store.connection import equal_to
@@ -33,12 +34,13 @@ class RecalibrationsTable:
         """Decisions (each with the keys of _COLUMNS), in one transaction."""
         if not rows:
             return
-        with self.transaction() as cursor:
-            cursor.executemany(
-                f"INSERT INTO recalibrations ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
-                [[row[column] for column in _COLUMNS] for row in rows],
-            )
+        # One statement over an Arrow table, not executemany: a walk records thousands of
+        # decisions, and DuckDB runs executemany a row at a time (0.7 ms a row, measured).
+        names = ", ".join(_COLUMNS)
+        self.write_frame(
+            pa.table({column: pa.array([row[column] for row in rows]) for column in _COLUMNS}),
+            f"INSERT INTO recalibrations ({names}) SELECT {names} FROM incoming",
+        )
 
     def last_attempt(self, asset: str, interval: str) -> pd.Timestamp | None:
         """When the pair's last training attempt (what starts a cooldown) was decided."""
