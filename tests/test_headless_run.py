@@ -19,7 +19,7 @@ WARM_START_LIMIT_S = 600  # about 40 s idle; a loaded 2-core box takes several t
 ENGINE_COLUMN = re.compile(
     rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d ({EngineState.RUNNING}|{EngineState.WARMING_UP})\b"
 )
-LIVE_TICKS_S = 10  # the live engine after its warm start, before Ctrl-C
+LIVE_TICKS_S = 5  # the live engine after its warm start (50 market minutes), before Ctrl-C
 STATUS_KEYS = {
     "win_rate",
     "profit_factor",

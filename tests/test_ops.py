@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alpha12 import cli
+from alpha12 import cli, context
 from alpha12.alerts import AlertSettings
 from alpha12.backup import Manifest, restore
 from alpha12.clock import ManualClock
@@ -247,7 +247,11 @@ def tick_seconds(app: Alpha12) -> list[float]:
 
 
 @pytest.mark.slow
-def test_source_down_is_alerted_and_a_hanging_receiver_delays_no_tick(tmp_path, receiver, hanging):
+def test_source_down_is_alerted_and_a_hanging_receiver_delays_no_tick(
+    tmp_path, receiver, hanging, monkeypatch
+):
+    # Closing gives queued alerts this long; here they all hang, so it would only wait.
+    monkeypatch.setattr(context, "ALERTS_CLOSE_TIMEOUT_S", 0.1)
     timed = {}
     for name, target in (("normal", receiver), ("hanging", hanging)):
         folder = tmp_path / name

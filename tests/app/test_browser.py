@@ -141,11 +141,16 @@ def open_page(page, server: str, path: str = "") -> None:
 
 
 def screenshot(page, name: str) -> None:
-    tables = page.locator("[data-testid='stDataFrame']")
-    for n in range(tables.count()):  # tables load their grid lazily, once visible
-        if tables.nth(n).is_visible():
-            tables.nth(n).locator("canvas").first.wait_for()
-    page.wait_for_timeout(1500)  # let charts finish drawing
+    # Tables load their grid lazily, once visible; charts draw into their SVG once mounted.
+    for drawn, part in (
+        ("[data-testid='stDataFrame']", "canvas"),
+        (".js-plotly-plot", ".main-svg"),
+    ):
+        shown = page.locator(drawn)
+        for n in range(shown.count()):
+            if shown.nth(n).is_visible():
+                shown.nth(n).locator(part).first.wait_for()
+    page.wait_for_timeout(300)  # the drawing's last frame
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / f"{name}.png"))
 
