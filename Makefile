@@ -21,7 +21,7 @@ run: $(VENV)/.runtime
 
 # Bytecode caching on for the tests whatever the shell says: the suite starts some forty Python
 # processes (CLI runs, the headless engine, the app's server, joblib workers), and without
-# cached bytecode each compiles alpha12 again (25 s of CPU a run, measured on 2 cores).
+# cached bytecode each compiles alpha12 again (about 25 s of CPU a run on 2 cores).
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest

@@ -129,7 +129,7 @@ class LabTable:
 
     def save_lab_results(self, run_id: int, table: pd.DataFrame) -> None:
         """The run's summary table (params as JSON text), replacing any earlier one."""
-        incoming = table.assign(position=range(len(table)))  # noqa: F841 -- read by name (store/connection.py)
+        incoming = table.assign(position=range(len(table)))  # noqa: F841 -- DuckDB reads it by name
         with self.transaction() as cursor:
             cursor.execute("DELETE FROM lab_results WHERE run_id = ?", [run_id])
             cursor.execute(
