@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yfinance
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alpha12 import calendars
 from alpha12.bars import validate
@@ -191,6 +193,24 @@ def test_trading_time_counts_only_open_markets():
     assert hours("2024-12-02 09:30", "2024-12-02 12:45", "1d") == 12.0  # half a session
     start, end = pd.Timestamp("2024-11-29 18:00", tz="UTC"), pd.Timestamp("2024-12-02", tz="UTC")
     assert calendars.get("24/7").trading_time(start, end, "1d") == end - start
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    start=st.integers(0, 3 * 365 * 24 * 60),
+    minutes=st.integers(0, 40 * 24 * 60),
+    daily=st.booleans(),
+)
+def test_trading_time_is_the_sum_of_each_sessions_overlap(start, minutes, daily):
+    """Against a reference built from the schedule alone: the part of each session inside
+    [a, b], in real time (intraday) or in proportion to a 24-hour session (1d)."""
+    a = pd.Timestamp("2023-06-01", tz="UTC") + pd.Timedelta(minutes=start)
+    b = a + pd.Timedelta(minutes=minutes)
+    opens, closes = NYSE.opens.as_unit("ns").asi8, NYSE.closes.as_unit("ns").asi8
+    inside = np.clip(np.minimum(closes, b.value) - np.maximum(opens, a.value), 0, None)
+    expected = (inside / (closes - opens)).sum() * 86_400e9 if daily else inside.sum()
+    got = NYSE.trading_time(a, b, "1d" if daily else "1h")
+    assert got.value == pytest.approx(expected, abs=1e3)  # to the microsecond
 
 
 def test_calendars_come_from_settings():
