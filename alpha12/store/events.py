@@ -47,7 +47,7 @@ class EventsTable:
         return default if value is None else json.loads(value)
 
     def set_state(self, key: str, value: Any) -> None:
-        with self.transaction() as cursor:
+        with self.serialised() as cursor:  # the engine's heartbeat: every tick
             _put_state(cursor, key, value)
 
     def save_settings(self, key: str, value: Any, audit: list[list[str]]) -> None:

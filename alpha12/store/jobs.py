@@ -30,6 +30,10 @@ class JobsTable:
 
     def claim_job(self, at: pd.Timestamp) -> dict | None:
         """The oldest queued job, now marked running; None when the queue is empty."""
+        # The engine asks every tick and the queue is almost always empty: a plain read says
+        # so without a write transaction (a third of an idle tick's time, measured).
+        if not self.rows("SELECT 1 FROM jobs WHERE status = ? LIMIT 1", [JobStatus.QUEUED]):
+            return None
         with self.transaction() as cursor:
             rows = cursor.execute(
                 "SELECT id, asset, interval, kind, run_id FROM jobs WHERE status = ? "
