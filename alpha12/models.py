@@ -84,8 +84,23 @@ class TrainedModel:
         return predict_win_probability(self.estimator, features[list(self.features)])
 
 
-def predict_win_probability(estimator, features: pd.DataFrame) -> np.ndarray:
-    return estimator.predict_proba(features.to_numpy(dtype="float64"))[:, 1]
+def predict_win_probability(
+    estimator: CalibratedClassifierCV, features: pd.DataFrame | np.ndarray
+) -> np.ndarray:
+    """`estimator.predict_proba(features)[:, 1]`, computed the way sklearn computes it (each
+    fold's calibrator on its trees' decision function, then the mean over the folds) without
+    the label checks sklearn repeats on every call: they were more than half of a live
+    prediction's time (one row of a 3-fold model: 2.6 ms, now 1.2). test_models checks that the
+    two agree exactly."""
+    values = np.asarray(features, dtype="float64")
+    total = np.zeros(len(values))
+    for fold in estimator.calibrated_classifiers_:
+        # Binary labels (0, 1): sklearn calibrates the decision function of the second class.
+        [calibrator] = fold.calibrators
+        win = calibrator.predict(fold.estimator.decision_function(values))
+        win[(win > 1.0) & (win <= 1.0 + 1e-5)] = 1.0  # as sklearn rounds a hair above 1
+        total += win
+    return total / len(estimator.calibrated_classifiers_)
 
 
 def fit(
@@ -305,8 +320,8 @@ def _importances(estimator, rows: pd.DataFrame, seed: int, repeats: int = 3) -> 
     for copy in range(width * repeats):
         column = copy // repeats
         shuffled[copy, :, column] = values[rng.permutation(n), column]
-    predicted = estimator.predict_proba(shuffled.reshape(-1, width))[:, 1].reshape(-1, n)
+    predicted = predict_win_probability(estimator, shuffled.reshape(-1, width)).reshape(-1, n)
     worse = ((predicted - labels) ** 2).mean(axis=1).reshape(width, repeats).mean(axis=1)
-    baseline = np.mean((estimator.predict_proba(values)[:, 1] - labels) ** 2)
+    baseline = np.mean((predict_win_probability(estimator, values) - labels) ** 2)
     ranked = sorted(zip(FEATURE_NAMES, worse - baseline, strict=True), key=lambda item: -item[1])
     return {name: float(value) for name, value in ranked}

@@ -203,6 +203,20 @@ def test_the_training_window_of_btc_calibrates_isotonic(btc_model):
     assert btc_model.params["calibration"] == "isotonic" == btc_model.estimator.method
 
 
+@pytest.mark.parametrize("which", ["synthetic", "btc"])  # sigmoid and isotonic calibration
+def test_the_win_probability_is_sklearns_predict_proba_exactly(request, which):
+    """The product's own prediction path skips sklearn's label checks, not its arithmetic: on
+    real rows, on single rows and far outside the training range it gives the same floats."""
+    model, (_, _, frame) = request.getfixturevalue(f"{which}_model"), request.getfixturevalue(which)
+    rows = frame.dropna(subset=list(FEATURE_NAMES))[list(FEATURE_NAMES)].to_numpy("float64")
+    extremes = np.vstack([rows.min(axis=0) - 1e6, rows.max(axis=0) + 1e6, np.zeros(rows.shape[1])])
+    for values in (rows, rows[:1], rows[-1:], extremes):
+        expected = model.estimator.predict_proba(values)[:, 1]
+        got = models.predict_win_probability(model.estimator, values)
+        np.testing.assert_array_equal(got, expected)
+    assert np.unique(models.predict_win_probability(model.estimator, rows)).size > 10
+
+
 def test_a_model_fitted_without_explaining_is_the_same_model_without_importances(
     synthetic, synthetic_model
 ):
