@@ -31,7 +31,17 @@ from alpha12.features import FEATURE_NAMES
 # OpenMP's per-call thread wake-ups cost far more than they save (measured: a warm-start walk
 # took 122 s with OpenMP threads and 18 s without). Parallelism comes from training several
 # models at once through joblib instead.
-threadpoolctl.threadpool_limits(1, user_api="openmp")
+_OPENMP = threadpoolctl.ThreadpoolController().select(user_api="openmp")
+
+
+def _one_openmp_thread() -> None:
+    """OpenMP's thread count is a setting of each thread, so every fit and prediction sets it
+    in the thread that runs it (36 us): set once at import, it held for the main thread only,
+    and the engine's, the pages' and the lab's threads fitted on OpenMP threads that spin while
+    they wait (a headless warm start with ALPHA12_N_JOBS=1 beside two busy cores took 92 s of
+    CPU; now 17 s)."""
+    _OPENMP.limit(limits=1)
+
 
 ISOTONIC_FROM_ROWS = 1000  # isotonic calibration overfits below this; sigmoid is safer
 EVAL_FRACTION = 0.2
@@ -92,6 +102,7 @@ def predict_win_probability(
     the label checks sklearn repeats on every call: they were more than half of a live
     prediction's time (one row of a 3-fold model: 2.6 ms, now 1.2). test_models checks that the
     two agree exactly."""
+    _one_openmp_thread()
     values = np.asarray(features, dtype="float64")
     total = np.zeros(len(values))
     for fold in estimator.calibrated_classifiers_:
@@ -277,6 +288,7 @@ def calibrated(
 ) -> CalibratedClassifierCV:
     """The boosted trees (`params`: MODEL_PARAMS unless bench/bench_model.py tries others)
     calibrated on `purged_folds` of `rows` (oldest first)."""
+    _one_openmp_thread()
     base = HistGradientBoostingClassifier(**params, random_state=seed)
     model = CalibratedClassifierCV(base, method=_method(len(rows)), cv=purged_folds(rows))
     with warnings.catch_warnings():

@@ -5,10 +5,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+import threadpoolctl
 from sklearn.model_selection import TimeSeriesSplit
 
 from alpha12 import cycle, models, snapshots, training
@@ -215,6 +217,39 @@ def test_the_win_probability_is_sklearns_predict_proba_exactly(request, which):
         got = models.predict_win_probability(model.estimator, values)
         np.testing.assert_array_equal(got, expected)
     assert np.unique(models.predict_win_probability(model.estimator, rows)).size > 10
+
+
+def openmp_threads() -> set[int]:
+    """OpenMP's thread count in the calling thread, as threadpoolctl reads it."""
+    return {
+        pool["num_threads"]
+        for pool in threadpoolctl.threadpool_info()
+        if pool["user_api"] == "openmp"
+    }
+
+
+def test_every_thread_fits_and_predicts_on_one_openmp_thread(synthetic, synthetic_model):
+    """OpenMP's thread count is per thread: a fit or a prediction in the engine's or a page's
+    thread must not start OpenMP threads that spin beside the app's own."""
+    rows = synthetic[2].dropna(subset=list(FEATURE_NAMES))
+    seen = []
+
+    def in_a_new_thread(work) -> None:
+        threadpoolctl.threadpool_limits(2, user_api="openmp")  # what a new thread may start with
+        seen.append(openmp_threads())
+        work()
+        seen.append(openmp_threads())
+
+    for work in (
+        lambda: models.calibrated(rows, seed=0),
+        lambda: models.predict_win_probability(
+            synthetic_model.estimator, rows[list(FEATURE_NAMES)]
+        ),
+    ):
+        thread = threading.Thread(target=in_a_new_thread, args=(work,))
+        thread.start()
+        thread.join()
+    assert seen == [{2}, {1}, {2}, {1}]
 
 
 def test_a_model_fitted_without_explaining_is_the_same_model_without_importances(
