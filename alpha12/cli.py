@@ -31,6 +31,10 @@ from alpha12.vocabulary import Action
 
 # Alpha12Error carries a message for the user; a missing file named on the command line too.
 EXPECTED_ERRORS = (Alpha12Error, FileNotFoundError)
+# A Ctrl-C that lands while DuckDB runs a query reaches us as this RuntimeError (DuckDB has no
+# exception class of its own for it), not as KeyboardInterrupt: it is the user's Ctrl-C all
+# the same (`run` stopped with a traceback and exit 1 when Ctrl-C met its table's query).
+DUCKDB_INTERRUPTED = "Query interrupted"
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED_ERRORS as error:
         return _refused(error)
     except KeyboardInterrupt:
+        return 130
+    except RuntimeError as error:
+        if str(error) != DUCKDB_INTERRUPTED:
+            raise
         return 130
     finally:
         app.close()

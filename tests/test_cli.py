@@ -1,12 +1,16 @@
 """`python -m alpha12`: status as JSON, collect filling every pair, and plain errors."""
 
 import json
+import os
+import signal
+import threading
 
 import pandas as pd
 import pytest
 
 from alpha12 import cli
 from alpha12.config import Settings
+from alpha12.services import Alpha12
 from alpha12.sources.replay import SYNTHETIC_ORIGIN
 
 HISTORY_DAYS = 20
@@ -108,6 +112,50 @@ def test_follow_stops_cleanly_on_interrupt(isolated_env, tmp_path, capsys, monke
     monkeypatch.setattr(cli.time, "sleep", interrupt)
     assert cli.main(["--db", str(tmp_path / "f.duckdb"), "collect", "--follow"]) == 130
     assert "+" in capsys.readouterr().out  # one pass ran before the interrupt
+
+
+def test_ctrl_c_inside_a_database_query_exits_130_without_a_traceback(
+    isolated_env, tmp_path, capsys, monkeypatch
+):
+    """DuckDB turns a Ctrl-C that lands in a query into RuntimeError("Query interrupted"). A
+    real query and real SIGINTs, sent until the query gives way (DuckDB misses some); the
+    handler raises KeyboardInterrupt, as Python's own does, only while the query runs."""
+    in_query, stop, raised = threading.Event(), threading.Event(), []
+
+    def endless_query(app):
+        # On one thread DuckDB's own thread runs the query and looks for signals between its
+        # steps; on more it may wait for its workers without looking (then Ctrl-C is missed).
+        app.store.rows("SET threads = 1")
+        in_query.set()
+        try:
+            app.store.rows("SELECT count(*) FROM range(10000000000000)")  # hours, unless stopped
+        except BaseException as error:
+            raised.append(type(error))
+            raise
+        finally:
+            in_query.clear()
+
+    def ctrl_c(signum, frame):
+        if in_query.is_set():
+            raise KeyboardInterrupt
+
+    def press_ctrl_c() -> None:
+        in_query.wait()
+        while not stop.wait(0.2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Alpha12, "pair_status", endless_query)
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    try:
+        code, _, err = run_main(capsys, "--db", tmp_path / "x.duckdb", "status")
+    finally:
+        stop.set()
+        presser.join()
+        signal.signal(signal.SIGINT, previous)
+    assert raised == [RuntimeError]  # DuckDB's, not a KeyboardInterrupt
+    assert code == 130 and "Traceback" not in err
 
 
 @pytest.mark.parametrize("args", [[], ["collect", "--once", "--follow"], ["bogus"]])
