@@ -66,15 +66,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules that hold slow tests first, then the others, each by its number of tests
     (most first), so that the last modules a worker picks up are short ones and neither core
     idles long at the end (pytest-xdist, with --no-loadscope-reorder, hands modules out in
-    this order)."""
+    this order). The `apart` modules are spread evenly through the slow ones, from the first
+    place on: each then runs beside tests that keep a core busy, not beside another one that
+    spends its time waiting for its processes."""
     modules = collections.defaultdict(list)
     for item in items:
         modules[item.nodeid.split("::")[0]].append(item)
 
-    def order(tests: list[pytest.Item]) -> tuple[bool, int]:
-        return not any(test.get_closest_marker("slow") for test in tests), -len(tests)
+    def marked(tests: list[pytest.Item], name: str) -> bool:
+        return any(test.get_closest_marker(name) for test in tests)
 
-    items[:] = [item for tests in sorted(modules.values(), key=order) for item in tests]
+    ordered = sorted(modules.values(), key=lambda tests: (not marked(tests, "slow"), -len(tests)))
+    apart = [tests for tests in ordered if marked(tests, "apart")]
+    slow = [t for t in ordered if marked(t, "slow") and t not in apart]
+    every = (len(slow) + len(apart)) // max(len(apart), 1)
+    for n, tests in enumerate(apart):
+        slow.insert(n * every, tests)
+    rest = [tests for tests in ordered if not marked(tests, "slow") and tests not in apart]
+    items[:] = [item for tests in [*slow, *rest] for item in tests]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

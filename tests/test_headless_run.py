@@ -14,6 +14,8 @@ import pytest
 from alpha12.store import Store
 from alpha12.vocabulary import EngineState
 
+pytestmark = pytest.mark.apart
+
 WARM_START_LIMIT_S = 600  # about 40 s idle; a loaded 2-core box takes several times that
 # A live-table row starts with the clock (to the minute) and the engine's state.
 ENGINE_COLUMN = re.compile(

@@ -18,7 +18,7 @@ import pytest
 
 from tests.app.helpers import ASSET, INTERVALS, REPO, app_variables
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.apart]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -51,6 +51,8 @@ from alpha12.warmstart import WARM_STARTED_KEY
 from tests.app.helpers import app_variables
 from tests.reliability import crash_child
 
+pytestmark = pytest.mark.apart
+
 SEED = 7_2025  # the kill schedule's seed: a failure replays exactly
 KILLS = 20
 ASSET = "BTC"
