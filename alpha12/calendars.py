@@ -114,9 +114,14 @@ class SessionCalendar:
     def session_of(self, ts: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         """The index of the last session opening at or before each instant, and whether the
         market is open at it (before that session's close)."""
-        i = self.opens.searchsorted(ts, side="right") - 1
+        i = self._last_open(ts.as_unit("ns").asi8)
         safe = np.maximum(i, 0)
         return safe, (i >= 0) & (ts < self.closes[safe])
+
+    def _last_open(self, ns):
+        """The index of the last session opening at or before each instant (nanoseconds since
+        the epoch, an array or one number); -1 before the first."""
+        return np.searchsorted(self._opens_ns, ns, side="right") - 1
 
     def bar_of(self, ts: pd.DatetimeIndex, interval: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
         """The bar each instant falls in (its open, or its session's date for 1d), and whether
@@ -189,7 +194,7 @@ class SessionCalendar:
     def _elapsed(self, when: pd.Timestamp, daily: bool) -> pd.Timedelta:
         """Trading time from the first session's open to `when` (see trading_time)."""
         at = pd.Timestamp(when).as_unit("ns").value
-        i = max(int(np.searchsorted(self._opens_ns, at, side="right")) - 1, 0)  # session_of
+        i = max(int(self._last_open(at)), 0)
         opened, length = int(self._opens_ns[i]), int(self._closes_ns[i] - self._opens_ns[i])
         done = pd.Timedelta(min(max(at - opened, 0), length), "ns")
         if daily:
